@@ -1,0 +1,40 @@
+"""ament_python package `momask_ros`; also installs with plain `pip install -e .`."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "momask_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    package_data={
+        "momask_model": ["data/skeletons/*.yaml", "assets/*"],
+        "momask_ros": ["robots/*.xml", "robots/*.yaml"],
+    },
+    include_package_data=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy", "scipy", "pyyaml", "tqdm", "torch"],
+    zip_safe=True,
+    maintainer="momask_ros maintainers",
+    maintainer_email="maintainers@momask-ros.dev",
+    description="Text to humanoid robot motion with MoMask, as a ROS 2 package.",
+    license="MIT",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "momask-generate = momask_model.cli:generate_main",
+            "momask-import-official = momask_model.cli:import_official_main",
+            "momask-bench = momask_model.cli:bench_main",
+            "momask_node = momask_ros.node:main",
+        ],
+    },
+)
