@@ -169,6 +169,8 @@ class TextEncoderConfig(ConfigBase):
     allow_random: bool = False
     dim: int = 512
     max_words: int = 77
+    vocab: tuple[str, ...] = ()
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -217,10 +219,17 @@ class MoMaskConfig(ConfigBase):
         return self
 
 
+TINY_VOCAB: tuple[str, ...] = (
+    "person", "man", "woman", "walks", "walk", "runs", "run", "jumps", "jump", "forward", "backward",
+    "turns", "left", "right", "waves", "hand", "kicks", "sits", "down", "up", "spins", "around", "slowly",
+    "quickly", "dances", "punches", "arms", "raises", "steps",
+)
+
+
 def tiny_config(**dataset_overrides: Any) -> MoMaskConfig:
     """A CPU-sized MoMask for tests and smoke runs (same code paths, small widths)."""
     dataset = DatasetConfig(**dataset_overrides) if dataset_overrides else DatasetConfig()
-    text = TextEncoderConfig(kind="clip", weights=None, allow_random=True, dim=512)
+    text = TextEncoderConfig(kind="bow", weights=None, dim=64, vocab=TINY_VOCAB)
     return MoMaskConfig(
         dataset=dataset,
         vq=VQConfig(input_dim=dataset.dim_pose, width=64, code_dim=32, nb_code=64, num_quantizers=4, depth=2),

@@ -1,0 +1,39 @@
+# One-command set-up, demo and tests. Everything lives in .venv (created here, pinned versions).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= outputs/demo
+
+.PHONY: setup demo test test-fast fuzz bench colcon clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	@bash scripts/system_deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade -q pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+# The main job on the built-in default: node in its own process, a text command published to it,
+# the JointState stream saved, human and robot previews rendered.
+demo: setup
+	MUJOCO_GL=osmesa $(PY) -m momask_ros.demo --out $(OUT) --text "a person walks forward"
+
+test: setup
+	MUJOCO_GL=osmesa $(PY) -m pytest test -q -p no:cacheprovider
+
+fuzz: setup
+	$(PY) benchmarks/fuzz_node.py
+
+bench: setup
+	$(PY) -m momask_model.bench
+	$(PY) benchmarks/bench_retarget.py
+
+colcon: setup
+	$(VENV)/bin/colcon build --base-paths . --build-base build --install-base install
+
+clean:
+	rm -rf build install log outputs

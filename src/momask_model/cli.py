@@ -1,0 +1,122 @@
+"""Command-line tools: momask-generate, momask-import-official, momask-bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("momask")
+
+
+def default_bundle_path() -> Path:
+    """The demo bundle shipped inside the package (trained on real mocap, offline text encoder)."""
+    return Path(str(resources.files("momask_model") / "assets" / "demo_bundle.pt"))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; anything else is passed through after checking."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    return device
+
+
+def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="momask-generate", description="Text -> 3D human motion with MoMask.")
+    p.add_argument("--text", action="append", required=True, help="prompt; repeat for a batch")
+    p.add_argument("--length", type=int, action="append", help="frames per prompt (20 fps); default: estimated")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--bundle", type=Path, default=None, help="bundle checkpoint (default: packaged demo model)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--out", type=Path, required=True, help="output .npz (features, joints, lengths, texts)")
+    p.add_argument("--video", type=Path, default=None, help="stick-figure preview .mp4 or .gif")
+    p.add_argument("--bvh", type=Path, default=None, help="BVH export of the first motion")
+    p.add_argument("--timesteps", type=int, default=None)
+    p.add_argument("--cond-scale", type=float, default=None)
+    p.add_argument("--res-cond-scale", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--reference", action="store_true", help="run the reference loop instead of the fast path")
+    p.add_argument("--text-weights", default=None, help="override CLIP weights: local file or 'openai'")
+    return p.parse_args(argv)
+
+
+def generate_main(argv: list[str] | None = None) -> int:
+    """Entry point of `momask-generate`."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = _parse_generate(argv)
+    from .bundle import BundleError, load_bundle
+    from .generate import GenerationError
+    from .render import save_bvh, save_video
+
+    bundle = args.bundle or default_bundle_path()
+    try:
+        model = load_bundle(bundle, resolve_device(args.device), text_weights=args.text_weights)
+    except BundleError as exc:
+        print(f"momask-generate: {exc}", file=sys.stderr)
+        return 2
+    lengths = args.length
+    if lengths is not None and len(lengths) == 1 and len(args.text) > 1:
+        lengths = lengths * len(args.text)
+    unknown = {t: model.unknown_words(t) for t in args.text}
+    for text, words in unknown.items():
+        if words:
+            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    try:
+        result = model.generate(
+            args.text,
+            lengths,
+            seed=args.seed,
+            timesteps=args.timesteps,
+            cond_scale=args.cond_scale,
+            res_cond_scale=args.res_cond_scale,
+            temperature=args.temperature,
+            fast=not args.reference,
+        )
+    except (GenerationError, ValueError) as exc:
+        print(f"momask-generate: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        args.out,
+        features=result.features,
+        joints=result.joints,
+        lengths=result.lengths,
+        tokens=result.tokens,
+        fps=result.fps,
+        texts=np.array(args.text),
+    )
+    log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(args.text), list(result.lengths), result.fps)
+    _, joints0 = result.motion(0)
+    if args.video:
+        save_video(joints0, args.video, fps=result.fps, title=args.text[0])
+        log.info("wrote %s", args.video)
+    if args.bvh:
+        save_bvh(joints0, args.bvh, fps=result.fps)
+        log.info("wrote %s", args.bvh)
+    return 0
+
+
+def import_official_main(argv: list[str] | None = None) -> int:
+    """Entry point of `momask-import-official` (official released checkpoints -> bundle)."""
+    from .official import main
+
+    return main(argv)
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """Entry point of `momask-bench` (generation latency/throughput, no checkpoint needed)."""
+    from .bench import main
+
+    return main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(generate_main())
