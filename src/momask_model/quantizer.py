@@ -1,0 +1,463 @@
+"""Residual vector quantization with EMA codebooks, as trained by MoMask (design/momask.md §2.3–2.4).
+
+Two classes:
+
+* :class:`EMAResetQuantizer` — one codebook. The codebook is a *buffer* updated by an exponential moving
+  average of the vectors assigned to each code (no codebook loss); codes whose running count drops below
+  one are re-seeded from the current batch every step, which keeps usage high without k-means.
+* :class:`ResidualQuantizer` — a stack of such layers, each quantizing what the previous ones left over,
+  with *quantizer dropout*: once per training batch, with probability ``p``, only a random prefix of the
+  layers is used. That is what lets the decoder work from any prefix of the codes.
+
+Numerics follow the released MoMask checkpoints exactly (so their weights load and behave the same):
+Gumbel-perturbed code choice with temperature during training, plain argmin at inference, a commit loss
+``MSE(x, sg(code))`` per layer averaged over the active layers, and perplexity averaged likewise.
+
+Shapes use channels-last throughout: a residual quantizer reads ``(B, N, C)`` (N tokens of width C); a
+single layer reads flattened ``(B*N, C)`` rows, flattened batch-major so that "the first ``nb_code`` rows
+of the batch" (used for lazy init and dead-code reset) means what it meant in the reference code.
+
+Only ``codebook`` is saved in ``state_dict``. The EMA statistics (``code_sum``, ``code_count``) and the
+"initialised" flag are deliberately left out, as in the released checkpoints; trainers that need an exact
+resume save them with :meth:`ResidualQuantizer.extra_state` and restore them with
+:meth:`ResidualQuantizer.load_extra_state`.
+
+Randomness (Gumbel noise, tiling noise, the dropout draw) comes from torch's global RNG, so
+``torch.manual_seed`` makes a run repeatable. Under ``torch.distributed`` the per-step code statistics are
+summed over ranks and the rows used to seed codes, as well as the dropout draw, come from rank 0, so every
+rank holds identical codebooks after every step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "CodeIndexError",
+    "EMAResetQuantizer",
+    "LayerOutput",
+    "RVQOutput",
+    "ResidualQuantizer",
+    "codebook_usage",
+]
+
+
+class CodeIndexError(ValueError):
+    """Token ids given to a quantizer are out of range, of the wrong dtype or of the wrong shape."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _distributed() -> bool:
+    """True when a process group with more than one rank is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce_sum_(t: Tensor) -> Tensor:
+    if _distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _broadcast_from_rank0_(t: Tensor) -> Tensor:
+    if _distributed():
+        dist.broadcast(t, src=0)
+    return t
+
+
+def _gumbel_noise(like: Tensor) -> Tensor:
+    # clamp as in the reference (log of at least 1e-20) so a uniform draw of exactly 0 cannot give inf
+    u = torch.zeros_like(like).uniform_(0.0, 1.0)
+    return -torch.log((-torch.log(u.clamp(min=1e-20))).clamp(min=1e-20))
+
+
+def _perplexity(counts: Tensor) -> Tensor:
+    """exp(entropy) of a code histogram; equals the number of codes when usage is uniform."""
+    prob = counts / counts.sum().clamp(min=1e-12)
+    return torch.exp(-torch.sum(prob * torch.log(prob + 1e-7)))
+
+
+def codebook_usage(codes: Tensor, nb_code: int) -> Tensor:
+    """Fraction of each layer's codebook that appears in ``codes``.
+
+    Args:
+        codes: (..., Q) token ids, -1 (dropped layer / padding) ignored.
+        nb_code: codebook size.
+
+    Returns:
+        (Q,) float tensor in [0, 1]; 1 means every code of that layer was used at least once.
+    """
+    if codes.dim() < 1:
+        raise CodeIndexError(f"codes must have a trailing layer axis, got shape {tuple(codes.shape)}")
+    flat = codes.reshape(-1, codes.shape[-1]).long()
+    usage = []
+    for q in range(flat.shape[1]):
+        col = flat[:, q]
+        col = col[col >= 0]
+        usage.append(torch.unique(col).numel() / float(nb_code))
+    return torch.tensor(usage, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one layer
+
+
+class LayerOutput(NamedTuple):
+    """What one quantizer layer returns for (N, C) input rows."""
+
+    quantized: Tensor  # (N, C) straight-through: value = code vector, gradient = identity w.r.t. input
+    codes: Tensor  # (N,) long
+    commit_loss: Tensor  # () MSE(x, sg(code))
+    perplexity: Tensor  # () exp(entropy) of this step's code histogram
+
+
+class EMAResetQuantizer(nn.Module):
+    """One EMA codebook with lazy init from data and per-step dead-code reset (design/momask.md §2.3).
+
+    Args:
+        nb_code: number of codes K.
+        code_dim: width C of each code.
+        mu: EMA decay of the code statistics (0.99 in the paper).
+    """
+
+    def __init__(self, *, nb_code: int = 512, code_dim: int = 512, mu: float = 0.99) -> None:
+        super().__init__()
+        if nb_code < 1 or code_dim < 1:
+            raise ValueError(f"nb_code and code_dim must be positive, got nb_code={nb_code}, code_dim={code_dim}")
+        if not 0.0 <= mu < 1.0:
+            raise ValueError(f"mu must be in [0, 1), got {mu}")
+        self.nb_code = int(nb_code)
+        self.code_dim = int(code_dim)
+        self.mu = float(mu)
+        # the only saved tensor; the name makes the official key `quantizer.layers.{i}.codebook`
+        self.register_buffer("codebook", torch.zeros(self.nb_code, self.code_dim))
+        # EMA statistics follow the module across devices but stay out of state_dict, like the reference
+        self.register_buffer("code_sum", torch.zeros(self.nb_code, self.code_dim), persistent=False)
+        self.register_buffer("code_count", torch.zeros(self.nb_code), persistent=False)
+        self.initialized = False
+
+    def extra_repr(self) -> str:
+        return f"nb_code={self.nb_code}, code_dim={self.code_dim}, mu={self.mu}"
+
+    # -- lookup ----------------------------------------------------------------------------------------
+
+    def distances(self, x: Tensor) -> Tensor:
+        """Squared Euclidean distances (N, K) between rows of x (N, C) and every code."""
+        c = self.codebook
+        return x.pow(2).sum(-1, keepdim=True) - 2.0 * x @ c.t() + c.pow(2).sum(-1)[None, :]
+
+    def nearest(self, x: Tensor) -> Tensor:
+        """Deterministic nearest code (N,) for rows x (N, C): the inference-time choice."""
+        return self.distances(x).argmin(dim=-1)
+
+    def choose(self, x: Tensor, temperature: float) -> Tensor:
+        """Code choice used by ``forward``: Gumbel-perturbed in training (a stochastic nearest neighbour
+        that spreads assignments early in training), argmin otherwise or when temperature is 0."""
+        neg_d = -self.distances(x)
+        if self.training and temperature > 0.0:
+            neg_d = neg_d / temperature + _gumbel_noise(neg_d)
+        return neg_d.argmax(dim=-1)
+
+    def dequantize(self, codes: Tensor) -> Tensor:
+        """Code vectors (..., C) for ids (...); id -1 gives the zero vector (a dropped / absent layer)."""
+        valid = codes >= 0
+        out = F.embedding(codes.clamp(min=0), self.codebook)
+        return out * valid.unsqueeze(-1).to(out.dtype)
+
+    # -- EMA codebook maintenance ----------------------------------------------------------------------
+
+    def _seed_rows(self, x: Tensor) -> Tensor:
+        """The first K rows of the batch, tiled with tiny noise when the batch has fewer than K rows.
+
+        Row k seeds code k on lazy init and on a dead-code reset. Under distributed training rank 0's rows
+        are used everywhere so the codebooks stay identical.
+        """
+        n = x.shape[0]
+        if n < self.nb_code:
+            repeats = (self.nb_code + n - 1) // n
+            rows = x.repeat(repeats, 1)
+            rows = rows + torch.randn_like(rows) * (0.01 / math.sqrt(self.code_dim))
+        else:
+            rows = x
+        rows = rows[: self.nb_code].contiguous()
+        return _broadcast_from_rank0_(rows)
+
+    @torch.no_grad()
+    def _lazy_init(self, x: Tensor) -> None:
+        rows = self._seed_rows(x)
+        self.codebook.copy_(rows)
+        self.code_sum.copy_(rows)
+        self.code_count.fill_(1.0)
+        self.initialized = True
+
+    @torch.no_grad()
+    def _ema_update(self, x: Tensor, codes: Tensor) -> Tensor:
+        """One EMA step; returns this step's perplexity (from the all-rank histogram)."""
+        onehot = F.one_hot(codes, self.nb_code).to(x.dtype)  # (N, K); matmul keeps the sum deterministic
+        stats = torch.cat([onehot.t() @ x, onehot.sum(0)[:, None]], dim=1)  # (K, C+1)
+        _all_reduce_sum_(stats)
+        step_sum, step_count = stats[:, :-1], stats[:, -1]
+        rows = self._seed_rows(x)
+
+        self.code_sum.mul_(self.mu).add_(step_sum, alpha=1.0 - self.mu)
+        self.code_count.mul_(self.mu).add_(step_count, alpha=1.0 - self.mu)
+        alive = (self.code_count >= 1.0)[:, None]
+        means = self.code_sum / self.code_count.clamp(min=1e-12)[:, None]
+        self.codebook.copy_(torch.where(alive, means, rows))
+        return _perplexity(step_count)
+
+    # -- forward ---------------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, *, temperature: float = 0.0) -> LayerOutput:
+        """Quantize rows x (N, C).
+
+        In training mode this initialises the codebook on first use, picks codes with Gumbel noise at
+        ``temperature`` and then runs one EMA/reset step (the returned vectors use the codebook from
+        *before* that step). In eval mode it is a pure argmin lookup.
+        """
+        if x.dim() != 2 or x.shape[1] != self.code_dim:
+            raise ValueError(f"expected rows of shape (N, {self.code_dim}), got {tuple(x.shape)}")
+        if self.training and not self.initialized:
+            self._lazy_init(x.detach())
+        with torch.no_grad():
+            codes = self.choose(x.detach(), temperature)
+        code_vecs = self.dequantize(codes)
+        if self.training:
+            perplexity = self._ema_update(x.detach(), codes)
+        else:
+            perplexity = _perplexity(torch.bincount(codes, minlength=self.nb_code).to(x.dtype))
+        commit_loss = F.mse_loss(x, code_vecs.detach())
+        quantized = x + (code_vecs - x).detach()  # straight-through estimator
+        return LayerOutput(quantized, codes, commit_loss, perplexity)
+
+    # -- exact resume ----------------------------------------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        """EMA statistics left out of state_dict (copies, on the module's device)."""
+        return {
+            "code_sum": self.code_sum.detach().clone(),
+            "code_count": self.code_count.detach().clone(),
+            "initialized": bool(self.initialized),
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+        missing = {"code_sum", "code_count", "initialized"} - set(state)
+        if missing:
+            raise KeyError(f"quantizer extra state lacks {sorted(missing)}")
+        code_sum = torch.as_tensor(state["code_sum"])
+        code_count = torch.as_tensor(state["code_count"])
+        if tuple(code_sum.shape) != tuple(self.code_sum.shape) or tuple(code_count.shape) != (self.nb_code,):
+            raise ValueError(
+                f"extra state shapes code_sum={tuple(code_sum.shape)}, code_count={tuple(code_count.shape)} "
+                f"do not match nb_code={self.nb_code}, code_dim={self.code_dim}"
+            )
+        with torch.no_grad():
+            self.code_sum.copy_(code_sum)
+            self.code_count.copy_(code_count)
+        self.initialized = bool(state["initialized"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the residual stack
+
+
+class RVQOutput(NamedTuple):
+    """What :class:`ResidualQuantizer` returns for a (B, N, C) input."""
+
+    quantized: Tensor  # (B, N, C) sum of the active layers' straight-through outputs
+    codes: Tensor  # (B, N, Q) long, -1 for layers dropped this batch
+    commit_loss: Tensor  # () mean over active layers
+    perplexity: Tensor  # () mean over active layers
+
+
+class ResidualQuantizer(nn.Module):
+    """Q EMA quantizers applied to successive residuals, with quantizer dropout (design/momask.md §2.4).
+
+    Args:
+        num_quantizers: Q, base layer plus residual layers (6 in the paper).
+        nb_code: codes per layer.
+        code_dim: code width.
+        mu: EMA decay.
+        quantize_dropout_prob: per-batch probability of keeping only a random prefix of the layers
+            (0.2 for HumanML3D, 0.5 in the released KIT model).
+        sample_codebook_temp: Gumbel temperature of the training-time code choice (0.5).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_quantizers: int = 6,
+        nb_code: int = 512,
+        code_dim: int = 512,
+        mu: float = 0.99,
+        quantize_dropout_prob: float = 0.2,
+        sample_codebook_temp: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
+        if not 0.0 <= quantize_dropout_prob <= 1.0:
+            raise ValueError(f"quantize_dropout_prob must be in [0, 1], got {quantize_dropout_prob}")
+        if sample_codebook_temp < 0.0:
+            raise ValueError(f"sample_codebook_temp must be >= 0, got {sample_codebook_temp}")
+        self.num_quantizers = int(num_quantizers)
+        self.nb_code = int(nb_code)
+        self.code_dim = int(code_dim)
+        self.quantize_dropout_prob = float(quantize_dropout_prob)
+        self.sample_codebook_temp = float(sample_codebook_temp)
+        self.layers = nn.ModuleList(
+            EMAResetQuantizer(nb_code=nb_code, code_dim=code_dim, mu=mu) for _ in range(self.num_quantizers)
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _check_latent(self, z: Tensor) -> None:
+        if z.dim() != 3 or z.shape[-1] != self.code_dim:
+            raise ValueError(f"expected latents of shape (B, N, {self.code_dim}), got {tuple(z.shape)}")
+
+    def _last_active_layer(self, device: torch.device) -> int:
+        """Index of the last layer used this batch (Q-1 = all).
+
+        Drawn once per batch: with probability p, k ~ U{0..Q-1} and layers > k are skipped (so all Q are
+        still kept with probability 1-p+p/Q). Broadcast from rank 0 so every rank runs the same layers
+        (otherwise the per-layer all-reduces would not match up).
+        """
+        last = self.num_quantizers - 1
+        if not self.training or self.quantize_dropout_prob <= 0.0:
+            return last
+        if torch.rand(()).item() < self.quantize_dropout_prob:
+            last = int(torch.randint(0, self.num_quantizers, ()).item())
+        if _distributed():
+            t = _broadcast_from_rank0_(torch.tensor([last], device=device, dtype=torch.long))
+            last = int(t.item())
+        return last
+
+    def _check_codes(self, codes: Tensor) -> Tensor:
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool or codes.is_complex():
+            raise CodeIndexError(f"codes must be an integer tensor, got dtype {codes.dtype}")
+        if codes.dim() != 3:
+            raise CodeIndexError(f"codes must have shape (B, N, q), got {tuple(codes.shape)}")
+        q = codes.shape[-1]
+        if q > self.num_quantizers:
+            raise CodeIndexError(f"codes have {q} layers but the quantizer has only {self.num_quantizers}")
+        if codes.numel():
+            lo, hi = int(codes.min()), int(codes.max())
+            if lo < -1 or hi >= self.nb_code:
+                raise CodeIndexError(f"code ids must lie in [-1, {self.nb_code - 1}], got range [{lo}, {hi}]")
+        codes = codes.long()
+        if q < self.num_quantizers:  # absent layers contribute nothing, same as dropped ones
+            pad = codes.new_full((*codes.shape[:-1], self.num_quantizers - q), -1)
+            codes = torch.cat([codes, pad], dim=-1)
+        return codes
+
+    # -- forward (training and evaluation) -------------------------------------------------------------
+
+    def forward(
+        self,
+        z: Tensor,
+        *,
+        sample_codebook_temp: float | None = None,
+        force_dropout_index: int | None = None,
+    ) -> RVQOutput:
+        """Quantize latents z (B, N, C).
+
+        Args:
+            z: encoder output, channels last.
+            sample_codebook_temp: Gumbel temperature for training-mode code choice (default: the
+                constructor's value).
+            force_dropout_index: if given, use exactly layers 0..k (also in eval mode).
+
+        The residual is formed out-of-place, ``r_{i+1} = r_i - sg(q_i)``; since every layer's output is
+        ``r_i + sg(code - r_i)``, each active layer passes its gradient straight to ``z``, so the gradient
+        at ``z`` is the sum over the active layers, which is what the reference's in-place subtraction
+        on the encoder output produces.
+        """
+        self._check_latent(z)
+        temp = self.sample_codebook_temp if sample_codebook_temp is None else float(sample_codebook_temp)
+        if force_dropout_index is not None:
+            if not 0 <= force_dropout_index < self.num_quantizers:
+                raise ValueError(
+                    f"force_dropout_index must be in [0, {self.num_quantizers - 1}], got {force_dropout_index}"
+                )
+            last = int(force_dropout_index)
+        else:
+            last = self._last_active_layer(z.device)
+
+        b, n, c = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):  # distances need full precision
+            residual = z.float()
+            quantized_out = torch.zeros_like(residual)
+            codes, losses, perplexities = [], [], []
+            for i, layer in enumerate(self.layers):
+                if i > last:
+                    codes.append(torch.full((b, n), -1, dtype=torch.long, device=z.device))
+                    continue
+                out = layer(residual.reshape(b * n, c), temperature=temp)
+                q = out.quantized.reshape(b, n, c)
+                residual = residual - q.detach()
+                quantized_out = quantized_out + q
+                codes.append(out.codes.reshape(b, n))
+                losses.append(out.commit_loss)
+                perplexities.append(out.perplexity)
+        return RVQOutput(
+            quantized=quantized_out,
+            codes=torch.stack(codes, dim=-1),
+            commit_loss=torch.stack(losses).mean(),
+            perplexity=torch.stack(perplexities).mean(),
+        )
+
+    # -- inference lookups ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def quantize(self, z: Tensor) -> Tensor:
+        """Deterministic codes (B, N, Q) for latents z (B, N, C): argmin in every layer, no dropout.
+
+        Never updates the codebooks, whatever the module's mode (the reference would, if called on a
+        module in training mode; its trainers avoid that by keeping the VQ in eval).
+        """
+        self._check_latent(z)
+        b, n, c = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            residual = z.float().reshape(b * n, c)
+            codes = []
+            for layer in self.layers:
+                k = layer.nearest(residual)
+                residual = residual - layer.dequantize(k)
+                codes.append(k.reshape(b, n))
+        return torch.stack(codes, dim=-1)
+
+    def layer_vectors(self, codes: Tensor) -> Tensor:
+        """Per-layer code vectors (Q, B, N, C) for codes (B, N, q<=Q); -1 and absent layers give zeros."""
+        codes = self._check_codes(codes)
+        return torch.stack([layer.dequantize(codes[..., i]) for i, layer in enumerate(self.layers)], dim=0)
+
+    def dequantize(self, codes: Tensor) -> Tensor:
+        """Sum of the code vectors (B, N, C) of codes (B, N, q<=Q); -1 and absent layers give zeros."""
+        return self.layer_vectors(codes).sum(dim=0)
+
+    def codebook_usage(self, codes: Tensor) -> Tensor:
+        """(Q,) fraction of each codebook used in codes (..., Q); see :func:`codebook_usage`."""
+        return codebook_usage(codes, self.nb_code)
+
+    # -- exact resume --------------------------------------------------------------------------------
+
+    def extra_state(self) -> dict[str, Any]:
+        """EMA statistics of every layer, for exact training resume (not part of ``state_dict``)."""
+        return {"layers": [layer.extra_state() for layer in self.layers]}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`; without it, training re-initialises codebooks from the next batch."""
+        layers = state.get("layers")
+        if not isinstance(layers, (list, tuple)) or len(layers) != self.num_quantizers:
+            got = len(layers) if isinstance(layers, (list, tuple)) else type(layers).__name__
+            raise ValueError(f"extra state holds {got} layers, expected {self.num_quantizers}")
+        for layer, s in zip(self.layers, layers):
+            layer.load_extra_state(s)
