@@ -1,0 +1,323 @@
+"""MoMask's masked ("M") transformer: text -> base-layer motion tokens (design/momask.md §3).
+
+A BERT-style bidirectional transformer over the base RVQ layer. Training hides a cosine-scheduled
+share of the tokens and learns to predict them; generation starts fully masked and unmasks over a
+few steps, keeping the most confident predictions (MaskGIT decoding) with classifier-free guidance.
+The text condition is a single prefix token (no cross-attention).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .transformer_common import (
+    InputProcess,
+    OutputHead,
+    PositionalEncoding,
+    TransformerShapeError,
+    build_encoder,
+    categorical_sample,
+    check_cond,
+    check_token_lens,
+    cosine_schedule,
+    drop_condition,
+    gumbel_sample,
+    init_weights,
+    lengths_to_mask,
+    masked_cross_entropy,
+    top_k_filter,
+)
+
+#: BERT corruption of the chosen positions (§3.3): 10% random code, then 88% of the rest [MASK],
+#: the remainder kept -> about 10% / 79.2% / 10.8% (the paper's "80/10/10").
+RANDOM_TOKEN_PROB = 0.1
+MASK_TOKEN_PROB = 0.88
+#: Score given to positions that must never be re-masked (padding, already decided tokens).
+_FIXED_SCORE = 1e5
+
+
+class RemaskResult(NamedTuple):
+    """Output of :func:`bert_remask`.
+
+    inputs: corrupted ids fed to the model (B, N); labels: true id at chosen positions and
+    ``ignore_index`` elsewhere (B, N); chosen: bool (B, N), the positions the loss is computed on.
+    """
+
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    chosen: torch.Tensor
+
+
+def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def choose_masked_positions(
+    non_pad: torch.Tensor, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Pick the positions to predict in one training step (§3.3 step 2).
+
+    Per sample, gamma = cos(pi u / 2) with u ~ U[0, 1) (so gamma is in (0, 1]); round(gamma * n)
+    positions (at least 1) are chosen by a random permutation, where n is the *padded* length as in
+    the release, and the choice is then intersected with the non-pad positions.
+
+    Args:
+        non_pad: (B, N) bool, True at valid tokens.
+        generator: optional RNG for reproducibility.
+    Returns:
+        (B, N) bool, True at chosen positions.
+    """
+    batch, n = non_pad.shape
+    ratio = cosine_schedule(_uniform((batch,), non_pad.device, generator))
+    num_chosen = (ratio * n).round().clamp(min=1)
+    ranks = _uniform((batch, n), non_pad.device, generator).argsort(dim=-1)
+    return (ranks < num_chosen.unsqueeze(-1)) & non_pad
+
+
+def bert_remask(
+    ids: torch.Tensor,
+    chosen: torch.Tensor,
+    *,
+    num_tokens: int,
+    mask_id: int,
+    ignore_index: int | None = None,
+    random_prob: float = RANDOM_TOKEN_PROB,
+    mask_prob: float = MASK_TOKEN_PROB,
+    generator: torch.Generator | None = None,
+) -> RemaskResult:
+    """BERT-style corruption of the chosen positions (§3.3 steps 3-4); a pure function.
+
+    Each chosen position independently becomes a uniform random code with ``random_prob``; of the
+    remaining chosen positions each becomes ``mask_id`` with ``mask_prob``; the rest keep their id.
+    Unchosen positions are untouched.
+
+    Args:
+        ids: (B, N) long token ids (codes, and pad ids at padding).
+        chosen: (B, N) bool positions to corrupt and predict.
+        num_tokens: codebook size; random replacements are drawn from [0, num_tokens).
+        mask_id: id of the [MASK] token.
+        ignore_index: label at unchosen positions (default ``mask_id``, as in the release).
+    Returns:
+        RemaskResult(inputs, labels, chosen).
+    """
+    if ids.shape != chosen.shape:
+        raise TransformerShapeError(f"ids {tuple(ids.shape)} and chosen {tuple(chosen.shape)} differ in shape")
+    ignore_index = mask_id if ignore_index is None else ignore_index
+    labels = torch.where(chosen, ids, torch.full_like(ids, ignore_index))
+    to_random = (_uniform(tuple(ids.shape), ids.device, generator) < random_prob) & chosen
+    random_ids = torch.randint(0, num_tokens, tuple(ids.shape), generator=generator, device=ids.device)
+    inputs = torch.where(to_random, random_ids, ids)
+    to_mask = (_uniform(tuple(ids.shape), ids.device, generator) < mask_prob) & chosen & ~to_random
+    inputs = torch.where(to_mask, torch.full_like(ids, mask_id), inputs)
+    return RemaskResult(inputs=inputs, labels=labels, chosen=chosen)
+
+
+class MaskTransformer(nn.Module):
+    """Text-conditioned bidirectional transformer over base-layer RVQ tokens.
+
+    Token ids: 0..num_tokens-1 are codes, ``mask_id = num_tokens``, ``pad_id = num_tokens + 1``.
+    State-dict keys and shapes equal the released checkpoint's (§3.2), CLIP excluded.
+
+    Args:
+        num_tokens: codebook size of the VQ base layer.
+        code_dim: width of the token embedding table (the release uses the VQ code width, 512).
+        latent_dim, ff_size, num_layers, num_heads, dropout: encoder stack (post-LN, GELU).
+        cond_dim: width of the text vector.
+        cond_drop_prob: per-sample probability of zeroing the text vector in training (for CFG).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_tokens: int = 512,
+        code_dim: int = 512,
+        latent_dim: int = 384,
+        ff_size: int = 1024,
+        num_layers: int = 8,
+        num_heads: int = 6,
+        dropout: float = 0.2,
+        cond_dim: int = 512,
+        cond_drop_prob: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+        if not 0.0 <= cond_drop_prob <= 1.0:
+            raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
+        self.num_tokens = num_tokens
+        self.code_dim = code_dim
+        self.latent_dim = latent_dim
+        self.cond_dim = cond_dim
+        self.cond_drop_prob = cond_drop_prob
+        self.mask_id = num_tokens
+        self.pad_id = num_tokens + 1
+
+        self.input_process = InputProcess(input_dim=code_dim, latent_dim=latent_dim)
+        self.position_enc = PositionalEncoding(dim=latent_dim, dropout=dropout)
+        self.seqTransEncoder = build_encoder(
+            latent_dim=latent_dim, ff_size=ff_size, num_layers=num_layers, num_heads=num_heads, dropout=dropout
+        )
+        self.cond_emb = nn.Linear(cond_dim, latent_dim)
+        self.output_process = OutputHead(latent_dim=latent_dim, out_dim=num_tokens)
+        # Rows for the codes plus [MASK] and [PAD]; learned, not tied to the VQ codebook.
+        self.token_emb = nn.Embedding(num_tokens + 2, code_dim)
+        self.apply(init_weights)
+
+    # ------------------------------------------------------------------ forward passes
+    def forward(
+        self, ids: torch.Tensor, cond: torch.Tensor, padding_mask: torch.Tensor, force_mask: bool = False
+    ) -> torch.Tensor:
+        """Logits over the codes for every position.
+
+        Args:
+            ids: (B, N) long ids in [0, num_tokens + 1].
+            cond: (B, cond_dim) text vectors.
+            padding_mask: (B, N) bool, True at padding.
+            force_mask: drop the condition for every sample (the unconditional CFG branch).
+        Returns:
+            (B, N, num_tokens) logits; [MASK] and [PAD] are never predicted.
+        """
+        self._check_ids(ids, padding_mask)
+        check_cond(cond, ids.shape[0], self.cond_dim)
+        cond = drop_condition(cond, drop_prob=self.cond_drop_prob, force_mask=force_mask, training=self.training)
+        x = self.input_process(self.token_emb(ids))  # (n, b, latent)
+        prefix = self.cond_emb(cond).unsqueeze(0)  # (1, b, latent), no positional encoding
+        x = self.position_enc(x)
+        seq = torch.cat([prefix, x], dim=0)
+        key_padding = torch.cat([torch.zeros_like(padding_mask[:, :1]), padding_mask], dim=1)
+        hidden = self.seqTransEncoder(seq, src_key_padding_mask=key_padding)[1:]
+        return self.output_process(hidden)
+
+    def forward_with_cfg(
+        self, ids: torch.Tensor, cond: torch.Tensor, padding_mask: torch.Tensor, cond_scale: float
+    ) -> torch.Tensor:
+        """Classifier-free guidance: uncond + cond_scale * (cond - uncond), from two separate passes.
+
+        ``cond_scale`` = 1 runs the conditional pass only. Note the release's scale equals 1 + s of
+        the paper's formula (code 4 = paper s 3).
+        """
+        logits = self.forward(ids, cond, padding_mask)
+        if cond_scale == 1:
+            return logits
+        uncond = self.forward(ids, cond, padding_mask, force_mask=True)
+        return uncond + (logits - uncond) * cond_scale
+
+    # ------------------------------------------------------------------ training
+    def training_loss(
+        self,
+        ids: torch.Tensor,
+        token_lens: torch.Tensor,
+        cond: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked-token cross-entropy (§3.3).
+
+        Args:
+            ids: (B, N) base-layer codes of the zero-padded motion (values at padding are ignored).
+            token_lens: (B,) valid token counts.
+            cond: (B, cond_dim) text vectors (condition dropout applies in training mode).
+            generator: optional RNG for the masking draws.
+        Returns:
+            (loss, acc): mean CE over the chosen positions and top-1 accuracy there.
+        """
+        if ids.ndim != 2:
+            raise TransformerShapeError(f"ids must be (B, N), got {tuple(ids.shape)}")
+        batch, n = ids.shape
+        token_lens = check_token_lens(token_lens, batch, n).to(ids.device)
+        non_pad = lengths_to_mask(token_lens, n)
+        ids = torch.where(non_pad, ids.long(), torch.full_like(ids, self.pad_id, dtype=torch.long))
+        if bool(((ids < 0) | (ids >= self.num_tokens))[non_pad].any()):
+            raise TransformerShapeError(f"codes must lie in [0, {self.num_tokens}) at valid positions")
+        chosen = choose_masked_positions(non_pad, generator=generator)
+        remask = bert_remask(ids, chosen, num_tokens=self.num_tokens, mask_id=self.mask_id, generator=generator)
+        logits = self.forward(remask.inputs, cond, ~non_pad)
+        return masked_cross_entropy(logits, remask.labels, ignore_index=self.mask_id)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        cond: torch.Tensor,
+        token_lens: torch.Tensor,
+        *,
+        timesteps: int = 10,
+        cond_scale: float = 4.0,
+        temperature: float = 1.0,
+        topk_filter_thres: float = 0.9,
+        gsample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Iterative masked decoding (§3.5).
+
+        Every step re-masks the k_b = max(1, round(cos(pi t/2) * len_b)) least confident positions
+        (t = linspace(0, 1, timesteps)), predicts them with CFG logits filtered to the top
+        ceil((1 - thres) * C), samples (categorical, or Gumbel-argmax with ``gsample``), and scores
+        each new token by its unfiltered, untempered CFG probability. Positions not masked in a step
+        are fixed from then on. The model runs in eval mode for the call (dropout and condition
+        dropout off) and is restored afterwards.
+
+        Args:
+            cond: (B, cond_dim) text vectors.
+            token_lens: (B,) target token counts, each >= 1.
+            generator: optional RNG making the sampling reproducible.
+        Returns:
+            (B, max(token_lens)) long ids, -1 at padding.
+        """
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        batch = cond.shape[0]
+        token_lens = check_token_lens(token_lens, batch).to(cond.device)
+        check_cond(cond, batch, self.cond_dim)
+        was_training = self.training
+        self.eval()
+        try:
+            return self._decode(cond, token_lens, timesteps, cond_scale, temperature, topk_filter_thres, gsample, generator)
+        finally:
+            self.train(was_training)
+
+    def _decode(
+        self,
+        cond: torch.Tensor,
+        token_lens: torch.Tensor,
+        timesteps: int,
+        cond_scale: float,
+        temperature: float,
+        topk_filter_thres: float,
+        gsample: bool,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        seq_len = int(token_lens.max())
+        padding = ~lengths_to_mask(token_lens, seq_len)
+        ids = torch.where(padding, self.pad_id, self.mask_id)
+        scores = torch.where(padding, _FIXED_SCORE, 0.0)
+        for t in torch.linspace(0, 1, timesteps):
+            num_masked = (cosine_schedule(t) * token_lens).round().clamp(min=1)
+            ranks = scores.argsort(dim=1).argsort(dim=1)
+            is_masked = ranks < num_masked.unsqueeze(-1)
+            ids = torch.where(is_masked, self.mask_id, ids)
+            logits = self.forward_with_cfg(ids, cond, padding, cond_scale)
+            filtered = top_k_filter(logits, topk_filter_thres)
+            if gsample:
+                sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
+            else:
+                sampled = categorical_sample(filtered, temperature=temperature, generator=generator)
+            ids = torch.where(is_masked, sampled, ids)
+            confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+            scores = confidence.masked_fill(~is_masked, _FIXED_SCORE)
+        return torch.where(padding, -1, ids)
+
+    # ------------------------------------------------------------------ helpers
+    def _check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor) -> None:
+        if ids.ndim != 2 or ids.dtype != torch.long:
+            raise TransformerShapeError(f"ids must be a (B, N) long tensor, got {tuple(ids.shape)} {ids.dtype}")
+        if padding_mask.shape != ids.shape or padding_mask.dtype != torch.bool:
+            raise TransformerShapeError(
+                f"padding_mask must be bool of shape {tuple(ids.shape)}, got {tuple(padding_mask.shape)} {padding_mask.dtype}"
+            )
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > self.pad_id):
+            raise TransformerShapeError(f"ids must lie in [0, {self.pad_id}], got [{int(ids.min())}, {int(ids.max())}]")
