@@ -1,0 +1,109 @@
+"""Small deterministic stand-ins for the generator and the retargeter (node and pipeline tests).
+
+They exercise the same interfaces as MoMask and `momask_ros.retarget.Retargeter` without their cost,
+so the node's logic (threads, blending, limits, rejections) can be tested quickly; the ROS tests
+also run once with the real models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from momask_model.data.synthetic import synthetic_walk
+from momask_ros.pipeline import JointSpace
+
+FAKE_JOINTS = ("left_knee", "right_knee", "left_elbow", "right_elbow", "waist_yaw")
+
+
+@dataclass
+class FakeResult:
+    joints: np.ndarray
+    lengths: np.ndarray
+    fps: float
+
+
+class WalkGenerator:
+    """A walking stick figure; the seed sets the gait phase, the text's length sets the speed."""
+
+    def __init__(self, *, fps: float = 20.0, default_frames: int = 60, delay_s: float = 0.0,
+                 fail_on: str | None = None) -> None:
+        self.fps = fps
+        self.default_frames = default_frames
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.calls: list[tuple[str, int, int | None]] = []
+
+    def generate(self, texts, lengths=None, *, seed=None, **kwargs):
+        import time
+
+        text = texts[0]
+        if self.fail_on is not None and self.fail_on in text:
+            raise ValueError(f"cannot generate {text!r}")
+        n = int(lengths[0]) if lengths is not None else self.default_frames
+        self.calls.append((text, n, seed))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        phase = 0.0 if seed is None else (seed % 628) / 100.0
+        joints = synthetic_walk(n, fps=self.fps, speed=0.5 + 0.02 * (len(text) % 20), phase=phase)
+        return FakeResult(joints[None], np.array([n]), self.fps)
+
+    def unknown_words(self, text):
+        return [w for w in text.split() if w.lower() == "xyzzy"]
+
+
+@dataclass
+class FakeTrajectory:
+    joint_names: list
+    times_s: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray
+    base_position: np.ndarray
+    base_quat_wxyz: np.ndarray
+
+
+def _angle(a, b, c):
+    u, v = a - b, c - b
+    cos = np.sum(u * v, -1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1) + 1e-9)
+    return np.arccos(np.clip(cos, -1, 1))
+
+
+class AngleRetargeter:
+    """Joint angles from the human's knees and elbows (exaggerated x3 so limits are exercised)."""
+
+    joint_space = JointSpace(
+        FAKE_JOINTS,
+        lower=np.array([-0.1, -0.1, -1.0, -1.0, -0.5]),
+        upper=np.array([1.2, 1.2, 1.0, 1.0, 0.5]),
+        rest=np.array([0.1, 0.1, 0.2, 0.2, 0.0]),
+    )
+
+    def retarget(self, joints_yup, fps=20.0):
+        j = np.asarray(joints_yup, dtype=np.float64)
+        lk = 3 * (np.pi - _angle(j[:, 1], j[:, 4], j[:, 7]))
+        rk = 3 * (np.pi - _angle(j[:, 2], j[:, 5], j[:, 8]))
+        le = 3 * (np.pi - _angle(j[:, 16], j[:, 18], j[:, 20])) - 1.0
+        re = 3 * (np.pi - _angle(j[:, 17], j[:, 19], j[:, 21])) - 1.0
+        across = j[:, 1] - j[:, 2]
+        waist = np.arctan2(across[:, 2], across[:, 0]) * 0.5
+        q = np.stack([lk, rk, le, re, waist], axis=1)
+        pelvis = np.stack([j[:, 0, 2], j[:, 0, 0], j[:, 0, 1]], axis=1)
+        yaw = np.arctan2(-across[:, 2], across[:, 0])  # facing +z_h = +x_ros at yaw 0
+        quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
+        t = np.arange(len(j)) / fps
+        return FakeTrajectory(list(FAKE_JOINTS), t, q, np.gradient(q, axis=0) * fps, pelvis, quat)
+
+
+class ChunkStream:
+    """A streaming retargeter made of the batch one: each push retargets with one frame of context."""
+
+    def __init__(self, retargeter):
+        self.r = retargeter
+        self.seen = 0
+
+    def push(self, joints_yup):
+        self.seen += len(joints_yup)
+        return self.r.retarget(joints_yup)
+
+    def flush(self):
+        return None

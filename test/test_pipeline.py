@@ -1,0 +1,229 @@
+"""MotionPipeline and playbacks: generation -> clip -> samples within limits, blending, stop, rest."""
+import threading
+
+import numpy as np
+import pytest
+
+from momask_ros.commands import MotionCommand
+from momask_ros.pipeline import (
+    BlendToPosePlayback,
+    BundleNotFound,
+    DeviceUnavailable,
+    HoldPlayback,
+    JointSpace,
+    MotionPipeline,
+    MotionPlayback,
+    PipelineError,
+    RobotPose,
+    StopPlayback,
+    default_bundle_path,
+    human_yup_to_ros,
+    resolve_bundle_path,
+    select_device,
+)
+
+from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
+
+
+@pytest.fixture
+def pipeline():
+    r = AngleRetargeter()
+    return MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8, seed=3)
+
+
+def rest_pose(space):
+    return RobotPose(space.rest.copy(), np.array([5.0, -2.0, 0.9]), np.array([np.cos(0.4), 0, 0, np.sin(0.4)]))
+
+
+def test_select_device():
+    import torch
+
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailable, match="cuda"):
+            select_device("cuda")
+    with pytest.raises(ValueError, match="tpu"):
+        select_device("tpu")
+
+
+def test_bundle_path_resolution(tmp_path):
+    assert default_bundle_path().parts[-3:] == ("momask_model", "assets", "demo_bundle.pt")
+    with pytest.raises(BundleNotFound, match="nope.pt"):
+        resolve_bundle_path(tmp_path / "nope.pt")
+    f = tmp_path / "b.pt"
+    f.write_bytes(b"x")
+    assert resolve_bundle_path(str(f)) == f
+
+
+def test_human_to_ros_axes_is_a_proper_rotation():
+    basis = np.eye(3)
+    m = human_yup_to_ros(basis)  # rows: images of x_h, y_h, z_h
+    assert np.linalg.det(m) == pytest.approx(1.0)
+    assert np.allclose(human_yup_to_ros(np.array([0.0, 1.0, 0.0])), [0, 0, 1])  # up stays up
+    assert np.allclose(human_yup_to_ros(np.array([0.0, 0.0, 1.0])), [1, 0, 0])  # facing -> forward
+
+
+def test_joint_space_rejects_bad_limits():
+    with pytest.raises(ValueError, match="lower"):
+        JointSpace(("a",), np.array([1.0]), np.array([0.0]), np.array([0.0]))
+    with pytest.raises(ValueError, match="unique"):
+        JointSpace(("a", "a"), np.zeros(2), np.ones(2), np.zeros(2))
+
+
+def test_run_fills_clip_within_limits(pipeline):
+    clip = pipeline.run(MotionCommand("walk", length_frames=40))
+    assert clip.complete and clip.num_frames == 40
+    assert clip.duration_s == pytest.approx(39 / 20)
+    space = pipeline.joint_space
+    assert space.within(clip.positions)
+    raw = AngleRetargeter().retarget(pipeline.generate(MotionCommand("walk", length_frames=40)).joints_yup).positions
+    assert not space.within(raw)  # the exaggerated fake does exceed limits, so clipping was exercised
+    assert np.isfinite(clip.first_chunk_ms) and clip.retarget_ms >= clip.first_chunk_ms
+
+
+def test_seed_and_length_reach_the_generator(pipeline):
+    pipeline.generate(MotionCommand("walk", length_frames=44, seed=9))
+    pipeline.generate(MotionCommand("walk"))
+    assert pipeline.generator.calls == [("walk", 44, 9), ("walk", 60, 3)]
+
+
+def test_generation_failure_is_a_pipeline_error():
+    r = AngleRetargeter()
+    p = MotionPipeline(WalkGenerator(fail_on="boom"), r, r.joint_space)
+    with pytest.raises(PipelineError, match="boom"):
+        p.generate(MotionCommand("boom now"))
+
+
+def test_playback_blends_from_start_pose_and_anchors_base(pipeline):
+    space = pipeline.joint_space
+    clip = pipeline.run(MotionCommand("walk", length_frames=60))
+    start = rest_pose(space)
+    play = MotionPlayback(clip, start, blend_s=0.5)
+    s0 = play.sample(0.0)
+    assert np.allclose(s0.positions, start.positions)
+    assert np.allclose(s0.base_position, start.base_position, atol=1e-6)
+    assert np.allclose(np.abs(s0.base_quat_wxyz @ start.base_quat_wxyz), 1.0, atol=1e-6)
+    late = play.sample(1.0)
+    assert np.allclose(late.positions, clip.at(1.0)[0])
+    # the base path is the clip's path re-anchored: same distance travelled
+    moved_clip = np.linalg.norm(clip.at(1.0)[1][:2] - clip.base_position[0, :2])
+    moved_play = np.linalg.norm(late.base_position[:2] - start.base_position[:2])
+    assert moved_play == pytest.approx(moved_clip, rel=1e-6)
+
+
+def test_playback_is_continuous_and_velocity_matches_positions(pipeline):
+    space = pipeline.joint_space
+    clip = pipeline.run(MotionCommand("walk", length_frames=60))
+    play = MotionPlayback(clip, rest_pose(space), blend_s=0.4)
+    dt = 0.02
+    ts = np.arange(0, play.duration_s, dt)
+    samples = [play.sample(t) for t in ts]
+    q = np.stack([s.positions for s in samples])
+    assert all(space.within(s.positions) for s in samples)
+    assert np.max(np.abs(np.diff(q, axis=0))) < 0.3  # no jumps at 50 Hz
+    v = np.stack([s.velocities for s in samples])
+    fd = np.gradient(q, dt, axis=0)
+    assert np.median(np.abs(v - fd)) < 0.2 * np.median(np.abs(fd)) + 1e-3
+    assert play.finished(play.duration_s) and not play.finished(play.duration_s / 2)
+
+
+def test_speed_scales_duration(pipeline):
+    clip = pipeline.run(MotionCommand("walk", length_frames=40))
+    start = rest_pose(pipeline.joint_space)
+    assert MotionPlayback(clip, start, speed=2.0).duration_s == pytest.approx(clip.duration_s / 2)
+    slow = MotionPlayback(clip, start, speed=0.5, blend_s=0.0)
+    assert np.allclose(slow.sample(1.0).positions, clip.at(0.5)[0])
+
+
+def test_streaming_playback_waits_for_frames_then_plays():
+    r = AngleRetargeter()
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=5, stream_factory=lambda: ChunkStream(r))
+    motion = p.generate(MotionCommand("walk", length_frames=40))
+    clip = p.new_clip(motion)
+    play = MotionPlayback(clip, rest_pose(r.joint_space))
+    assert play.sample(0.0) is None and not play.finished(0.0)
+    gate = threading.Event()
+    seen = []
+
+    def cancelled():
+        seen.append(clip.frames_ready)
+        return False
+
+    worker = threading.Thread(target=lambda: (p.fill_clip(motion, clip, cancelled=cancelled), gate.set()))
+    worker.start()
+    worker.join(10)
+    assert gate.is_set() and clip.complete
+    assert seen[:3] == [0, 5, 10]  # filled chunk by chunk
+    full = p.new_clip(motion)
+    MotionPipeline(WalkGenerator(), r, r.joint_space).fill_clip(motion, full)
+    assert np.allclose(full.positions, clip.positions)  # the fake stream is seam-free by construction
+    traj_t, traj_q, _ = play.trajectory()
+    assert np.all(np.diff(traj_t) > 0) and traj_t[-1] == pytest.approx(play.duration_s)
+    assert r.joint_space.within(traj_q)
+
+
+def test_failed_retarget_marks_clip_failed():
+    class Broken(AngleRetargeter):
+        def retarget(self, joints_yup, fps=20.0):
+            out = super().retarget(joints_yup, fps)
+            out.positions[3, 0] = np.nan
+            return out
+
+    r = Broken()
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space)
+    motion = p.generate(MotionCommand("walk", length_frames=20))
+    clip = p.new_clip(motion)
+    with pytest.raises(PipelineError, match="non-finite"):
+        p.fill_clip(motion, clip)
+    play = MotionPlayback(clip, rest_pose(r.joint_space))
+    assert play.sample(0.0) is None and play.finished(0.0)
+
+
+def test_stop_decelerates_continuously_then_holds(pipeline):
+    space = pipeline.joint_space
+    clip = pipeline.run(MotionCommand("walk", length_frames=60))
+    moving = MotionPlayback(clip, rest_pose(space), blend_s=0.0).sample(1.0)
+    stop = StopPlayback(moving, space, stop_s=0.2)
+    s0 = stop.sample(0.0)
+    assert np.allclose(s0.positions, moving.positions)
+    inside = (moving.positions > space.lower) & (moving.positions < space.upper)
+    assert np.allclose(s0.velocities[inside], moving.velocities[inside])
+    end = stop.sample(0.2)
+    assert np.allclose(end.velocities, 0.0) and stop.finished(0.2)
+    assert np.allclose(stop.sample(5.0).positions, end.positions)
+    assert space.within(end.positions)
+    assert np.allclose(stop.final_pose().positions, end.positions)
+
+
+def test_hold_and_return_to_rest(pipeline):
+    space = pipeline.joint_space
+    pose = RobotPose(space.upper.copy())
+    hold = HoldPlayback(pose)
+    assert np.allclose(hold.sample(100.0).positions, space.upper) and not hold.finished(1e9)
+    rest = BlendToPosePlayback(pose, space.rest, space, duration_s=1.0)
+    assert np.allclose(rest.sample(0.0).positions, space.upper)
+    assert np.allclose(rest.sample(0.0).velocities, 0.0) and np.allclose(rest.sample(1.0).velocities, 0.0)
+    assert np.allclose(rest.sample(1.0).positions, space.rest) and rest.finished(1.0)
+
+
+def test_warm_up_runs_a_short_motion(pipeline):
+    ms = pipeline.warm_up()
+    assert ms > 0 and pipeline.generator.calls[-1][1] == 16
+
+
+def test_real_tiny_momask_through_pipeline():
+    """The real generator (tiny random MoMask) behind the same pipeline; seeds are reproducible."""
+    bundle = pytest.importorskip("momask_model.bundle")
+    from momask_model.config import tiny_config
+
+    model = bundle.build_random_momask(tiny_config())
+    r = AngleRetargeter()
+    p = MotionPipeline(model, r, r.joint_space, sampling={"timesteps": 2})
+    assert p.fps == 20.0 and p.unit_frames == 4 and p.max_frames == 196
+    a = p.run(MotionCommand("a person walks forward", length_frames=24, seed=1))
+    b = p.run(MotionCommand("a person walks forward", length_frames=24, seed=1))
+    assert a.num_frames == 24 and np.array_equal(a.human_joints, b.human_joints)
+    assert r.joint_space.within(a.positions)
+    limits = p.command_limits()
+    assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 196, 20.0)
