@@ -15,7 +15,7 @@ from momask_model.data import (
     synthetic_walk,
     write_dataset,
 )
-from momask_model.motion import InvalidMotionError, Normalizer, features_to_joints
+from momask_model.motion import InvalidMotionError, features_to_joints
 
 # position frames per id (feature frames = one fewer)
 FRAMES = {"000001": 121, "000002": 61, "000003": 31, "000004": 230, "000005": 151, "000006": 91}
@@ -28,7 +28,7 @@ CAPTIONS = {
     "000005": ["a person walks in a circle", ("the person turns to the left", 1.0, 4.0)],
     "000006": [("only a part is described", 0.5, 3.0)],  # no whole-clip caption
 }
-SPLITS = {"train": ["000001", "000002", "000003", "000004", "000005", "000006"], "val": ["000002"], "test": ["000001"]}
+SPLITS = {"train": list(FRAMES), "val": ["000002"], "test": ["000001"]}
 
 
 def _motions():

@@ -337,7 +337,9 @@ def _check_positions(positions: np.ndarray, skeleton: SkeletonSpec, min_frames: 
 
 def _facing_quat(positions: np.ndarray, r_hip: int, l_hip: int, r_sdr: int, l_sdr: int) -> np.ndarray:
     """Rotation taking the horizontal facing direction of each frame onto +Z."""
-    across = (positions[..., r_hip, :] - positions[..., l_hip, :]) + (positions[..., r_sdr, :] - positions[..., l_sdr, :])
+    across = (positions[..., r_hip, :] - positions[..., l_hip, :]) + (
+        positions[..., r_sdr, :] - positions[..., l_sdr, :]
+    )
     across = _np_normalize(across)
     forward = _np_normalize(np.cross(np.array([0.0, 1.0, 0.0]), across))
     return _np_qbetween(forward, np.broadcast_to(np.array([0.0, 0.0, 1.0]), forward.shape))
@@ -364,7 +366,9 @@ def normalize_joint_positions(positions: np.ndarray, skeleton: SkeletonSpec = T2
     return _np_qrot(np.broadcast_to(q0, pos.shape[:-1] + (4,)), pos)
 
 
-def foot_contacts(positions: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON, *, threshold: float | None = None) -> np.ndarray:
+def foot_contacts(
+    positions: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON, *, threshold: float | None = None
+) -> np.ndarray:
     """(N-1, 4) contacts [l_ankle, l_toe, r_ankle, r_toe]: 1 if the squared step < threshold [m²]."""
     thr = skeleton.foot_threshold if threshold is None else threshold
     step = ((positions[1:] - positions[:-1]) ** 2).sum(-1)
@@ -372,7 +376,9 @@ def foot_contacts(positions: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON, 
     return (step[:, idx] < thr).astype(np.float32)
 
 
-def positional_ik(positions: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON, *, smooth_sigma: float = 20.0) -> np.ndarray:
+def positional_ik(
+    positions: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON, *, smooth_sigma: float = 20.0
+) -> np.ndarray:
     """Per-frame local joint quaternions (N, J, 4) from positions, as HumanML3D's IK computes them.
 
     The root quaternion turns the Gaussian-smoothed (sigma in frames) facing direction onto +Z,
@@ -600,7 +606,8 @@ class Normalizer:
 
     def with_feat_bias(self, feat_bias: float = 5.0, *, times: int = 1) -> "Normalizer":
         """A normalizer whose root and contact std are divided by ``feat_bias ** times`` (§1.4)."""
-        return Normalizer(self.mean, apply_feat_bias(self.std, joints_num_from_dim(self.dim), feat_bias=feat_bias, times=times))
+        std = apply_feat_bias(self.std, joints_num_from_dim(self.dim), feat_bias=feat_bias, times=times)
+        return Normalizer(self.mean, std)
 
     def save(self, directory: str | Path, *, names: tuple[str, str] = ("mean.npy", "std.npy")) -> None:
         """Write float32 ``mean.npy``/``std.npy`` (or other ``names``) into ``directory``."""
@@ -648,7 +655,8 @@ def mirror_joints(positions: ArrayT, skeleton: SkeletonSpec = T2M_SKELETON) -> A
     """
     if positions.ndim < 2 or positions.shape[-2:] != (skeleton.joints_num, 3):
         raise InvalidMotionError(
-            f"positions must end in ({skeleton.joints_num}, 3) for skeleton {skeleton.name!r}, got {tuple(positions.shape)}"
+            f"positions must end in ({skeleton.joints_num}, 3) for skeleton {skeleton.name!r}, "
+            f"got {tuple(positions.shape)}"
         )
     perm = list(range(skeleton.joints_num))
     for left, right in skeleton.mirror_pairs:

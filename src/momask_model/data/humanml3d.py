@@ -320,7 +320,10 @@ class VQWindowDataset(Dataset):
             raise DatasetError(f"split {layout.split_path(split)} has no motion with >= {window_size} frames")
         counts = np.array([m.shape[0] - window_size + 1 for m in self.motions])
         self._ends = np.cumsum(counts)
-        logger.info("VQWindowDataset[%s]: %d motions (%d too short), %d windows", split, len(self.motions), skipped, int(self._ends[-1]))
+        logger.info(
+            "VQWindowDataset[%s]: %d motions (%d too short), %d windows",
+            split, len(self.motions), skipped, int(self._ends[-1]),
+        )
 
     def __len__(self) -> int:
         return int(self._ends[-1])
@@ -524,10 +527,10 @@ def write_dataset(
         anns = [_as_annotation(c, tokenizer, f"captions[{motion_id!r}]") for c in captions[motion_id]]
         found = [(motion_id, np.asarray(motions[motion_id]), anns)]
         if mirror:
-            mirrored = [
-                TextAnnotation(mirror_caption(a.caption), tuple(tokenizer(mirror_caption(a.caption))), a.f_tag, a.to_tag)
-                for a in anns
-            ]
+            mirrored = []
+            for a in anns:
+                caption = mirror_caption(a.caption)
+                mirrored.append(TextAnnotation(caption, tuple(tokenizer(caption)), a.f_tag, a.to_tag))
             found.append((f"M{motion_id}", mirror_joints(np.asarray(motions[motion_id]), skeleton), mirrored))
         return found
 
