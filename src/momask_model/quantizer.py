@@ -186,7 +186,8 @@ class EMAResetQuantizer(nn.Module):
             rows = rows + torch.randn_like(rows) * (0.01 / math.sqrt(self.code_dim))
         else:
             rows = x
-        rows = rows[: self.nb_code].contiguous()
+        # clone: the broadcast writes in place and must never touch the caller's activations
+        rows = rows[: self.nb_code].clone()
         return _broadcast_from_rank0_(rows)
 
     @torch.no_grad()
