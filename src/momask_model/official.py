@@ -1,0 +1,733 @@
+"""Import the authors' released MoMask checkpoints into one project bundle (design/momask.md §7.4).
+
+The release is a folder tree per dataset (``checkpoints/t2m/...``, ``checkpoints/kit/...``) with one
+sub-folder per trained part, each holding an ``opt.txt`` (the training options) and ``model/*.tar``
+(a pickled dict whose weights sit under a part-specific top-level key). Our modules use the official
+state-dict names and shapes, so importing is a strict key-for-key copy plus a config derived from the
+``opt.txt`` files. Nothing is dropped silently except the transformers' ``clip_model.*`` entries,
+which the official trainer already strips (CLIP is loaded separately, never stored in a bundle).
+
+Facts this module relies on (all from the design notes):
+
+* VQ folder: ``opt.txt``, ``meta/{mean,std}.npy`` (float64 in the release, float32 for self-trained
+  runs) and ``model/net_best_fid.tar`` = {``vq_model`` (or ``net``), ``ep``}. The meta std already has
+  the "/25" root/contact reweighting baked in (§1.4), so it is used as shipped, never recomputed.
+* M-transformer: ``model/latest.tar`` = {``t2m_transformer`` (or ``trans``), ``ep``, ...}. Its opt.txt has
+  no ``num_tokens``/``code_dim``/``num_quantizers``: those come from the VQ it was trained on.
+* R-transformer: ``model/net_best_fid.tar`` = {``res_transformer``, ``ep``} with the three shared tables.
+* Length estimator (t2m only): ``length_estimator/model/finest.tar`` = {``estimator``, ``epoch``, ``niter``}.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import (
+    DatasetConfig,
+    LengthEstimatorConfig,
+    MaskTransformerConfig,
+    MoMaskConfig,
+    ResidualTransformerConfig,
+    SamplingConfig,
+    TextEncoderConfig,
+    VQConfig,
+)
+from .generate import MoMask
+from .motion import Normalizer
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_FOLDERS",
+    "OfficialImportError",
+    "config_from_official",
+    "find_official_folders",
+    "import_official",
+    "main",
+    "parse_opt_txt",
+]
+
+DATASETS = ("t2m", "kit")
+#: Folder names created by the authors' download scripts; KIT's carry a ``_k`` suffix.
+DEFAULT_FOLDERS: dict[str, str] = {
+    "vq": "rvq_nq6_dc512_nc512_noshare_qdp0.2",
+    "mask_transformer": "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns",
+    "residual_transformer": "tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw",
+}
+LENGTH_ESTIMATOR_FOLDER = "length_estimator"
+#: Checkpoint file per part, the released one first (the M-transformer release is ``latest.tar``); the
+#: others are what the official trainers also write, accepted for self-trained runs.
+CHECKPOINT_FILES: dict[str, tuple[str, ...]] = {
+    "vq": ("net_best_fid.tar", "latest.tar"),
+    "mask_transformer": ("latest.tar", "net_best_fid.tar"),
+    "residual_transformer": ("net_best_fid.tar", "latest.tar"),
+    "length_estimator": ("finest.tar",),
+}
+#: Top-level dict keys under which the official savers/loaders keep each part's weights.
+WEIGHT_KEYS: dict[str, tuple[str, ...]] = {
+    "vq": ("vq_model", "net"),
+    "mask_transformer": ("t2m_transformer", "trans"),
+    "residual_transformer": ("res_transformer", "trans"),
+    "length_estimator": ("estimator",),
+}
+#: Keys of the frozen CLIP model the official transformers strip before saving; the only droppable ones.
+CLIP_PREFIX = "clip_model."
+#: Width of CLIP ViT-B/32's pooled text feature (the official ``clip_dim``).
+CLIP_DIM = 512
+PART_TITLES = {
+    "vq": "RVQ-VAE",
+    "mask_transformer": "masked transformer",
+    "residual_transformer": "residual transformer",
+    "length_estimator": "length estimator",
+}
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
+_INT = re.compile(r"^[-+]?\d+$")
+
+
+class OfficialImportError(ValueError):
+    """The official checkpoint folder, an opt.txt or a weight file is missing or inconsistent.
+
+    The message always names the offending file (and key, where there is one).
+    """
+
+
+# --------------------------------------------------------------------------------------------- opt.txt
+def _parse_value(text: str) -> Any:
+    """Official typing (bool, int, float, else str) extended to signed and scientific numbers."""
+    if text in ("True", "False"):
+        return text == "True"
+    if _INT.match(text):
+        return int(text)
+    if _FLOAT.match(text):
+        return float(text)
+    return text
+
+
+def parse_opt_txt(path: str | Path) -> dict[str, Any]:
+    """Read an official ``opt.txt`` into a dict.
+
+    The format is ``key: value`` lines between ``---- Options ----`` / ``---- End ----`` banners. Values
+    become bool (``True``/``False``), int, float, or stay strings (``None`` and lists such as
+    ``[50000]`` stay strings, as in the official reader). Unlike the official reader this one tolerates
+    blank lines, values containing ``": "`` (split at the first one), scientific-notation numbers and
+    stray lines without a colon (skipped with a warning), because released files differ in key sets
+    and the trainers wrote whatever ``str()`` gave.
+
+    Raises:
+        OfficialImportError: the file is missing, unreadable, or holds no ``key: value`` line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OfficialImportError(f"opt.txt not found: {path}")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise OfficialImportError(f"cannot read {path}: {exc}") from exc
+    opt: dict[str, Any] = {}
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("---"):
+            continue
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if not sep or not key:
+            log.warning("%s:%d: ignoring line without 'key: value': %r", path, number, raw)
+            continue
+        if key in opt:
+            log.warning("%s:%d: key %r repeated; the last value wins", path, number, key)
+        opt[key] = _parse_value(value.strip())
+    if not opt:
+        raise OfficialImportError(f"{path} holds no 'key: value' options; is it an official opt.txt?")
+    return opt
+
+
+def _opt_int(opt: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
+    value = opt.get(key, default)
+    if value is None:
+        raise OfficialImportError(f"{where}: required option {key!r} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise OfficialImportError(f"{where}: option {key!r} = {value!r} is not an integer")
+    return int(value)
+
+
+def _opt_float(opt: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = opt.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OfficialImportError(f"{where}: option {key!r} = {value!r} is not a number")
+    return float(value)
+
+
+def _opt_bool(opt: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = opt.get(key, default)
+    if not isinstance(value, bool):
+        raise OfficialImportError(f"{where}: option {key!r} = {value!r} is not True/False")
+    return value
+
+
+def _where(opt: Mapping[str, Any], fallback: str) -> str:
+    return str(opt.get("__path__", fallback))
+
+
+# --------------------------------------------------------------------------------------------- config
+def config_from_official(
+    vq_opt: Mapping[str, Any],
+    m_opt: Mapping[str, Any],
+    r_opt: Mapping[str, Any],
+    dataset: str = "t2m",
+    *,
+    clip_weights: str | None = "openai",
+    clip_allow_random: bool = False,
+) -> MoMaskConfig:
+    """Our `MoMaskConfig` for a released VQ / M-transformer / R-transformer trio.
+
+    Architecture numbers come from the opt files (missing architecture keys fall back to the official
+    option defaults; wrong ones are caught later by the strict shape check). Codebook size, code width
+    and quantizer count of both transformers come from the VQ opt, exactly as the official loader does.
+    Sampling defaults are the README's (t2m: cond_scale 4; KIT: 2; 10 steps; residual scale 5).
+
+    Args:
+        vq_opt, m_opt, r_opt: parsed opt.txt dicts (`parse_opt_txt`); an optional ``__path__`` entry is
+            used in error messages.
+        dataset: ``'t2m'`` (HumanML3D) or ``'kit'``.
+        clip_weights: CLIP ViT-B/32 weights the bundle will load: ``'openai'`` or a local file.
+        clip_allow_random: tests and demos only: let the bundle fall back to a random CLIP tower.
+
+    Raises:
+        OfficialImportError: unknown dataset, an opt for another dataset, or an architecture variant our
+            modules do not implement (norm layers, non-ReLU activation, shared codebook, unshared
+            residual tables), naming the opt file and key.
+    """
+    if dataset not in DATASETS:
+        raise OfficialImportError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    data = DatasetConfig() if dataset == "t2m" else DatasetConfig.kit()
+    vq_where, m_where, r_where = _where(vq_opt, "VQ opt.txt"), _where(m_opt, "M opt.txt"), _where(r_opt, "R opt.txt")
+    for opt, where in ((vq_opt, vq_where), (m_opt, m_where), (r_opt, r_where)):
+        name = opt.get("dataset_name")
+        if name is not None and name != dataset:
+            raise OfficialImportError(f"{where}: dataset_name is {name!r} but importing dataset {dataset!r}")
+
+    # -- RVQ-VAE (§2.1)
+    if str(vq_opt.get("vq_act", "relu")) != "relu":
+        raise OfficialImportError(f"{vq_where}: vq_act={vq_opt['vq_act']!r} is not supported (only 'relu')")
+    if str(vq_opt.get("vq_norm", "None")) != "None":
+        raise OfficialImportError(f"{vq_where}: vq_norm={vq_opt['vq_norm']!r} is not supported (only None)")
+    if _opt_bool(vq_opt, "shared_codebook", vq_where, False):
+        raise OfficialImportError(f"{vq_where}: shared_codebook=True is not supported (the release uses False)")
+    code_dim = _opt_int(vq_opt, "code_dim", vq_where, vq_opt.get("output_emb_width"))
+    emb_width = _opt_int(vq_opt, "output_emb_width", vq_where, code_dim)
+    if emb_width != code_dim:
+        raise OfficialImportError(f"{vq_where}: output_emb_width={emb_width} differs from code_dim={code_dim}")
+    vq = VQConfig(
+        input_dim=data.dim_pose,
+        width=_opt_int(vq_opt, "width", vq_where, 512),
+        code_dim=code_dim,
+        nb_code=_opt_int(vq_opt, "nb_code", vq_where),
+        num_quantizers=_opt_int(vq_opt, "num_quantizers", vq_where),
+        down_t=_opt_int(vq_opt, "down_t", vq_where, 2),
+        stride_t=_opt_int(vq_opt, "stride_t", vq_where, 2),
+        depth=_opt_int(vq_opt, "depth", vq_where, 3),
+        dilation_growth_rate=_opt_int(vq_opt, "dilation_growth_rate", vq_where, 3),
+        dropout=0.2,  # hard-coded inside the official residual conv block
+        quantize_dropout_prob=_opt_float(vq_opt, "quantize_dropout_prob", vq_where, 0.2),
+        mu=_opt_float(vq_opt, "mu", vq_where, 0.99),
+    )
+
+    # -- transformers (§3.1, §4.1): stack sizes from their own opt, token space from the VQ
+    def stack(opt: Mapping[str, Any], where: str, cond_drop: float) -> dict[str, Any]:
+        return dict(
+            num_tokens=vq.nb_code,
+            code_dim=vq.code_dim,
+            latent_dim=_opt_int(opt, "latent_dim", where, 384),
+            ff_size=_opt_int(opt, "ff_size", where, 1024),
+            num_layers=_opt_int(opt, "n_layers", where, 8),
+            num_heads=_opt_int(opt, "n_heads", where, 6),
+            dropout=_opt_float(opt, "dropout", where, 0.2),
+            cond_dim=CLIP_DIM,
+            cond_drop_prob=_opt_float(opt, "cond_drop_prob", where, cond_drop),
+        )
+
+    mask = MaskTransformerConfig(**stack(m_opt, m_where, 0.1))
+    if not _opt_bool(r_opt, "share_weight", r_where, False):
+        raise OfficialImportError(
+            f"{r_where}: share_weight is False (or absent); only the released shared-table residual "
+            "transformer is supported (the official unshared variant adds its output bias twice, which "
+            "our ResidualTransformer does not reproduce)"
+        )
+    residual = ResidualTransformerConfig(
+        num_quantizers=vq.num_quantizers, share_weight=True, **stack(r_opt, r_where, 0.2)
+    )
+    unit = _opt_int(m_opt, "unit_length", m_where, data.unit_length)
+    max_len = _opt_int(m_opt, "max_motion_length", m_where, data.max_motion_length)
+    data = data.replace(unit_length=unit, max_motion_length=max_len)
+    text = TextEncoderConfig(
+        kind="clip", model_name="ViT-B-32", weights=clip_weights, allow_random=clip_allow_random, dim=CLIP_DIM
+    )
+    sampling = SamplingConfig(timesteps=10, cond_scale=4.0 if dataset == "t2m" else 2.0, res_cond_scale=5.0)
+    config = MoMaskConfig(
+        dataset=data,
+        vq=vq,
+        mask_transformer=mask,
+        residual_transformer=residual,
+        length_estimator=LengthEstimatorConfig(input_dim=CLIP_DIM, num_classes=50),
+        text_encoder=text,
+        sampling=sampling,
+    )
+    return config.validate()
+
+
+# --------------------------------------------------------------------------------------------- folders
+@dataclass(frozen=True)
+class OfficialFolders:
+    """Where each released part lives (``length_estimator`` None when absent, e.g. KIT)."""
+
+    dataset_dir: Path
+    vq: Path
+    mask_transformer: Path
+    residual_transformer: Path
+    length_estimator: Path | None
+
+
+def _dataset_dir(checkpoints_dir: Path, dataset: str) -> Path:
+    if not checkpoints_dir.is_dir():
+        raise OfficialImportError(f"checkpoints folder not found: {checkpoints_dir}")
+    nested = checkpoints_dir / dataset
+    if nested.is_dir():
+        return nested
+    if checkpoints_dir.name == dataset:  # the user pointed at checkpoints/<dataset> itself
+        return checkpoints_dir
+    raise OfficialImportError(
+        f"no {dataset!r} folder in {checkpoints_dir}: expected {nested} as unpacked by the authors' "
+        "prepare/download_models.sh"
+    )
+
+
+def _classify(opt: Mapping[str, Any], folder: Path) -> str | None:
+    """Which part an opt.txt describes: VQ opts carry codebook keys (transformer opts never do), the
+    transformers are told apart by the official naming (t2m_* masked, tres_* residual)."""
+    if "nb_code" in opt or "num_quantizers" in opt:
+        return "vq"
+    name = str(opt.get("name", folder.name))
+    if "latent_dim" not in opt and "n_layers" not in opt:
+        return None
+    if name.startswith("tres"):
+        return "residual_transformer"
+    if name.startswith("t2m"):
+        return "mask_transformer"
+    return None
+
+
+def find_official_folders(
+    checkpoints_dir: str | Path,
+    dataset: str = "t2m",
+    *,
+    vq_name: str | None = None,
+    mask_name: str | None = None,
+    res_name: str | None = None,
+) -> OfficialFolders:
+    """Locate the VQ, M-, R-transformer and length-estimator folders of a release.
+
+    Order of preference per part: the explicit name; the documented default name (``_k`` suffix for
+    KIT); the only folder under ``<checkpoints_dir>/<dataset>/`` whose opt.txt identifies that part. For
+    the VQ, the ``vq_name`` recorded in the M-transformer's opt.txt breaks ties.
+
+    Raises:
+        OfficialImportError: the folder tree is missing, a named folder does not exist, or a part is
+            absent or ambiguous (the message lists the candidates).
+    """
+    if dataset not in DATASETS:
+        raise OfficialImportError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    root = _dataset_dir(Path(checkpoints_dir), dataset)
+    suffix = "_k" if dataset == "kit" else ""
+    found: dict[str, list[Path]] = {"vq": [], "mask_transformer": [], "residual_transformer": []}
+    opts: dict[Path, dict[str, Any]] = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and (p / "opt.txt").is_file()):
+        try:
+            opts[sub] = parse_opt_txt(sub / "opt.txt")
+        except OfficialImportError as exc:
+            log.warning("skipping %s: %s", sub, exc)
+            continue
+        kind = _classify(opts[sub], sub)
+        if kind is not None:
+            found[kind].append(sub)
+
+    def pick(part: str, explicit: str | None, hint: str | None = None) -> Path:
+        if explicit is not None:
+            path = root / explicit
+            if not path.is_dir():
+                raise OfficialImportError(f"{PART_TITLES[part]} folder not found: {path}")
+            return path
+        default = root / (DEFAULT_FOLDERS[part] + suffix)
+        if default.is_dir():
+            return default
+        candidates = found[part]
+        if hint is not None and root / hint in candidates:
+            return root / hint
+        if len(candidates) == 1:
+            return candidates[0]
+        flag = {"vq": "vq_name", "mask_transformer": "mask_name", "residual_transformer": "res_name"}[part]
+        if not candidates:
+            raise OfficialImportError(
+                f"no {PART_TITLES[part]} found in {root}: expected folder {default.name} or a folder whose "
+                "opt.txt describes one"
+            )
+        raise OfficialImportError(
+            f"several {PART_TITLES[part]} folders in {root}: {[c.name for c in candidates]}; choose one with {flag}="
+        )
+
+    mask = pick("mask_transformer", mask_name)
+    residual = pick("residual_transformer", res_name)
+    m_opt = opts.get(mask) or parse_opt_txt(mask / "opt.txt")
+    hint = m_opt.get("vq_name")
+    vq = pick("vq", vq_name, str(hint) if isinstance(hint, str) else None)
+    length = root / LENGTH_ESTIMATOR_FOLDER
+    return OfficialFolders(
+        dataset_dir=root,
+        vq=vq,
+        mask_transformer=mask,
+        residual_transformer=residual,
+        length_estimator=length if length.is_dir() else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------- weights
+@dataclass
+class _LoadedPart:
+    """One part's checkpoint: file, weights (CLIP entries removed) and bookkeeping for the bundle meta."""
+
+    path: Path
+    weights_key: str
+    state: dict[str, torch.Tensor]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _checkpoint_file(folder: Path, part: str) -> Path:
+    for name in CHECKPOINT_FILES[part]:
+        path = folder / "model" / name
+        if path.is_file():
+            return path
+    tried = ", ".join(str(folder / "model" / n) for n in CHECKPOINT_FILES[part])
+    raise OfficialImportError(f"{PART_TITLES[part]} checkpoint not found (looked for {tried})")
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
+    """Load a .tar; by default only plain data (tensors, numbers, containers) may be unpickled.
+
+    ``collections.Counter`` is allowed because the KIT M-transformer file keeps its MultiStepLR state.
+    """
+    try:
+        if trust_pickle:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals([collections.Counter]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        hint = "" if trust_pickle else " (if you trust this file and it holds other Python objects, pass trust_pickle=True / --trust-pickle)"
+        raise OfficialImportError(f"cannot read checkpoint {path}: {exc}{hint}") from exc
+
+
+def _load_part(folder: Path, part: str, trust_pickle: bool) -> _LoadedPart:
+    path = _checkpoint_file(folder, part)
+    payload = _torch_load(path, trust_pickle)
+    if not isinstance(payload, Mapping):
+        raise OfficialImportError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
+    key = next((k for k in WEIGHT_KEYS[part] if k in payload), None)
+    if key is None:
+        raise OfficialImportError(
+            f"{path}: no {PART_TITLES[part]} weights; expected top-level key "
+            f"{' or '.join(repr(k) for k in WEIGHT_KEYS[part])}, found {sorted(map(str, payload))}"
+        )
+    raw = payload[key]
+    if not isinstance(raw, Mapping):
+        raise OfficialImportError(f"{path}: {key!r} is {type(raw).__name__}, expected a state dict")
+    state: dict[str, torch.Tensor] = {}
+    dropped = 0
+    for name, value in raw.items():
+        if part in ("mask_transformer", "residual_transformer") and str(name).startswith(CLIP_PREFIX):
+            dropped += 1
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise OfficialImportError(f"{path}: {key}[{name!r}] is {type(value).__name__}, not a tensor")
+        state[str(name)] = value
+    info: dict[str, Any] = {"file": str(path), "weights_key": key}
+    for counter in ("ep", "epoch", "niter", "total_it"):
+        if counter in payload and isinstance(payload[counter], (int, float)):
+            info[counter] = payload[counter]
+    if dropped:
+        info["dropped_clip_keys"] = dropped
+    return _LoadedPart(path=path, weights_key=key, state=state, info=info)
+
+
+def _check_state(loaded: _LoadedPart, module: nn.Module, part: str) -> None:
+    """Strict key and shape comparison; the error names the file and the first offending key."""
+    expected = module.state_dict()
+    got = loaded.state
+    where = f"{loaded.path} [{loaded.weights_key}]"
+    missing = [k for k in expected if k not in got]
+    if missing:
+        raise OfficialImportError(
+            f"{where}: {PART_TITLES[part]} key {missing[0]!r} is missing"
+            + (f" (and {len(missing) - 1} more: {missing[1:4]})" if len(missing) > 1 else "")
+        )
+    unexpected = [k for k in got if k not in expected]
+    if unexpected:
+        raise OfficialImportError(
+            f"{where}: unexpected {PART_TITLES[part]} key {unexpected[0]!r}"
+            + (f" (and {len(unexpected) - 1} more: {unexpected[1:4]})" if len(unexpected) > 1 else "")
+        )
+    for k, ref in expected.items():
+        if tuple(got[k].shape) != tuple(ref.shape):
+            raise OfficialImportError(
+                f"{where}: key {k!r} has shape {tuple(got[k].shape)}, the opt.txt architecture needs {tuple(ref.shape)}"
+            )
+        if not got[k].dtype.is_floating_point:
+            raise OfficialImportError(f"{where}: key {k!r} has dtype {got[k].dtype}, expected floating point")
+
+
+def _check_pair(vq: _LoadedPart, part: _LoadedPart, name: str, config: MoMaskConfig) -> None:
+    """A transformer must speak the token space of the VQ it is imported with (§3.1, §4.1)."""
+    vcfg = config.vq
+    codebook = vq.state.get("quantizer.layers.0.codebook")
+    if codebook is not None and tuple(codebook.shape) != (vcfg.nb_code, vcfg.code_dim):
+        raise OfficialImportError(
+            f"{vq.path}: key 'quantizer.layers.0.codebook' has shape {tuple(codebook.shape)} but its opt.txt says "
+            f"nb_code={vcfg.nb_code}, code_dim={vcfg.code_dim}"
+        )
+    layers = {k.split(".")[2] for k in vq.state if k.startswith("quantizer.layers.")}
+    if layers and len(layers) != vcfg.num_quantizers:
+        raise OfficialImportError(
+            f"{vq.path}: holds {len(layers)} quantizer layers (quantizer.layers.*) but its opt.txt says "
+            f"num_quantizers={vcfg.num_quantizers}"
+        )
+    if name == "mask_transformer":
+        checks = [("token_emb.weight", (vcfg.nb_code + 2, vcfg.code_dim), "nb_code + 2 rows (codes, [MASK], [PAD]) of code_dim"),
+                  ("output_process.poseFinal.weight", (vcfg.nb_code, None), "nb_code classes")]
+    else:
+        checks = [("token_embed_weight_", (1, vcfg.nb_code + 1, vcfg.code_dim), "nb_code + 1 rows of code_dim"),
+                  ("embed_proj_shared_weight", (vcfg.num_quantizers - 2, vcfg.nb_code + 1, vcfg.code_dim),
+                   "num_quantizers - 2 tables of nb_code + 1 rows of code_dim"),
+                  ("quant_emb.weight", (None, vcfg.num_quantizers), "one input per quantizer layer")]
+    for key, shape, meaning in checks:
+        tensor = part.state.get(key)
+        if tensor is None:
+            continue  # reported as a missing key by _check_state
+        if len(shape) != tensor.dim() or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
+            raise OfficialImportError(
+                f"{part.path}: key {key!r} has shape {tuple(tensor.shape)}, but the VQ {vq.path} has "
+                f"nb_code={vcfg.nb_code}, code_dim={vcfg.code_dim}, num_quantizers={vcfg.num_quantizers} "
+                f"({meaning}): this {PART_TITLES[name]} was trained on a different VQ"
+            )
+
+
+def _load_meta(vq_folder: Path, dim: int) -> tuple[Normalizer, str]:
+    """The normaliser shipped with the VQ, used as is (§1.4: its std already holds the /25 quirk)."""
+    arrays = []
+    for name in ("mean", "std"):
+        path = vq_folder / "meta" / f"{name}.npy"
+        if not path.is_file():
+            raise OfficialImportError(f"normalisation file not found: {path} (shipped with the VQ checkpoint)")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise OfficialImportError(f"cannot read {path}: {exc}") from exc
+        if arr.shape != (dim,) or arr.dtype.kind != "f":
+            raise OfficialImportError(f"{path}: expected a float ({dim},) array, got {arr.dtype} {arr.shape}")
+        arrays.append(arr)
+    try:
+        return Normalizer(arrays[0], arrays[1]), str(arrays[1].dtype)
+    except ValueError as exc:
+        raise OfficialImportError(f"{vq_folder / 'meta'}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------- import
+def _build_text_encoder(config: MoMaskConfig) -> nn.Module:
+    from .text import build_text_encoder
+
+    return build_text_encoder(config.text_encoder)
+
+
+def import_official(
+    checkpoints_dir: str | Path,
+    dataset: str = "t2m",
+    out: str | Path | None = None,
+    *,
+    clip_weights: str | None = "openai",
+    vq_name: str | None = None,
+    mask_name: str | None = None,
+    res_name: str | None = None,
+    clip_allow_random: bool = False,
+    trust_pickle: bool = False,
+) -> MoMask:
+    """Build a `MoMask` from the authors' released checkpoints, and write it as a bundle if ``out``.
+
+    Args:
+        checkpoints_dir: the release's ``checkpoints`` folder (holding ``t2m/`` and/or ``kit/``), or the
+            dataset folder itself.
+        dataset: ``'t2m'`` (HumanML3D) or ``'kit'``.
+        out: bundle path to write (atomic); None to only return the model.
+        clip_weights: CLIP ViT-B/32 weights recorded in the bundle and loaded now: ``'openai'`` (open_clip
+            cache, downloaded on first use when online) or a local file. They are never stored in the
+            bundle. When they cannot be loaded here and ``out`` is given, the bundle is still written (a
+            warning is logged) and the returned model's text encoder raises the cause when used; without
+            ``out`` the `TextEncoderWeightsMissing` error propagates.
+        vq_name, mask_name, res_name: folder names overriding the defaults / auto-detection.
+        clip_allow_random: tests and demos only: use a random CLIP tower when weights are missing.
+        trust_pickle: unpickle arbitrary objects from the .tar files (default: plain data only).
+
+    Returns:
+        The model in eval mode; ``bundle_meta`` records the source files and their epochs.
+
+    Raises:
+        OfficialImportError: missing folder/file/key, unexpected key, wrong shape, or a VQ/transformer
+            mismatch (the message names the file and the key).
+    """
+    from .bundle import save_bundle
+    from .length import LengthEstimator
+    from .masked import MaskTransformer
+    from .residual import ResidualTransformer
+    from .vq import RVQVAE
+
+    folders = find_official_folders(checkpoints_dir, dataset, vq_name=vq_name, mask_name=mask_name, res_name=res_name)
+    opts = {}
+    for part in ("vq", "mask_transformer", "residual_transformer"):
+        folder: Path = getattr(folders, part)
+        opt = parse_opt_txt(folder / "opt.txt")
+        opt["__path__"] = str(folder / "opt.txt")
+        opts[part] = opt
+    loaded = {part: _load_part(getattr(folders, part), part, trust_pickle) for part in opts}
+    if "share_weight" not in opts["residual_transformer"]:  # older opts: read the variant off the weights
+        opts["residual_transformer"]["share_weight"] = "embed_proj_shared_weight" in loaded["residual_transformer"].state
+    if folders.length_estimator is not None:
+        loaded["length_estimator"] = _load_part(folders.length_estimator, "length_estimator", trust_pickle)
+    else:
+        log.info("no %s folder in %s: the bundle has no length estimator (pass lengths)",
+                 LENGTH_ESTIMATOR_FOLDER, folders.dataset_dir)
+
+    config = config_from_official(
+        opts["vq"], opts["mask_transformer"], opts["residual_transformer"], dataset,
+        clip_weights=clip_weights, clip_allow_random=clip_allow_random,
+    )
+    vq_opt_name = opts["mask_transformer"].get("vq_name")
+    if isinstance(vq_opt_name, str) and vq_opt_name != folders.vq.name:
+        log.warning("%s was trained with VQ %r but VQ %r is imported; token spaces are checked by shape only",
+                    folders.mask_transformer.name, vq_opt_name, folders.vq.name)
+    for part in ("mask_transformer", "residual_transformer"):
+        _check_pair(loaded["vq"], loaded[part], part, config)
+
+    modules: dict[str, nn.Module] = {
+        "vq": RVQVAE(**config.vq.model_kwargs()),
+        "mask_transformer": MaskTransformer(**config.mask_transformer.model_kwargs()),
+        "residual_transformer": ResidualTransformer(**config.residual_transformer.model_kwargs()),
+    }
+    if "length_estimator" in loaded:
+        modules["length_estimator"] = LengthEstimator(**config.length_estimator.model_kwargs())
+    for part, module in modules.items():
+        _check_state(loaded[part], module, part)
+        module.load_state_dict(loaded[part].state, strict=True)
+    normalizer, meta_dtype = _load_meta(folders.vq, config.dataset.dim_pose)
+
+    meta: dict[str, Any] = {
+        "source": "official",
+        "dataset": dataset,
+        "checkpoints_dir": str(Path(checkpoints_dir)),
+        "files": {part: part_info.info for part, part_info in loaded.items()},
+        "folders": {part: getattr(folders, part).name for part in opts},
+        "normalizer": {"dir": str(folders.vq / "meta"), "dtype": meta_dtype},
+        "opt": {part: {k: v for k, v in opt.items() if k != "__path__"} for part, opt in opts.items()},
+    }
+    try:
+        text_encoder = _build_text_encoder(config)
+    except FileNotFoundError as exc:  # TextEncoderWeightsMissing
+        if out is None:
+            raise
+        log.warning("CLIP weights are not available here (%s); the bundle is written anyway and loads CLIP "
+                    "when it is opened", exc)
+        text_encoder = _PendingTextEncoder(str(exc), CLIP_DIM)
+    model = MoMask(
+        config=config,
+        vq=modules["vq"],
+        mask_transformer=modules["mask_transformer"],
+        residual_transformer=modules["residual_transformer"],
+        length_estimator=modules.get("length_estimator"),
+        text_encoder=text_encoder,
+        normalizer=normalizer,
+    )
+    model.bundle_meta = meta
+    if out is not None:
+        save_bundle(model, out, meta=meta)
+        log.info("wrote %s from %s (%s)", out, folders.dataset_dir,
+                 ", ".join(f"{p} ep {i.get('ep', i.get('epoch', '?'))}" for p, i in meta["files"].items()))
+    return model.eval()
+
+
+class _PendingTextEncoder(nn.Module):
+    """Stands in for CLIP when its weights are not on this machine: the bundle records where CLIP comes
+    from, so conversion does not need it; encoding raises the original cause."""
+
+    def __init__(self, reason: str, dim: int) -> None:
+        super().__init__()
+        self.reason = reason
+        self.dim = dim
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        from .text import TextEncoderWeightsMissing
+
+        raise TextEncoderWeightsMissing(self.reason)
+
+    def unknown_words(self, text: str) -> list[str]:
+        return []
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="momask-import-official",
+        description="Convert the authors' released MoMask checkpoints (momask-codes prepare/download_models.sh) "
+        "into one bundle for momask-generate and the ROS node.",
+    )
+    p.add_argument("--checkpoints", type=Path, required=True, help="the release's checkpoints/ folder")
+    p.add_argument("--dataset", choices=DATASETS, default="t2m", help="t2m (HumanML3D) or kit")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write (.pt)")
+    p.add_argument("--clip-weights", default="openai",
+                   help="CLIP ViT-B/32 weights the bundle loads: 'openai' (open_clip cache/download) or a local file")
+    p.add_argument("--vq-name", default=None, help="VQ folder name (default: auto-detect)")
+    p.add_argument("--mask-name", default=None, help="masked-transformer folder name (default: auto-detect)")
+    p.add_argument("--res-name", default=None, help="residual-transformer folder name (default: auto-detect)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects in the .tar files")
+    p.add_argument("--clip-allow-random", action="store_true",
+                   help="tests/demos only: fall back to a random CLIP text tower when weights are missing")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``momask-import-official``; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = _parse_args(argv)
+    try:
+        import_official(
+            args.checkpoints,
+            args.dataset,
+            args.out,
+            clip_weights=args.clip_weights,
+            vq_name=args.vq_name,
+            mask_name=args.mask_name,
+            res_name=args.res_name,
+            clip_allow_random=args.clip_allow_random,
+            trust_pickle=args.trust_pickle,
+        )
+    except (OfficialImportError, OSError) as exc:
+        print(f"momask-import-official: {exc}", file=sys.stderr)
+        return 2
+    print(f"momask-import-official: wrote {args.out}; use it with momask-generate --bundle {args.out} "
+          "or set bundle: in config/momask.yaml", file=sys.stderr)
+    return 0
