@@ -378,7 +378,7 @@ def build_demo_dataset(
             splits[split].append(item_id)
     for ids in splits.values():
         ids.sort()
-    layout = write_dataset(out_dir, motions, captions, splits, mirror=True)
+    write_dataset(out_dir, motions, captions, splits, mirror=True)
     frames = sum(len(m) - 1 for m in motions.values()) * 2
     summary = DemoDatasetSummary(
         root=Path(out_dir),
@@ -390,5 +390,4 @@ def build_demo_dataset(
         padded_items=2 * padded_total,
     )
     logger.info("%s", summary)
-    del layout
     return summary

@@ -114,6 +114,8 @@ class SkeletonMap:
                     raise SkeletonMapError(
                         f"{where}: rule for {d.joint!r} refers to {ref!r} before it is placed"
                     )
+            if d.rule == "ground_forward" and not {"left_hip", "right_hip"} <= placed:
+                raise SkeletonMapError(f"{where}: rule 'ground_forward' for {d.joint!r} needs left_hip and right_hip placed first")
             placed.add(d.joint)
         absent = [j for j in JOINT_NAMES if j not in placed]
         if absent:
