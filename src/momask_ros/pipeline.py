@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
 from .commands import CommandLimits, MotionCommand
 
@@ -139,18 +138,45 @@ def _yaw_of(quat_wxyz: np.ndarray) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
-def _rot_z(angle: float) -> Rotation:
-    return Rotation.from_euler("z", angle)
+# Small quaternion helpers (w, x, y, z). scipy's Rotation costs ~0.1 ms per object, and the control
+# loop samples several rotations per tick at 50 Hz, so the hot path uses these plain numpy versions.
+def _quat_z(angle: float) -> np.ndarray:
+    return np.array([math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)])
 
 
-def _to_scipy(quat_wxyz: np.ndarray) -> Rotation:
-    q = np.asarray(quat_wxyz, dtype=np.float64)
-    return Rotation.from_quat(q[..., [1, 2, 3, 0]])
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    return np.array([
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    ])
 
 
-def _to_wxyz(rot: Rotation) -> np.ndarray:
-    q = rot.as_quat()
-    return q[..., [3, 0, 1, 2]]
+def _qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors (..., 3) by the unit quaternion q."""
+    w, x, y, z = q
+    m = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+    return np.asarray(v) @ m.T
+
+
+def _qslerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """Shortest-arc spherical interpolation between unit quaternions."""
+    dot = float(np.dot(a, b))
+    if dot < 0.0:
+        b, dot = -b, -dot
+    if dot > 0.9995:  # nearly equal: normalised lerp is exact enough and avoids 0/0
+        q = a + w * (b - a)
+    else:
+        theta = math.acos(min(1.0, dot))
+        q = (math.sin((1 - w) * theta) * a + math.sin(w * theta) * b) / math.sin(theta)
+    return q / np.linalg.norm(q)
 
 
 def _smoothstep(x: float) -> float:
@@ -225,6 +251,7 @@ class RobotPose:
     positions: np.ndarray
     base_position: np.ndarray = field(default_factory=lambda: np.zeros(3))
     base_quat_wxyz: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0, 0.0]))
+    base_valid: bool = True  # False before the first motion: nothing is known about the base yet
 
 
 @dataclass
@@ -235,7 +262,8 @@ class Sample(RobotPose):
     human_joints: np.ndarray | None = None  # (22, 3) [m], ROS axes, placed like the robot's base
 
     def pose(self) -> RobotPose:
-        return RobotPose(self.positions.copy(), self.base_position.copy(), self.base_quat_wxyz.copy())
+        return RobotPose(self.positions.copy(), self.base_position.copy(), self.base_quat_wxyz.copy(),
+                         self.base_valid)
 
 
 @dataclass
@@ -345,10 +373,9 @@ class MotionClip:
         base = (1 - a) * self.base_position[i] + a * self.base_position[j]
         human = (1 - a) * self.human_joints[i] + a * self.human_joints[j]
         if a <= 0.0 or i == j:
-            quat = self.base_quat_wxyz[i]
+            quat = self.base_quat_wxyz[i].copy()
         else:
-            rots = _to_scipy(self.base_quat_wxyz[[i, j]])
-            quat = _to_wxyz(Slerp([0.0, 1.0], rots)(a))
+            quat = _qslerp(self.base_quat_wxyz[i], self.base_quat_wxyz[j], a)
         return pos, base, quat, human
 
 
@@ -369,12 +396,13 @@ class HoldPlayback:
             np.asarray(pose.positions, float).copy(),
             np.asarray(pose.base_position, float).copy(),
             np.asarray(pose.base_quat_wxyz, float).copy(),
+            pose.base_valid,
         )
         self._human = human_joints
 
     def sample(self, t_s: float) -> Sample:
         p = self._pose
-        return Sample(p.positions.copy(), p.base_position.copy(), p.base_quat_wxyz.copy(),
+        return Sample(p.positions.copy(), p.base_position.copy(), p.base_quat_wxyz.copy(), p.base_valid,
                       np.zeros_like(p.positions), self._human)
 
     def finished(self, t_s: float) -> bool:
@@ -394,7 +422,7 @@ class StopPlayback:
         self._v0 = v0.copy() if v0.shape == self._q0.shape else np.zeros_like(self._q0)
         self._T = max(0.0, float(stop_s))
         self._space = joint_space
-        self._base = (sample.base_position.copy(), sample.base_quat_wxyz.copy())
+        self._base = (sample.base_position.copy(), sample.base_quat_wxyz.copy(), sample.base_valid)
         self._human = sample.human_joints
 
     def _q(self, t: float) -> np.ndarray:
@@ -410,13 +438,13 @@ class StopPlayback:
             vel = np.where((q <= self._space.lower) | (q >= self._space.upper), 0.0, vel)
         else:
             vel = np.zeros_like(q)
-        return Sample(q, self._base[0].copy(), self._base[1].copy(), vel, self._human)
+        return Sample(q, self._base[0].copy(), self._base[1].copy(), self._base[2], vel, self._human)
 
     def finished(self, t_s: float) -> bool:
         return t_s >= self._T
 
     def final_pose(self) -> RobotPose:
-        return RobotPose(self._q(self._T), self._base[0].copy(), self._base[1].copy())
+        return RobotPose(self._q(self._T), self._base[0].copy(), self._base[1].copy(), self._base[2])
 
 
 class BlendToPosePlayback:
@@ -427,14 +455,15 @@ class BlendToPosePlayback:
         self._q0 = np.asarray(start.positions, float).copy()
         self._q1 = joint_space.clip(np.asarray(target_positions, float))
         self._T = max(1e-6, float(duration_s))
-        self._base = (np.asarray(start.base_position, float).copy(), np.asarray(start.base_quat_wxyz, float).copy())
+        self._base = (np.asarray(start.base_position, float).copy(), np.asarray(start.base_quat_wxyz, float).copy(),
+                      start.base_valid)
 
     def sample(self, t_s: float) -> Sample:
         x = min(max(t_s / self._T, 0.0), 1.0)
         w = _smoothstep(x)
         dw = 6.0 * x * (1.0 - x) / self._T
         q = (1 - w) * self._q0 + w * self._q1
-        return Sample(q, self._base[0].copy(), self._base[1].copy(), dw * (self._q1 - self._q0), None)
+        return Sample(q, self._base[0].copy(), self._base[1].copy(), self._base[2], dw * (self._q1 - self._q0), None)
 
     def finished(self, t_s: float) -> bool:
         return t_s >= self._T
@@ -450,6 +479,7 @@ class MotionPlayback:
         speed: playback speed factor (clip time = ``speed`` x playback time).
         blend_s: blend duration [s of playback]; 0 jumps.
         anchor_base: re-anchor the clip's base path at the robot's current position and heading.
+            A start pose with ``base_valid=False`` (nothing played yet) keeps the clip's own base path.
     """
 
     def __init__(self, clip: MotionClip, start: RobotPose, *, speed: float = 1.0, blend_s: float = 0.5,
@@ -463,9 +493,10 @@ class MotionPlayback:
         self._q0 = self._space.clip(np.asarray(start.positions, float))
         self._p0 = np.asarray(start.base_position, float).copy()
         self._quat0 = np.asarray(start.base_quat_wxyz, float).copy()
-        self._anchor = anchor_base
+        self._base_valid = bool(start.base_valid)
+        self._anchor = anchor_base and self._base_valid
         self._anchored = False
-        self._rot = _rot_z(0.0)
+        self._rot = _quat_z(0.0)
         self._offset = np.zeros(3)
         self._h = 0.5 / (clip.fps * self.speed)  # half a source frame: the velocity stencil
 
@@ -482,25 +513,28 @@ class MotionPlayback:
         if not self._anchor:
             return
         dyaw = _yaw_of(self._quat0) - _yaw_of(self.clip.base_quat_wxyz[0])
-        self._rot = _rot_z(dyaw)
+        self._rot = _quat_z(dyaw)
         first = self.clip.base_position[0]
-        rotated = self._rot.apply(first)
+        rotated = _qrot(self._rot, first)
         self._offset = np.array([self._p0[0] - rotated[0], self._p0[1] - rotated[1], 0.0])
 
-    def _state(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _state(self, t: float, full: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(joint positions, base position, base quat, human joints) at playback time ``t``."""
         t = min(max(t, 0.0), self.duration_s)
         q_m, p_m, quat_m, human = self.clip.at(t * self.speed)
-        p_al = self._rot.apply(p_m) + self._offset
-        quat_al = self._rot * _to_scipy(quat_m)
-        human_al = self._rot.apply(human) + self._offset
+        if not full:  # joint positions only (velocity stencil, JointTrajectory)
+            w = _smoothstep(t / self.blend_s) if self.blend_s > 0 else 1.0
+            return self._space.clip((1 - w) * self._q0 + w * q_m), p_m, quat_m, human
+        p_al = _qrot(self._rot, p_m) + self._offset
+        quat_al = _qmul(self._rot, quat_m)
+        human_al = _qrot(self._rot, human) + self._offset
         w = _smoothstep(t / self.blend_s) if self.blend_s > 0 else 1.0
-        if w >= 1.0:
-            return self._space.clip(q_m), p_al, _to_wxyz(quat_al), human_al
         q = (1 - w) * self._q0 + w * q_m
+        if w >= 1.0 or not self._base_valid:
+            return self._space.clip(q), p_al, quat_al, human_al
         p = p_al.copy()
         p[2] = (1 - w) * self._p0[2] + w * p_al[2]
-        rots = Rotation.concatenate([_to_scipy(self._quat0), quat_al])
-        quat = _to_wxyz(Slerp([0.0, 1.0], rots)(w))
+        quat = _qslerp(self._quat0 / np.linalg.norm(self._quat0), quat_al, w)
         return self._space.clip(q), p, quat, human_al
 
     def sample(self, t_s: float) -> Sample | None:
@@ -514,10 +548,10 @@ class MotionPlayback:
         q, p, quat, human = self._state(t_s)
         lo, hi = max(t_s - self._h, 0.0), min(t_s + self._h, self.duration_s)
         if hi > lo:
-            vel = (self._state(hi)[0] - self._state(lo)[0]) / (hi - lo)
+            vel = (self._state(hi, False)[0] - self._state(lo, False)[0]) / (hi - lo)
         else:
             vel = np.zeros_like(q)
-        return Sample(q, p, quat, vel, human)
+        return Sample(q, p, quat, True, vel, human)
 
     def finished(self, t_s: float) -> bool:
         return self.clip.failed is not None or (self.clip.complete and t_s >= self.duration_s)

@@ -1,0 +1,641 @@
+"""`momask_node`: text commands in, robot joint motion out (ROS 2, rclpy).
+
+The node is a thin shell around `momask_ros.pipeline`: it declares and validates parameters, turns
+messages into `MotionCommand`s (`momask_ros.commands`), runs generation and retargeting on a worker
+thread so the executor stays responsive, and at the control rate publishes whatever the active
+playback says. Every message is converted by `momask_ros.messages`.
+
+Threads: the executor thread runs subscriptions and the control timer (and is the only thread that
+publishes); one worker thread loads/warms up the model and produces clips. They share a few
+deques under one lock. No callback lets an exception escape: a bad message becomes a ``rejected``
+status, an internal failure an ``error`` status, and the node keeps serving.
+
+Topics (names relative to the node's namespace; parameters rename them):
+
+==========================  ==========================================  ===========
+topic (default)             type                                        direction
+==========================  ==========================================  ===========
+``momask/command``          std_msgs/String (text command)              in
+``momask/stop``             std_msgs/Empty                              in
+``joint_states``            sensor_msgs/JointState (control rate)       out
+``joint_command_topic``     sensor_msgs/JointState (same stream; off    out
+                            by default, ``/joint_command`` for Isaac)
+``joint_trajectory_contr    trajectory_msgs/JointTrajectory (whole      out
+oller/joint_trajectory``    motion, once retargeted)
+``base_pose``               geometry_msgs/PoseStamped (floating base)   out
+``momask/status``           std_msgs/String (JSON)                      out
+``momask/human_skeleton``   visualization_msgs/MarkerArray              out
+==========================  ==========================================  ===========
+"""
+from __future__ import annotations
+
+import collections
+import math
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Empty, String
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from .commands import BurstLimiter, CommandLimits, CommandRejected, MotionCommand, parse_command, preview
+from .messages import (
+    joint_state_msg,
+    joint_trajectory_msg,
+    pose_stamped_msg,
+    skeleton_marker_array,
+    status_msg,
+    status_payload,
+)
+from .pipeline import (
+    BlendToPosePlayback,
+    HoldPlayback,
+    MotionClip,
+    MotionPipeline,
+    MotionPlayback,
+    RobotPose,
+    Sample,
+    StopPlayback,
+)
+
+__all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
+
+
+class ParameterError(ValueError):
+    """A node parameter has an invalid value (the message names it and the accepted values)."""
+
+
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class _Param:
+    default: Any
+    description: str
+    read_only: bool = True
+    check: Callable[[Any], str | None] = lambda v: None  # returns an error text or None
+
+
+def _positive(v: Any) -> str | None:
+    return None if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _one_of(*options: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
+
+
+def _int_at_least(lo: int) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= lo else f"must be an integer >= {lo}"
+
+
+def _device(v: Any) -> str | None:
+    ok = isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()))
+    return None if ok else "must be auto, cpu, cuda or cuda:N"
+
+
+def _topic(optional: bool) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return "must be a string"
+        if v == "" and optional:
+            return None
+        if v == "" or any(c.isspace() for c in v):
+            return "must be a non-empty topic name without spaces" + (" ('' disables it)" if optional else "")
+        return None
+
+    return check
+
+
+PARAMETERS: dict[str, _Param] = {
+    "bundle_path": _Param("", "MoMask bundle (.pt); empty = the packaged demo bundle momask_model/assets/demo_bundle.pt"),
+    "device": _Param("auto", "where the model runs: auto (CUDA if present), cpu, cuda, cuda:N", check=_device),
+    "robot": _Param("default", "robot profile name (momask_ros/robots) or path to a profile YAML",
+                    check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
+    "control_rate": _Param(50.0, "JointState publishing rate [Hz]",
+                           check=lambda v: _positive(v) or (None if v <= 1000 else "must be <= 1000 Hz")),
+    "joint_state_topic": _Param("joint_states", "JointState stream (robot_state_publisher reads joint_states)",
+                                check=_topic(False)),
+    "joint_command_topic": _Param("", "second JointState stream, e.g. /joint_command for Isaac Sim; '' = off",
+                                  check=_topic(True)),
+    "trajectory_topic": _Param("joint_trajectory_controller/joint_trajectory",
+                               "whole motion as JointTrajectory (ros2_control); '' = off", check=_topic(True)),
+    "base_pose_topic": _Param("base_pose", "floating-base pose as PoseStamped; '' = off", check=_topic(True)),
+    "markers_topic": _Param("momask/human_skeleton", "human skeleton MarkerArray for RViz; '' = off",
+                            check=_topic(True)),
+    "command_topic": _Param("momask/command", "text commands (std_msgs/String)", check=_topic(False)),
+    "stop_topic": _Param("momask/stop", "stop (std_msgs/Empty): blend into a hold of the current pose",
+                         check=_topic(False)),
+    "status_topic": _Param("momask/status", "status JSON (std_msgs/String)", check=_topic(False)),
+    "frame_id": _Param("odom", "frame of the base pose and the skeleton markers",
+                       check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
+    "marker_rate": _Param(10.0, "skeleton marker rate [Hz]; 0 = off", read_only=False, check=_non_negative),
+    "publish_when_idle": _Param(True, "keep publishing the held pose when no motion plays", read_only=False),
+    "cond_scale": _Param(4.0, "classifier-free guidance scale of the masked transformer", read_only=False,
+                         check=_non_negative),
+    "res_cond_scale": _Param(5.0, "classifier-free guidance scale of the residual transformer", read_only=False,
+                             check=_non_negative),
+    "timesteps": _Param(10, "masked decoding iterations", read_only=False, check=_int_at_least(1)),
+    "temperature": _Param(1.0, "sampling temperature", read_only=False, check=_positive),
+    "length_s": _Param(0.0, "motion length when a command gives none [s]; 0 = the model's length estimator",
+                       read_only=False, check=_non_negative),
+    "seed": _Param(-1, "generation seed; -1 = a new seed per command", read_only=False, check=_int_at_least(-1)),
+    "idle_behavior": _Param("hold", "after a motion: hold the last pose, or rest (blend to the rest pose)",
+                            read_only=False, check=_one_of("hold", "rest")),
+    "queue_mode": _Param("preempt", "a new command preempts the current motion, or queue it", read_only=False,
+                         check=_one_of("preempt", "queue")),
+    "max_queue": _Param(4, "commands waiting in queue mode (older ones beyond it are rejected)", read_only=False,
+                        check=_int_at_least(1)),
+    "blend_s": _Param(0.5, "blend from the current pose into a new motion [s]", read_only=False,
+                      check=_non_negative),
+    "stop_blend_s": _Param(0.15, "deceleration time of a stop [s]", read_only=False, check=_non_negative),
+    "rest_blend_s": _Param(1.5, "return-to-rest duration when idle_behavior=rest [s]", read_only=False,
+                           check=_non_negative),
+    "max_command_chars": _Param(300, "longest accepted command text [characters]", read_only=False,
+                                check=_int_at_least(1)),
+    "command_rate": _Param(2.0, "sustained command rate [Hz]; faster commands coalesce to the newest",
+                           read_only=False, check=_positive),
+    "command_burst": _Param(3, "commands accepted back to back before coalescing", read_only=False,
+                            check=_int_at_least(1)),
+    "chunk_frames": _Param(20, "frames retargeted per chunk (smaller = earlier first JointState)",
+                           check=_int_at_least(2)),
+    "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """YAML writes 50 for 50.0: accept ints for float parameters, then run the parameter's check."""
+    spec = PARAMETERS[name]
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not type(spec.default):
+        raise ParameterError(f"parameter {name}={value!r} must be a {type(spec.default).__name__}")
+    problem = spec.check(value)
+    if problem:
+        raise ParameterError(f"parameter {name}={value!r} {problem}")
+    return value
+
+
+# --------------------------------------------------------------------------- raw CDR strings
+def decode_string_cdr(payload: bytes) -> bytes:
+    """The text bytes of a serialized std_msgs/String (CDR), without decoding them as UTF-8.
+
+    The node subscribes in raw mode so that a message with invalid UTF-8 (which a typed subscription
+    would fail to deserialize inside the executor) is still seen and answered with a ``not_utf8``
+    rejection. Layout: 4-byte encapsulation header (byte 1: 0 big endian, 1 little endian), uint32
+    length including the terminating NUL, the bytes, NUL.
+
+    Raises:
+        ValueError: the payload is not a CDR string.
+    """
+    payload = bytes(payload)
+    if len(payload) < 8:
+        raise ValueError(f"serialized message too short ({len(payload)} bytes)")
+    little = payload[1] & 1
+    (n,) = struct.unpack("<I" if little else ">I", payload[4:8])
+    if n == 0:
+        return b""
+    if 8 + n > len(payload):
+        raise ValueError(f"string length {n} exceeds the {len(payload) - 8} bytes received")
+    data = payload[8 : 8 + n]
+    return data[:-1] if data.endswith(b"\x00") else data
+
+
+# --------------------------------------------------------------------------- jobs
+@dataclass
+class _Job:
+    id: int
+    command: MotionCommand
+    received_s: float
+    cancelled: bool = False
+    clip: MotionClip | None = None
+    fields: dict = field(default_factory=dict)
+
+
+class MomaskNode(Node):
+    """Text -> humanoid motion node. See the module docstring for topics, `PARAMETERS` for parameters.
+
+    Args:
+        pipeline: an already built `MotionPipeline` (tests, embedding); None loads the bundle and the
+            robot named by the parameters.
+        node_name: ROS node name.
+        **node_kwargs: passed to ``rclpy.node.Node`` (``context``, ``namespace``, ``parameter_overrides``...).
+    """
+
+    def __init__(self, *, pipeline: MotionPipeline | None = None, node_name: str = "momask_node", **node_kwargs: Any):
+        super().__init__(node_name, **node_kwargs)
+        self._p: dict[str, Any] = {}
+        for name, spec in PARAMETERS.items():
+            descriptor = ParameterDescriptor(
+                description=spec.description, read_only=spec.read_only, dynamic_typing=isinstance(spec.default, float)
+            )
+            value = self.declare_parameter(name, spec.default, descriptor).value
+            self._p[name] = _coerce(name, value)  # raises ParameterError at start-up: fail loudly
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        if pipeline is None:
+            # Loading happens here (not in the worker) so a missing bundle or device stops start-up
+            # with a clear error instead of leaving a node that silently never moves.
+            pipeline = MotionPipeline.from_bundle(
+                self._p["bundle_path"] or None, robot=self._p["robot"], device=self._p["device"],
+                chunk_frames=self._p["chunk_frames"],
+            )
+        self.pipeline = pipeline
+        self._apply_pipeline_settings()
+        space = pipeline.joint_space
+        self._names = list(space.names)
+
+        # shared state (executor thread <-> worker thread)
+        self._lock = threading.Condition()
+        self._inbox: collections.deque[_Job] = collections.deque()
+        self._ready: collections.deque[_Job] = collections.deque()
+        self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=10_000)
+        self._current_job: _Job | None = None
+        self._shutdown = False
+        self._model_ready = not self._p["warm_up"]
+        self._next_id = 0
+
+        # executor-thread state
+        self._limiter: BurstLimiter[_Job] = BurstLimiter(rate_hz=self._p["command_rate"], burst=self._p["command_burst"])
+        self._active: Any = HoldPlayback(RobotPose(space.rest.copy(), base_valid=False))
+        self._active_job: _Job | None = None
+        self._t0 = self._now_s()
+        self._t_served = 0.0
+        self._last: Sample = self._active.sample(0.0)
+        self._playing_sent = False
+        self._trajectory_sent = False
+        self._last_marker_s = -math.inf
+        self._tick_dt = 1.0 / self._p["control_rate"]
+
+        # ROS interfaces
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self._js_pub = self.create_publisher(JointState, self._p["joint_state_topic"], 10)
+        self._cmd_pub = (self.create_publisher(JointState, self._p["joint_command_topic"], 10)
+                         if self._p["joint_command_topic"] else None)
+        self._traj_pub = (self.create_publisher(JointTrajectory, self._p["trajectory_topic"], 10)
+                          if self._p["trajectory_topic"] else None)
+        self._pose_pub = (self.create_publisher(PoseStamped, self._p["base_pose_topic"], 10)
+                          if self._p["base_pose_topic"] else None)
+        self._marker_pub = (self.create_publisher(MarkerArray, self._p["markers_topic"], 10)
+                            if self._p["markers_topic"] else None)
+        self._status_pub = self.create_publisher(String, self._p["status_topic"], reliable)
+        self.create_subscription(String, self._p["command_topic"], self._on_command, reliable, raw=True)
+        self.create_subscription(Empty, self._p["stop_topic"], self._on_stop, 10)
+        self._timer = self.create_timer(self._tick_dt, self._on_tick)
+
+        self._worker = threading.Thread(target=self._work, name="momask_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"momask_node up: {len(self._names)} joints at {self._p['control_rate']:g} Hz on "
+            f"{self.resolve_topic_name(self._p['joint_state_topic'])}; commands on "
+            f"{self.resolve_topic_name(self._p['command_topic'])}"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    @staticmethod
+    def _human_parents(joints_num: int) -> list[int]:
+        from momask_model.motion import skeleton_for
+
+        return list(skeleton_for(joints_num).parents)
+
+    def _apply_pipeline_settings(self) -> None:
+        p, pipe = self._p, self.pipeline
+        pipe.sampling = {k: p[k] for k in ("timesteps", "cond_scale", "res_cond_scale", "temperature")}
+        pipe.seed = None if p["seed"] < 0 else int(p["seed"])
+        frames = None
+        if p["length_s"] > 0:
+            unit = pipe.unit_frames
+            frames = int(min(pipe.max_frames, max(unit, math.floor(p["length_s"] * pipe.fps / unit + 0.5) * unit)))
+        pipe.default_length_frames = frames
+        self._limits: CommandLimits = pipe.command_limits(max_chars=p["max_command_chars"])
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        updates = {}
+        for param in params:
+            if param.name not in PARAMETERS:
+                continue
+            try:
+                updates[param.name] = _coerce(param.name, param.value)
+            except ParameterError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        self._p.update(updates)
+        self._apply_pipeline_settings()
+        if {"command_rate", "command_burst"} & set(updates):
+            self._limiter.rate_hz = float(self._p["command_rate"])
+            self._limiter.burst = int(self._p["command_burst"])
+        return SetParametersResult(successful=True)
+
+    def _status(self, state: str, job: _Job | None = None, **fields: Any) -> None:
+        """Queue a status for publishing by the executor thread (workers never publish)."""
+        if job is not None:
+            fields = {"id": job.id, "text": preview(job.command.text), **fields}
+        self._events.append((state, fields))
+
+    def _flush_status(self) -> None:
+        while self._events:
+            state, fields = self._events.popleft()
+            msg = status_msg(state, **fields)
+            self._status_pub.publish(msg)
+            if state in ("rejected", "error"):
+                self.get_logger().warning(f"{state}: {msg.data}", throttle_duration_sec=1.0)
+            else:
+                self.get_logger().info(f"{state}: {msg.data}")
+
+    # ------------------------------------------------------------------ subscriptions
+    def _on_command(self, payload: bytes) -> None:
+        try:
+            self._handle_command(payload)
+        except Exception as exc:  # never let a message take the node down
+            self._status("error", reason="internal", detail=f"{type(exc).__name__}: {exc}"[:200])
+
+    def _handle_command(self, payload: bytes) -> None:
+        now = self._now_s()
+        self._next_id += 1
+        cid = self._next_id
+        try:
+            raw = decode_string_cdr(payload)
+        except ValueError as exc:
+            self._status("rejected", id=cid, reason="malformed", detail=str(exc))
+            return
+        try:
+            command = parse_command(raw, self._limits)
+        except CommandRejected as exc:
+            self._status("rejected", id=cid, text=preview(raw), reason=exc.reason, detail=str(exc))
+            return
+        job = _Job(cid, command, now)
+        unknown = self.pipeline.unknown_words(command.text)
+        if unknown:
+            words = [w for w in command.text.split()]
+            if len(unknown) >= len(words):
+                self._status("rejected", job, reason="unknown_words", unknown_words=unknown[:20],
+                             known_words=self.pipeline.known_words())
+                return
+            job.fields["unknown_words"] = unknown[:20]
+        offer = self._limiter.offer(job, now)
+        if offer.superseded is not None:
+            self._status("rejected", offer.superseded, reason="coalesced",
+                         detail=f"superseded by command {job.id} during a burst")
+        if offer.admitted is not None:
+            self._enqueue(offer.admitted)
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            if self._p["queue_mode"] == "preempt":
+                while self._inbox:
+                    old = self._inbox.popleft()
+                    self._status("rejected", old, reason="superseded", detail=f"preempted by command {job.id}")
+                current = self._current_job
+                if current is not None and current.clip is None:
+                    current.cancelled = True  # still generating: its result would be preempted at once
+            elif len(self._inbox) + len(self._ready) >= self._p["max_queue"]:
+                self._status("rejected", job, reason="queue_full", detail=f"{self._p['max_queue']} commands waiting")
+                return
+            self._inbox.append(job)
+            self._lock.notify_all()
+        self._status("accepted", job, **job.fields)
+
+    def _on_stop(self, _msg: Empty) -> None:
+        try:
+            dropped = []
+            with self._lock:
+                dropped.extend(self._inbox)
+                dropped.extend(self._ready)
+                self._inbox.clear()
+                self._ready.clear()
+                if self._current_job is not None:
+                    self._current_job.cancelled = True
+            pending = self._limiter.clear()
+            if pending is not None:
+                dropped.append(pending)
+            for job in dropped:
+                self._status("rejected", job, reason="stopped")
+            stopped = self._active_job
+            if stopped is not None:
+                stopped.cancelled = True
+            self._start(StopPlayback(self._last, self.pipeline.joint_space, stop_s=self._p["stop_blend_s"]), None)
+            self._status("stopped", stopped, dropped=len(dropped))
+        except Exception as exc:
+            self._status("error", reason="internal", detail=f"{type(exc).__name__}: {exc}"[:200])
+
+    # ------------------------------------------------------------------ worker thread
+    def _work(self) -> None:
+        if not self._model_ready:
+            try:
+                ms = self.pipeline.warm_up()
+                self._status("ready", warmup_ms=round(ms, 1))
+            except Exception as exc:
+                self._status("error", reason="warm_up_failed", detail=str(exc)[:300])
+            with self._lock:
+                self._model_ready = True
+        else:
+            self._status("ready")
+        while True:
+            with self._lock:
+                while not self._inbox and not self._shutdown:
+                    self._lock.wait(0.5)
+                if self._shutdown:
+                    return
+                job = self._inbox.popleft()
+                self._current_job = job
+            try:
+                self._produce(job)
+            except Exception as exc:
+                self._status("rejected", job, reason="generation_failed", detail=str(exc)[:300])
+            finally:
+                with self._lock:
+                    self._current_job = None
+
+    def _produce(self, job: _Job) -> None:
+        self._status("generating", job)
+        motion = self.pipeline.generate(job.command)
+        job.fields.update(generation_ms=round(motion.generation_ms, 1), seed=motion.seed)
+        if job.cancelled:
+            self._status("rejected", job, reason="superseded" if not self._shutdown else "shutdown")
+            return
+        clip = self.pipeline.new_clip(motion)
+        job.clip = clip
+        with self._lock:
+            if self._p["queue_mode"] == "preempt":
+                self._ready.clear()
+            self._ready.append(job)
+        self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
+
+    # ------------------------------------------------------------------ control loop
+    def _start(self, playback: Any, job: _Job | None) -> None:
+        self._active = playback
+        self._active_job = job
+        self._t0 = self._now_s()
+        self._t_served = 0.0
+        self._playing_sent = False
+        self._trajectory_sent = False
+
+    def _next_ready(self, preempt: bool) -> _Job | None:
+        with self._lock:
+            if not self._ready:
+                return None
+            if preempt or self._active_job is None:
+                return self._ready.popleft()
+        return None
+
+    def _on_tick(self) -> None:
+        try:
+            self._tick()
+        except Exception as exc:  # keep the control loop alive whatever happens
+            self._status("error", reason="internal", detail=f"{type(exc).__name__}: {exc}"[:200])
+        finally:
+            try:
+                self._flush_status()
+            except Exception:
+                pass
+
+    def _tick(self) -> None:
+        now = self._now_s()
+        released = self._limiter.poll(now)
+        if released is not None:
+            self._enqueue(released)
+
+        job = self._next_ready(self._p["queue_mode"] == "preempt")
+        if job is not None:
+            if self._active_job is not None and self._active_job is not job:
+                self._active_job.cancelled = True
+                self._status("done", self._active_job, preempted_by=job.id)
+            self._start(MotionPlayback(job.clip, self._last.pose(), speed=job.command.speed,
+                                       blend_s=self._p["blend_s"]), job)
+
+        t = now - self._t0
+        sample = self._active.sample(t)
+        served = sample is not None
+        if sample is None:
+            failed = getattr(getattr(self._active, "clip", None), "failed", None)
+            if failed is not None:
+                self._status("rejected", self._active_job, reason="retarget_failed", detail=str(failed)[:300])
+                self._start(HoldPlayback(self._last.pose()), None)
+                sample = self._active.sample(0.0)
+            else:
+                # Underrun: the clip is still being retargeted. Pause its clock and hold the pose.
+                self._t0 = now - self._t_served
+                last = self._last
+                sample = Sample(last.positions, last.base_position, last.base_quat_wxyz, last.base_valid,
+                                np.zeros_like(last.positions), last.human_joints)
+        else:
+            self._t_served = max(t, 0.0)
+        if served and self._active_job is not None and not self._playing_sent:
+            self._playing_sent = True
+            job = self._active_job
+            latency = (now - job.received_s) * 1e3
+            self._status("playing", job, latency_ms=round(latency, 1), duration_s=round(self._active.duration_s, 3),
+                         **job.fields)
+
+        if self._active_job is not None and not self._trajectory_sent and self._active.clip.complete:
+            self._trajectory_sent = True
+            self._publish_trajectory()
+
+        moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
+        if moving or self._p["publish_when_idle"]:
+            self._publish_sample(sample, now)
+        self._last = sample
+
+        if self._active.finished(t):
+            self._finish_active(sample)
+
+    def _finish_active(self, sample: Sample) -> None:
+        job = self._active_job
+        if job is not None:
+            self._status("done", job, duration_s=round(self._active.duration_s, 3),
+                         retarget_ms=round(job.clip.retarget_ms, 1), **job.fields)
+        with self._lock:
+            has_next = bool(self._ready)
+        if has_next:
+            self._start(HoldPlayback(sample.pose()), None)
+            return
+        if job is not None and self._p["idle_behavior"] == "rest":
+            self._start(BlendToPosePlayback(sample.pose(), self.pipeline.joint_space.rest,
+                                            self.pipeline.joint_space, duration_s=self._p["rest_blend_s"]), None)
+        elif not isinstance(self._active, HoldPlayback):
+            self._start(HoldPlayback(sample.pose()), None)
+
+    def _publish_sample(self, sample: Sample, now_s: float) -> None:
+        stamp = self.get_clock().now().to_msg()
+        msg = joint_state_msg(self._names, sample.positions, sample.velocities, stamp)
+        self._js_pub.publish(msg)
+        if self._cmd_pub is not None:
+            self._cmd_pub.publish(msg)
+        if self._pose_pub is not None and sample.base_valid:
+            self._pose_pub.publish(pose_stamped_msg(sample.base_position, sample.base_quat_wxyz, stamp,
+                                                    self._p["frame_id"]))
+        rate = self._p["marker_rate"]
+        human = sample.human_joints
+        if (self._marker_pub is not None and rate > 0 and human is not None
+                and now_s - self._last_marker_s >= 1.0 / rate - 1e-6):
+            self._last_marker_s = now_s
+            parents = self._human_parents(human.shape[0])
+            self._marker_pub.publish(skeleton_marker_array(human, parents, stamp, self._p["frame_id"]))
+
+    def _publish_trajectory(self) -> None:
+        if self._traj_pub is None:
+            return
+        times, positions, velocities = self._active.trajectory()
+        # time_from_start 0 is when this playback started streaming, so the controller and the
+        # JointState stream follow the same timeline.
+        stamp = Time(nanoseconds=int(self._t0 * 1e9), clock_type=self.get_clock().clock_type).to_msg()
+        self._traj_pub.publish(joint_trajectory_msg(self._names, times, positions, velocities, stamp))
+
+    # ------------------------------------------------------------------ introspection and shutdown
+    def status_snapshot(self) -> dict:
+        """A small summary for tests and diagnostics."""
+        with self._lock:
+            return status_payload("ready", inbox=len(self._inbox), ready=len(self._ready),
+                                  generating=self._current_job is not None, model_ready=self._model_ready,
+                                  playing=self._active_job.id if self._active_job else None)
+
+    def destroy_node(self) -> None:
+        with self._lock:
+            self._shutdown = True
+            if self._current_job is not None:
+                self._current_job.cancelled = True
+            self._lock.notify_all()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``momask_node`` executable."""
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = MomaskNode()
+    except Exception as exc:  # missing bundle, no CUDA, bad parameter: say why and exit non-zero
+        rclpy.logging.get_logger("momask_node").fatal(f"cannot start: {type(exc).__name__}: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
