@@ -301,6 +301,7 @@ class Trainer:
         self.batch_in_epoch = 0
         self.best_value: float | None = None
         self.history: list[dict[str, float]] = []
+        self.loss_history: list[float] = []  # training loss of every step run by this process
         self.writer = None
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
@@ -476,6 +477,7 @@ class Trainer:
             self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * cfg.batch_size)
             for batch in self.loader:
                 out = self._train_step(batch)
+                self.loss_history.append(out["loss"])
                 self.step += 1
                 self.batch_in_epoch += 1
                 samples += cfg.batch_size * self.world_size
@@ -512,7 +514,8 @@ class Trainer:
             self.stage.on_train_end(self)
         if self.writer is not None:
             self.writer.flush()
-        return {"step": self.step, "last": last, "history": self.history, "best": self.best_value}
+        return {"step": self.step, "last": last, "history": self.history, "best": self.best_value,
+                "losses": list(self.loss_history)}
 
     def stage_log_scalars(self) -> None:
         fn = getattr(self.stage, "log_scalars", None)
