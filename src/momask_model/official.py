@@ -550,10 +550,18 @@ def _load_meta(vq_folder: Path, dim: int) -> tuple[Normalizer, str]:
 
 
 # --------------------------------------------------------------------------------------------- import
-def _build_text_encoder(config: MoMaskConfig) -> nn.Module:
-    from .text import build_text_encoder
+def _build_text_encoder(config: MoMaskConfig, *, download: bool) -> nn.Module:
+    """CLIP as the bundle will build it; ``download=False`` only looks at local files and the cache, so
+    converting offline does not wait on network retries (the bundle downloads CLIP when first loaded)."""
+    from .text import ClipTextEncoder, build_text_encoder
 
-    return build_text_encoder(config.text_encoder)
+    cfg = config.text_encoder
+    if download:
+        return build_text_encoder(cfg)
+    return ClipTextEncoder(
+        model_name=cfg.model_name, weights=cfg.weights, allow_random=cfg.allow_random,
+        context_length=cfg.max_words, seed=cfg.seed, download=False,
+    )
 
 
 def import_official(
@@ -577,7 +585,8 @@ def import_official(
         out: bundle path to write (atomic); None to only return the model.
         clip_weights: CLIP ViT-B/32 weights recorded in the bundle and loaded now: ``'openai'`` (open_clip
             cache, downloaded on first use when online) or a local file. They are never stored in the
-            bundle. When they cannot be loaded here and ``out`` is given, the bundle is still written (a
+            bundle. With ``out`` given no download is attempted here (the bundle downloads CLIP when it
+            is first loaded); when they are not available locally, the bundle is still written (a
             warning is logged) and the returned model's text encoder raises the cause when used; without
             ``out`` the `TextEncoderWeightsMissing` error propagates.
         vq_name, mask_name, res_name: folder names overriding the defaults / auto-detection.
@@ -646,7 +655,7 @@ def import_official(
         "opt": {part: {k: v for k, v in opt.items() if k != "__path__"} for part, opt in opts.items()},
     }
     try:
-        text_encoder = _build_text_encoder(config)
+        text_encoder = _build_text_encoder(config, download=out is None)
     except FileNotFoundError as exc:  # TextEncoderWeightsMissing
         if out is None:
             raise
