@@ -114,6 +114,20 @@ def bert_remask(
     return RemaskResult(inputs=inputs, labels=labels, chosen=chosen)
 
 
+def decode_mask_counts(token_lens: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Positions re-masked at each decoding step (§3.5): max(1, round(cos(pi t_s / 2) * len)).
+
+    t_s = linspace(0, 1, timesteps), counts relative to each sample's true length; the last step
+    (t = 1) still re-predicts one token. For length 49 and 10 steps: 49 48 46 42 38 31 24 17 9 1
+    (cos(pi/3) * 49 is 24.4999... in floating point; design/momask.md lists 25 there).
+
+    Returns:
+        (timesteps, B) float counts.
+    """
+    t = torch.linspace(0, 1, timesteps, device=token_lens.device).unsqueeze(1)
+    return (cosine_schedule(t) * token_lens.unsqueeze(0)).round().clamp(min=1)
+
+
 class MaskTransformer(nn.Module):
     """Text-conditioned bidirectional transformer over base-layer RVQ tokens.
 
@@ -295,8 +309,7 @@ class MaskTransformer(nn.Module):
         padding = ~lengths_to_mask(token_lens, seq_len)
         ids = torch.where(padding, self.pad_id, self.mask_id)
         scores = torch.where(padding, _FIXED_SCORE, 0.0)
-        for t in torch.linspace(0, 1, timesteps):
-            num_masked = (cosine_schedule(t) * token_lens).round().clamp(min=1)
+        for num_masked in decode_mask_counts(token_lens, timesteps):
             ranks = scores.argsort(dim=1).argsort(dim=1)
             is_masked = ranks < num_masked.unsqueeze(-1)
             ids = torch.where(is_masked, self.mask_id, ids)
