@@ -91,19 +91,24 @@ class AngleRetargeter:
         yaw = np.arctan2(-across[:, 2], across[:, 0])  # facing +z_h = +x_ros at yaw 0
         quat = np.stack([np.cos(yaw / 2), 0 * yaw, 0 * yaw, np.sin(yaw / 2)], axis=1)
         t = np.arange(len(j)) / fps
-        return FakeTrajectory(list(FAKE_JOINTS), t, q, np.gradient(q, axis=0) * fps, pelvis, quat)
+        vel = np.gradient(q, axis=0) * fps if len(q) > 1 else np.zeros_like(q)
+        return FakeTrajectory(list(FAKE_JOINTS), t, q, vel, pelvis, quat)
 
 
 class ChunkStream:
-    """A streaming retargeter made of the batch one: each push retargets with one frame of context."""
+    """A streaming retargeter made of the batch one (frame-wise, so chunks join exactly)."""
 
-    def __init__(self, retargeter):
+    def __init__(self, retargeter, fps=20.0):
         self.r = retargeter
+        self.fps = fps
         self.seen = 0
 
     def push(self, joints_yup):
+        out = self.r.retarget(joints_yup, self.fps)
+        out.times_s = out.times_s + self.seen / self.fps
         self.seen += len(joints_yup)
-        return self.r.retarget(joints_yup)
+        return out
 
-    def flush(self):
-        return None
+    def finish(self):
+        out = self.r.retarget(np.zeros((0, 22, 3)), self.fps)
+        return out

@@ -73,10 +73,11 @@ def test_joint_space_rejects_bad_limits():
 
 def test_run_fills_clip_within_limits(pipeline):
     clip = pipeline.run(MotionCommand("walk", length_frames=40))
-    assert clip.complete and clip.num_frames == 40
+    assert clip.complete and clip.frames_ready == 40 and clip.human_frames == 40
     assert clip.duration_s == pytest.approx(39 / 20)
     space = pipeline.joint_space
-    assert space.within(clip.positions)
+    times, positions, _, _ = clip.samples()
+    assert space.within(positions) and np.all(np.diff(times) > 0)
     raw = AngleRetargeter().retarget(pipeline.generate(MotionCommand("walk", length_frames=40)).joints_yup).positions
     assert not space.within(raw)  # the exaggerated fake does exceed limits, so clipping was exercised
     assert np.isfinite(clip.first_chunk_ms) and clip.retarget_ms >= clip.first_chunk_ms
@@ -138,7 +139,7 @@ def test_speed_scales_duration(pipeline):
 
 def test_streaming_playback_waits_for_frames_then_plays():
     r = AngleRetargeter()
-    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=5, stream_factory=lambda: ChunkStream(r))
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=5, stream_factory=lambda fps: ChunkStream(r, fps))
     motion = p.generate(MotionCommand("walk", length_frames=40))
     clip = p.new_clip(motion)
     play = MotionPlayback(clip, rest_pose(r.joint_space))
@@ -157,7 +158,9 @@ def test_streaming_playback_waits_for_frames_then_plays():
     assert seen[:3] == [0, 5, 10]  # filled chunk by chunk
     full = p.new_clip(motion)
     MotionPipeline(WalkGenerator(), r, r.joint_space).fill_clip(motion, full)
-    assert np.allclose(full.positions, clip.positions)  # the fake stream is seam-free by construction
+    assert full.frames_ready == clip.frames_ready == 40
+    assert np.allclose(full.samples()[1], clip.samples()[1])  # same samples whether streamed or not
+    assert np.allclose(full.samples()[0], clip.samples()[0])
     traj_t, traj_q, _ = play.trajectory()
     assert np.all(np.diff(traj_t) > 0) and traj_t[-1] == pytest.approx(play.duration_s)
     assert r.joint_space.within(traj_q)
@@ -212,18 +215,25 @@ def test_warm_up_runs_a_short_motion(pipeline):
     assert ms > 0 and pipeline.generator.calls[-1][1] == 16
 
 
-def test_real_tiny_momask_through_pipeline():
-    """The real generator (tiny random MoMask) behind the same pipeline; seeds are reproducible."""
-    bundle = pytest.importorskip("momask_model.bundle")
+def test_real_tiny_momask_and_default_robot_through_pipeline():
+    """The real generator (tiny random MoMask) and the real retargeter (default robot, streamed)."""
+    from momask_model.bundle import build_random_momask
     from momask_model.config import tiny_config
 
-    model = bundle.build_random_momask(tiny_config())
-    r = AngleRetargeter()
-    p = MotionPipeline(model, r, r.joint_space, sampling={"timesteps": 2})
+    model = build_random_momask(tiny_config())
+    p = MotionPipeline.for_model(model, robot="default", sampling={"timesteps": 2}, chunk_frames=12)
     assert p.fps == 20.0 and p.unit_frames == 4 and p.max_frames == 196
+    assert p.stream_factory is not None and len(p.joint_space.names) == 19
     a = p.run(MotionCommand("a person walks forward", length_frames=24, seed=1))
     b = p.run(MotionCommand("a person walks forward", length_frames=24, seed=1))
-    assert a.num_frames == 24 and np.array_equal(a.human_joints, b.human_joints)
-    assert r.joint_space.within(a.positions)
+    assert a.human_frames == 24 and np.array_equal(a.human_joints, b.human_joints)
+    times, positions, base, quat = a.samples()
+    assert times[0] == 0.0 and times[-1] == pytest.approx(23 / 20) and np.allclose(np.diff(times)[:-1], 0.02)
+    assert p.joint_space.within(positions)
+    assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)
+    play = MotionPlayback(a, RobotPose(p.joint_space.rest, base_valid=False), blend_s=0.3)
+    assert all(p.joint_space.within(play.sample(t).positions) for t in np.arange(0, play.duration_s, 0.02))
+    assert np.allclose(play.sample(0.0).base_position, base[0])  # no base known yet: the clip's own path
     limits = p.command_limits()
     assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 196, 20.0)
+    assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]

@@ -220,7 +220,7 @@ class JointSpace:
     def from_robot(cls, robot: Any) -> "JointSpace":
         """From a `momask_ros.robot.Robot` (or anything exposing names, limits and a rest pose)."""
         names = _first_attr(robot, ("joint_names", "actuated_joint_names"))
-        limits = _first_attr(robot, ("joint_limits", "limits"), required=False)
+        limits = _first_attr(robot, ("position_limits", "joint_limits", "limits"), required=False)
         if limits is not None:
             limits = np.asarray(limits, dtype=np.float64)
             lower, upper = limits[:, 0], limits[:, 1]
@@ -279,11 +279,13 @@ class GeneratedMotion:
 
 # --------------------------------------------------------------------------- the growing clip
 class MotionClip:
-    """A retargeted motion at the model's frame rate, filled chunk by chunk while it plays.
+    """A retargeted motion, filled chunk by chunk by a worker while the control loop already plays it.
 
-    One writer (the retargeting worker) appends; readers (the control loop) interpolate inside the
-    frames already written. The length is known up front (generation is non-autoregressive), so the
-    arrays are allocated once and never move while being read.
+    One writer (the retargeting worker) appends robot samples with their times; readers (the control
+    loop) interpolate inside the samples already written. The human motion is complete from the start
+    (generation is non-autoregressive), so its duration is known before any robot sample exists.
+    Robot samples may come at any rate (the retargeter's control rate); the human skeleton stays at
+    the model's frame rate.
     """
 
     def __init__(
@@ -294,6 +296,7 @@ class MotionClip:
         human_joints_ros: np.ndarray,
         command: MotionCommand,
         generation_ms: float = float("nan"),
+        capacity: int = 256,
     ) -> None:
         n = int(human_joints_ros.shape[0])
         if n < 2:
@@ -305,26 +308,30 @@ class MotionClip:
         self.command = command
         self.generation_ms = generation_ms
         self.human_joints = np.asarray(human_joints_ros, dtype=np.float64)
-        self.positions = np.zeros((n, len(joint_space.names)))
-        self.base_position = np.zeros((n, 3))
-        self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+        cap = max(2, int(capacity))
+        self.times_s = np.zeros(cap)
+        self.positions = np.zeros((cap, len(joint_space.names)))
+        self.base_position = np.zeros((cap, 3))
+        self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (cap, 1))
         self._ready = 0
+        self._complete = False
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.retarget_ms = 0.0
         self.first_chunk_ms = float("nan")
 
     @property
-    def num_frames(self) -> int:
-        return self.positions.shape[0]
+    def human_frames(self) -> int:
+        return self.human_joints.shape[0]
 
     @property
     def frames_ready(self) -> int:
+        """Robot samples written so far."""
         return self._ready
 
     @property
     def complete(self) -> bool:
-        return self._ready >= self.num_frames
+        return self._complete
 
     @property
     def failed(self) -> BaseException | None:
@@ -332,50 +339,87 @@ class MotionClip:
 
     @property
     def duration_s(self) -> float:
-        return (self.num_frames - 1) / self.fps
+        """The motion's length [s]: the last robot sample once complete, the human clip's before."""
+        if self._complete and self._ready:
+            return float(self.times_s[self._ready - 1])
+        return (self.human_frames - 1) / self.fps
 
     @property
     def available_s(self) -> float:
-        return max(0, self._ready - 1) / self.fps
+        return float(self.times_s[self._ready - 1]) if self._ready else -math.inf
 
-    def append(self, positions: np.ndarray, base_position: np.ndarray, base_quat_wxyz: np.ndarray) -> None:
-        """Add the next retargeted frames; positions are clipped to the joint limits here, once."""
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(times, positions, base positions, base quats) written so far (views)."""
+        n = self._ready
+        return self.times_s[:n], self.positions[:n], self.base_position[:n], self.base_quat_wxyz[:n]
+
+    def append(self, times_s: np.ndarray, positions: np.ndarray, base_position: np.ndarray,
+               base_quat_wxyz: np.ndarray) -> None:
+        """Add the next robot samples; positions are clipped to the joint limits here, once."""
+        times = np.asarray(times_s, dtype=np.float64).reshape(-1)
         positions = np.asarray(positions, dtype=np.float64)
-        k = positions.shape[0]
+        k = times.shape[0]
+        if k == 0:
+            return
         with self._lock:
             start = self._ready
-            if start + k > self.num_frames:
-                raise PipelineError(f"clip overflow: {start} + {k} frames > {self.num_frames}")
-            if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position))):
-                raise PipelineError(f"retargeter returned non-finite values in frames {start}..{start + k}")
+            if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position))
+                    and np.all(np.isfinite(times))):
+                raise PipelineError(f"retargeter returned non-finite values in samples {start}..{start + k}")
+            prev = self.times_s[start - 1] if start else -math.inf
+            if times[0] <= prev or np.any(np.diff(times) <= 0):
+                raise PipelineError(f"retargeter sample times are not increasing at sample {start}")
+            if start + k > self.times_s.shape[0]:
+                self._grow(start + k)
+            self.times_s[start : start + k] = times
             self.positions[start : start + k] = self.joint_space.clip(positions)
             self.base_position[start : start + k] = base_position
             quat = np.asarray(base_quat_wxyz, dtype=np.float64)
             self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
-            self._ready = start + k  # publish the frames only after they are written
+            self._ready = start + k  # publish the samples only after they are written
+
+    def _grow(self, needed: int) -> None:
+        # New arrays, old ones left intact: a reader holding the old reference still sees valid data.
+        cap = max(needed, 2 * self.times_s.shape[0])
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap,) + a.shape[1:])
+            out[: a.shape[0]] = a
+            return out
+
+        self.positions = grown(self.positions)
+        self.base_position = grown(self.base_position)
+        self.base_quat_wxyz = grown(self.base_quat_wxyz)
+        self.times_s = grown(self.times_s)
+
+    def finish(self) -> None:
+        if self._ready < 2:
+            raise PipelineError(f"retargeter produced {self._ready} samples; a motion needs at least 2")
+        self._complete = True
 
     def fail(self, error: BaseException) -> None:
         self._error = error
 
-    def at(self, t_src: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Interpolated (positions, base position, base quat, human joints) at clip time [s].
 
-        Must be called with ``t_src <= available_s`` (callers check); positions are linear between
-        frames, the base orientation is slerped.
+        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions are
+        linear between samples, the base orientation is slerped.
         """
         ready = self._ready
-        f = min(max(t_src * self.fps, 0.0), ready - 1)
-        i = int(math.floor(f))
-        i = min(i, ready - 2) if ready >= 2 else 0
-        a = f - i
+        times = self.times_s[:ready]
+        i = int(np.searchsorted(times, t_s, side="right")) - 1
+        i = min(max(i, 0), max(ready - 2, 0))
         j = min(i + 1, ready - 1)
+        span = times[j] - times[i]
+        a = 0.0 if span <= 0 else min(max((t_s - times[i]) / span, 0.0), 1.0)
         pos = (1 - a) * self.positions[i] + a * self.positions[j]
         base = (1 - a) * self.base_position[i] + a * self.base_position[j]
-        human = (1 - a) * self.human_joints[i] + a * self.human_joints[j]
-        if a <= 0.0 or i == j:
-            quat = self.base_quat_wxyz[i].copy()
-        else:
-            quat = _qslerp(self.base_quat_wxyz[i], self.base_quat_wxyz[j], a)
+        quat = self.base_quat_wxyz[i].copy() if a <= 0.0 else _qslerp(self.base_quat_wxyz[i], self.base_quat_wxyz[j], a)
+        f = min(max(t_s * self.fps, 0.0), self.human_frames - 1)
+        h = min(int(f), self.human_frames - 2)
+        b = f - h
+        human = (1 - b) * self.human_joints[h] + b * self.human_joints[h + 1]
         return pos, base, quat, human
 
 
@@ -585,8 +629,8 @@ class Retargeter(Protocol):
         """-> RobotTrajectory (joint_names, times_s, positions, velocities, base_position, base_quat_wxyz)."""
 
 
-def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A RobotTrajectory's (positions in joint_space order, base position, base quat wxyz)."""
+def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A RobotTrajectory's (times, positions in joint_space order, base position, base quat wxyz)."""
     names = [str(n) for n in traj.joint_names]
     positions = np.asarray(traj.positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != len(names):
@@ -601,7 +645,10 @@ def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.nda
     quat = getattr(traj, "base_quat_wxyz", None)
     base = np.zeros((n, 3)) if base is None else np.asarray(base, dtype=np.float64).reshape(n, 3)
     quat = np.tile([1.0, 0, 0, 0], (n, 1)) if quat is None else np.asarray(quat, dtype=np.float64).reshape(n, 4)
-    return positions, base, quat
+    times = np.asarray(traj.times_s, dtype=np.float64).reshape(-1)
+    if times.shape[0] != n:
+        raise PipelineError(f"retargeter gave {times.shape[0]} times for {n} samples")
+    return times, positions, base, quat
 
 
 class MotionPipeline:
@@ -616,10 +663,11 @@ class MotionPipeline:
         seed: base seed; None draws a fresh seed per command (the command's own ``seed=`` wins).
         default_length_frames: length when a command gives none; None lets the model's length
             estimator decide.
-        chunk_frames: frames retargeted per chunk (smaller -> earlier first JointState).
-        stream_factory: optional ``() -> stream`` with ``push(joints_yup) -> RobotTrajectory|None``
-            and ``flush() -> RobotTrajectory|None`` (`momask_ros.retarget.RetargetStream`); without it
-            the whole clip is retargeted in one call and then appended chunk by chunk.
+        chunk_frames: human frames retargeted per chunk (smaller -> earlier first JointState).
+        stream_factory: optional ``(fps) -> stream`` with ``push(joints_yup) -> RobotTrajectory`` and
+            ``finish() -> RobotTrajectory`` (`momask_ros.retarget.RetargetStream`, whose chunks join
+            without a seam); without it the whole clip is retargeted in one call and then appended
+            piece by piece.
         fps, max_frames, unit_frames: the generator's frame rate and length bounds; read from
             ``generator.config.dataset`` when not given.
     """
@@ -686,9 +734,7 @@ class MotionPipeline:
 
         robot_obj = load_robot(robot) if isinstance(robot, (str, Path)) else robot
         retargeter = retarget_mod.Retargeter(robot_obj)
-        stream_cls = getattr(retarget_mod, "RetargetStream", None)
-        if stream_cls is not None and "stream_factory" not in kwargs:
-            kwargs["stream_factory"] = lambda: stream_cls(retargeter)
+        kwargs.setdefault("stream_factory", retargeter.stream)
         return cls(model, retargeter, JointSpace.from_robot(robot_obj), **kwargs)
 
     # ------------------------------------------------------------------ information
@@ -751,42 +797,48 @@ class MotionPipeline:
 
     def new_clip(self, motion: GeneratedMotion) -> MotionClip:
         """An empty clip sized for ``motion`` (the control loop may hold it before frames arrive)."""
+        rate = float(getattr(self.retargeter, "rate_hz", motion.fps))
+        capacity = int(math.ceil(motion.joints_yup.shape[0] / motion.fps * rate)) + 4
         return MotionClip(joint_space=self.joint_space, fps=motion.fps, command=motion.command,
-                          human_joints_ros=human_yup_to_ros(motion.joints_yup), generation_ms=motion.generation_ms)
+                          human_joints_ros=human_yup_to_ros(motion.joints_yup), generation_ms=motion.generation_ms,
+                          capacity=capacity)
 
-    def _chunks(self, joints_yup: np.ndarray, fps: float) -> Iterator[Any]:
+    def _chunks(self, joints_yup: np.ndarray, fps: float) -> Iterator[tuple[np.ndarray, ...]]:
+        """Robot samples (times, positions, base, quat) as they become final."""
         if self.stream_factory is not None:
-            stream = self.stream_factory()
+            stream = self.stream_factory(fps)
             for start in range(0, joints_yup.shape[0], self.chunk_frames):
-                out = stream.push(joints_yup[start : start + self.chunk_frames])
-                if out is not None and len(out.positions):
-                    yield out
-            out = stream.flush()
-            if out is not None and len(out.positions):
-                yield out
+                yield _traj_arrays(stream.push(joints_yup[start : start + self.chunk_frames]), self.joint_space)
+            yield _traj_arrays(stream.finish(), self.joint_space)
             return
-        yield self.retargeter.retarget(joints_yup, fps)
+        arrays = _traj_arrays(self.retargeter.retarget(joints_yup, fps), self.joint_space)
+        step = max(2, int(round(self.chunk_frames * len(arrays[0]) / max(1, joints_yup.shape[0]))))
+        for start in range(0, len(arrays[0]), step):
+            yield tuple(a[start : start + step] for a in arrays)
 
-    def fill_clip(self, motion: GeneratedMotion, clip: MotionClip, *, cancelled: Callable[[], bool] = lambda: False) -> None:
-        """Retarget ``motion`` into ``clip`` chunk by chunk (call from a worker; the clip plays meanwhile)."""
+    def fill_clip(self, motion: GeneratedMotion, clip: MotionClip, *,
+                  cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Retarget ``motion`` into ``clip`` chunk by chunk (call from a worker; the clip plays meanwhile).
+
+        Raises:
+            PipelineError: retargeting failed or was cancelled; the clip is marked failed too, so a
+                playback of it ends instead of waiting forever.
+        """
         t0 = time.perf_counter()
         try:
-            for traj in self._chunks(motion.joints_yup, motion.fps):
+            for times, positions, base, quat in self._chunks(motion.joints_yup, motion.fps):
                 if cancelled():
                     raise PipelineError("cancelled")
-                positions, base, quat = _traj_arrays(traj, self.joint_space)
-                for start in range(0, positions.shape[0], self.chunk_frames):
-                    stop = min(start + self.chunk_frames, positions.shape[0], start + clip.num_frames - clip.frames_ready)
-                    if stop <= start:
-                        break
-                    clip.append(positions[start:stop], base[start:stop], quat[start:stop])
-                    if math.isnan(clip.first_chunk_ms):
-                        clip.first_chunk_ms = (time.perf_counter() - t0) * 1e3
-            if not clip.complete:
-                raise PipelineError(f"retargeter produced {clip.frames_ready} of {clip.num_frames} frames")
+                if len(times) == 0:
+                    continue
+                clip.append(times, positions, base, quat)
+                if math.isnan(clip.first_chunk_ms):
+                    clip.first_chunk_ms = (time.perf_counter() - t0) * 1e3
+            clip.finish()
         except Exception as exc:
-            clip.fail(exc if isinstance(exc, PipelineError) else PipelineError(f"retargeting failed: {exc}"))
-            raise clip.failed from exc  # type: ignore[misc]
+            error = exc if isinstance(exc, PipelineError) else PipelineError(f"retargeting failed: {exc}")
+            clip.fail(error)
+            raise error from exc
         finally:
             clip.retarget_ms = (time.perf_counter() - t0) * 1e3
 
