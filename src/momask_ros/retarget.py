@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import mink
 import mujoco
 import numpy as np
+import qpsolvers
 from scipy.spatial.transform import Rotation, Slerp
 
 from .robot import HUMAN_JOINT_NAMES, ProfileError, Robot
@@ -360,9 +361,13 @@ class _IkSolver:
         limits = self.velocity_limits if velocity_limited else self.position_limit
         step = dt / iterations
         for _ in range(iterations):
-            vel = mink.solve_ik(self.configuration, self.all_tasks, step, self.solver, damping=self.damping,
-                                limits=limits, constraints=self.constraints)
-            self.configuration.integrate_inplace(vel, step)
+            # build_ik + solve directly: mink.solve_ik would also re-check limits every call, which costs
+            # ~5% here and only logs (the QP's limit constraints already keep q inside).
+            problem = mink.build_ik(self.configuration, self.all_tasks, step, self.damping, limits, self.constraints)
+            result = qpsolvers.solve_problem(problem, solver=self.solver)
+            if not result.found:
+                raise mink.NoSolutionFound(self.solver)
+            self.configuration.integrate_inplace(result.x / step, step)
         return self.configuration.q.copy()
 
     def reset_base(self, position: np.ndarray, rot: np.ndarray) -> None:
@@ -520,7 +525,13 @@ class RetargetStream:
                     sh_t = anchor + s.torso * (p[J[sh]] - human_anchor)
                 out[i] = sh_t + s.arms * (p[J[name]] - p[J[sh]]) if name in _ARM_JOINTS else sh_t
             elif name in _LEG_JOINTS:
-                out[i] = anchor + s.legs * (p[J[name]] - human_anchor)
+                side = "left" if name.startswith("left") else "right"
+                hip_row = ix.get(f"{side}_hip") if self._hips_anchor else None
+                if hip_row is None:
+                    out[i] = anchor + s.legs * (p[J[name]] - human_anchor)
+                else:  # each leg hangs from the robot's own hip, not the human's narrower one
+                    hip_t = anchor + rot_pelvis @ (rest[hip_row] - robot_anchor_rest)
+                    out[i] = hip_t + s.legs * (p[J[name]] - p[J[f"{side}_hip"]])
             else:
                 out[i] = anchor + s.torso * (p[J[name]] - human_anchor)
         return out

@@ -1,0 +1,108 @@
+"""Robot profiles: packaged robots load, profiles are validated against the model at load time."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
+
+H1 = "robots/unitree_h1/h1.xml"
+G1 = "robots/unitree_g1/g1_29dof.xml"
+
+
+def _write_profile(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(packaged_profile_path("default").read_text())
+    data["description"] = str(packaged_profile_path("default").parent / "humanoid.xml")
+    edit(data)
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_default_robot_loads_with_nothing_else():
+    robot = load_robot("default")
+    assert len(robot.joint_names) == 19
+    assert robot.position_limits.shape == (19, 2)
+    assert np.all(robot.position_limits[:, 0] < robot.position_limits[:, 1])
+    assert np.all(robot.velocity_limits > 0)
+    data = robot.forward(robot.rest_qpos)
+    assert robot.lowest_foot_z(data) == pytest.approx(0.0, abs=1e-9)  # rest pose stands on the floor
+
+
+def test_h1_and_g1_joint_names_match_the_official_descriptions(shared_data):
+    h1 = load_robot("h1", description=shared_data / H1)
+    g1 = load_robot("g1", description=shared_data / G1)
+    assert len(h1.joint_names) == 19 and "not_use_joint" not in h1.joint_names
+    assert len(g1.joint_names) == 29
+    assert g1.joint_names[:2] == ("left_hip_pitch_joint", "left_hip_roll_joint")  # Unitree SDK order
+    assert h1.frozen_dofs, "H1's not_use_joint must be frozen, not driven"
+    h1_file_range = dict(zip(h1.joint_names, h1.position_limits.tolist()))
+    assert h1_file_range["left_knee_joint"] == [-0.26, 2.05]
+
+
+def test_h1_without_a_description_names_the_override(monkeypatch):
+    monkeypatch.delenv("MOMASK_ROS_H1_DESCRIPTION", raising=False)
+    with pytest.raises(ProfileError, match="MOMASK_ROS_H1_DESCRIPTION"):
+        load_robot("h1")
+
+
+def test_description_env_var_is_used(monkeypatch, shared_data):
+    monkeypatch.setenv("MOMASK_ROS_G1_DESCRIPTION", str(shared_data / G1))
+    assert len(load_robot("g1").joint_names) == 29
+
+
+def test_unknown_body_is_named(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d["keypoints"][3].update(body="no_such_knee"))
+    with pytest.raises(ProfileError, match="no_such_knee"):
+        load_robot(path)
+
+
+def test_unknown_joint_is_named(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d["driven_joints"].append("tail_joint"))
+    with pytest.raises(ProfileError, match="tail_joint"):
+        load_robot(path)
+
+
+def test_unknown_human_joint_and_frame_are_named(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d["keypoints"][0].update(human="tail"))
+    with pytest.raises(ProfileError, match="tail"):
+        load_robot(path)
+    path = _write_profile(tmp_path, lambda d: d["keypoints"][0].update(orientation="belly"))
+    with pytest.raises(ProfileError, match="belly"):
+        load_robot(path)
+
+
+def test_missing_description_file_is_named(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d.update(description="missing/robot.xml"))
+    with pytest.raises(ProfileError, match="missing/robot.xml"):
+        load_robot(path)
+
+
+def test_unknown_key_and_limit_override_on_undriven_joint_fail(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d.update(colour="red"))
+    with pytest.raises(ProfileError, match="colour"):
+        load_robot(path)
+    path = _write_profile(tmp_path, lambda d: d["limits"]["velocity"].update(elbow_joint=3.0))
+    with pytest.raises(ProfileError, match="elbow_joint"):
+        load_robot(path)
+
+
+def test_position_limit_override_narrows_the_model(tmp_path):
+    path = _write_profile(tmp_path, lambda d: d["limits"].update(position={"torso_joint": [-0.5, 0.25]}))
+    robot = load_robot(path)
+    i = robot.joint_names.index("torso_joint")
+    assert robot.position_limits[i].tolist() == [-0.5, 0.25]
+    assert robot.model.jnt_range[robot.joint_ids[i]].tolist() == [-0.5, 0.25]  # the IK sees it too
+
+
+def test_unknown_robot_name():
+    with pytest.raises(ProfileError, match="atlas"):
+        load_robot("atlas")
+
+
+def test_profile_from_dict_requires_pelvis_keypoint():
+    data = yaml.safe_load(packaged_profile_path("default").read_text())
+    data["keypoints"] = [k for k in data["keypoints"] if k["human"] != "pelvis"]
+    with pytest.raises(ProfileError, match="pelvis"):
+        RobotProfile.from_dict(data)
