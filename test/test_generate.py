@@ -56,13 +56,21 @@ def test_length_estimator_used_when_no_length(tiny_model):
         ("x" * 5000, 40, "limit"),
         ("a person walks", 0, "out of range"),
         ("a person walks", 400, "out of range"),
-        (["a", "b"], [40], "lengths given"),
+        (["a person walks", "a man runs"], [40], "lengths given"),
         ([3], 40, "expected str"),
     ],
 )
 def test_bad_requests_raise_clear_errors(tiny_model, texts, lengths, match):
     with pytest.raises(GenerationError, match=match):
         tiny_model.generate(texts, lengths)
+
+
+def test_unknown_words_are_named(tiny_model):
+    from momask_model.text import UnknownWordsError
+
+    assert tiny_model.unknown_words("a person juggles torches") == ["juggles", "torches"]
+    with pytest.raises(UnknownWordsError, match="juggles"):
+        tiny_model.generate("juggles torches", 40)
 
 
 def test_bundle_round_trips_exactly(tiny_model, tiny_bundle):

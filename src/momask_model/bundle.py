@@ -133,5 +133,5 @@ def load_bundle(
 
 
 def _text_state(encoder: torch.nn.Module) -> dict | None:
-    fn = getattr(encoder, "bundle_state", None)
+    fn = getattr(encoder, "describe", None)
     return fn() if fn is not None else None
