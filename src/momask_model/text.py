@@ -391,6 +391,20 @@ class BagOfWordsTextEncoder(TextEncoder):
 
 
 # ---------------------------------------------------------------------------------------------- factory
+def _check_state_matches(cfg: TextEncoderConfig, state: dict[str, Any]) -> None:
+    """A saved description that disagrees with its config means a corrupt or mixed-up bundle."""
+    if state.get("kind", cfg.kind) != cfg.kind:
+        raise TextEncoderError(f"saved text encoder is {state.get('kind')!r} but the config asks for {cfg.kind!r}")
+    keys = ["dim"]
+    if cfg.kind == "clip":
+        keys.append("model_name")
+    if cfg.kind == "bow" or state.get("random"):
+        keys.append("seed")
+    for key in keys:
+        if key in state and state[key] != getattr(cfg, key):
+            raise TextEncoderError(f"saved text encoder has {key}={state[key]!r} but the config says {getattr(cfg, key)!r}")
+
+
 def build_text_encoder(
     cfg: TextEncoderConfig, state: dict[str, Any] | None = None, *, device: str | torch.device = "cpu"
 ) -> TextEncoder:
@@ -404,8 +418,8 @@ def build_text_encoder(
         TextEncoderError: unknown kind, mismatched state, or a width other than ``cfg.dim``.
         TextEncoderWeightsMissing: CLIP weights unavailable and ``cfg.allow_random`` False.
     """
-    if state is not None and state.get("kind", cfg.kind) != cfg.kind:
-        raise TextEncoderError(f"saved text encoder is {state.get('kind')!r} but the config asks for {cfg.kind!r}")
+    if state is not None:
+        _check_state_matches(cfg, state)
     encoder: TextEncoder
     if cfg.kind == "clip":
         encoder = ClipTextEncoder(
