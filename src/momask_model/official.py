@@ -338,9 +338,9 @@ def find_official_folders(
 ) -> OfficialFolders:
     """Locate the VQ, M-, R-transformer and length-estimator folders of a release.
 
-    Order of preference per part: the explicit name; the documented default name (``_k`` suffix for
-    KIT); the only folder under ``<checkpoints_dir>/<dataset>/`` whose opt.txt identifies that part. For
-    the VQ, the ``vq_name`` recorded in the M-transformer's opt.txt breaks ties.
+    Order of preference per part: the explicit name; for the VQ, the ``vq_name`` recorded in the
+    M-transformer's opt.txt when that folder holds a VQ; the documented default name (``_k`` suffix for
+    KIT); the only folder under ``<checkpoints_dir>/<dataset>/`` whose opt.txt identifies that part.
 
     Raises:
         OfficialImportError: the folder tree is missing, a named folder does not exist, or a part is
@@ -368,12 +368,12 @@ def find_official_folders(
             if not path.is_dir():
                 raise OfficialImportError(f"{PART_TITLES[part]} folder not found: {path}")
             return path
+        candidates = found[part]
+        if hint is not None and root / hint in candidates:  # the VQ the transformer was trained on
+            return root / hint
         default = root / (DEFAULT_FOLDERS[part] + suffix)
         if default.is_dir():
             return default
-        candidates = found[part]
-        if hint is not None and root / hint in candidates:
-            return root / hint
         if len(candidates) == 1:
             return candidates[0]
         flag = {"vq": "vq_name", "mask_transformer": "mask_name", "residual_transformer": "res_name"}[part]
