@@ -11,6 +11,15 @@ import torch.nn.functional as F
 from momask_model.quantizer import CodeIndexError, EMAResetQuantizer, ResidualQuantizer, codebook_usage
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is faster, and far faster when the CPU is shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _gauss(n: int, c: int, seed: int) -> torch.Tensor:
     return torch.randn(n, c, generator=torch.Generator().manual_seed(seed))
 
@@ -175,7 +184,7 @@ def test_state_dict_holds_only_the_codebooks():
 
 def test_quantizer_dropout_only_ever_drops_a_suffix_with_the_expected_rate():
     torch.manual_seed(0)
-    q_layers, trials = 4, 1500
+    q_layers, trials = 4, 1000
     rq = ResidualQuantizer(num_quantizers=q_layers, nb_code=8, code_dim=2, quantize_dropout_prob=0.2)
     rq.train()
     z = _gauss(8, 2, 0).reshape(1, 8, 2)
@@ -188,7 +197,7 @@ def test_quantizer_dropout_only_ever_drops_a_suffix_with_the_expected_rate():
         assert k >= 1 and torch.equal(active, torch.arange(q_layers) < k), f"not a prefix: {active.tolist()}"
         kept_counts[k] += 1
     p_all = kept_counts[q_layers].item() / trials
-    assert abs(p_all - (0.8 + 0.2 / q_layers)) < 0.035
+    assert abs(p_all - (0.8 + 0.2 / q_layers)) < 0.04
     assert (kept_counts[1:q_layers] > 0).all(), "every prefix length occurs"
     rq.eval()
     assert (rq(z).codes >= 0).all(), "no dropout at inference"
