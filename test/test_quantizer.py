@@ -163,7 +163,7 @@ def test_training_choice_is_gumbel_sampled_near_the_argmin():
 
 def test_perplexity_counts_effective_codes():
     layer = EMAResetQuantizer(nb_code=8, code_dim=2)
-    layer.codebook.copy_(torch.eye(8, 2) * 0 + torch.arange(8.0)[:, None])
+    layer.codebook.copy_(torch.arange(8.0)[:, None].repeat(1, 2))
     layer.eval()
     x = torch.arange(4.0)[:, None].repeat(1, 2)  # 4 distinct codes, used once each
     assert math.isclose(layer(x).perplexity.item(), 4.0, rel_tol=1e-4)
@@ -267,11 +267,11 @@ def test_quantize_is_deterministic_argmin_and_never_updates_codebooks():
     rq = ResidualQuantizer(num_quantizers=3, nb_code=16, code_dim=4)
     _fit(rq, 5)
     rq.train()  # even in training mode
-    before = [l.codebook.clone() for l in rq.layers]
+    before = [layer.codebook.clone() for layer in rq.layers]
     z = _mixture(4, 10, 4, seed=50)
     c1, c2 = rq.quantize(z), rq.quantize(z)
     assert torch.equal(c1, c2)
-    assert all(torch.equal(b, l.codebook) for b, l in zip(before, rq.layers))
+    assert all(torch.equal(b, layer.codebook) for b, layer in zip(before, rq.layers))
     residual = z.reshape(-1, 4)
     for i, layer in enumerate(rq.layers):
         k = torch.cdist(residual, layer.codebook).argmin(-1)
