@@ -138,3 +138,28 @@ def test_clip_missing_weights_raise_named_error(tmp_path):
     assert isinstance(err.value, FileNotFoundError)
     with pytest.raises(TextEncoderWeightsMissing):
         build_text_encoder(TextEncoderConfig(kind="clip", weights=str(missing)))
+
+
+def test_clip_loads_openai_torchscript_archive(tmp_path):
+    """OpenAI's ViT-B-32.pt is TorchScript; a tiny archive of the same layout must load and encode identically."""
+    import open_clip
+    from open_clip.model import CLIP
+
+    torch.manual_seed(0)
+    src = CLIP(
+        embed_dim=32, quick_gelu=True,
+        vision_cfg=dict(layers=1, width=64, head_width=64, patch_size=16, image_size=32),
+        text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+    ).eval()
+    for p in src.parameters():  # OpenAI stores fp16 weights
+        p.data = p.data.half().float()
+    mask = src.attn_mask
+    del src.attn_mask  # OpenAI's archive has no attn_mask entry; keep it as a traced constant
+    src.attn_mask = mask
+    tokens = open_clip.get_tokenizer("ViT-B-32")(["a person walks"])
+    path = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(torch.jit.trace_module(src, {"encode_text": (tokens,)}), str(path))
+    enc = ClipTextEncoder(weights=str(path))
+    assert enc.dim == 32 and not enc.is_random and enc.clip.visual is None
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode(["a person walks"]), src.encode_text(tokens))

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import zipfile
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -170,6 +171,14 @@ def _openai_cache_candidates(model_name: str, tag: str, cache_dir: str | None) -
     return candidates, "; ".join(places)
 
 
+def _is_torchscript_archive(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 class ClipTextEncoder(TextEncoder):
     """open_clip text tower giving MoMask's condition: pooled EOT feature, not normalised, float32.
 
@@ -226,6 +235,10 @@ class ClipTextEncoder(TextEncoder):
                 "for a trained MoMask", model_name, self.weights, seed,
             )
             clip = self._build_random(model_name)
+        elif _is_torchscript_archive(checkpoint):
+            # OpenAI's own ViT-B-32.pt (what MoMask's `clip` package loads) is a TorchScript archive that
+            # torch.load refuses with weights_only; open_clip rebuilds it (QuickGELU, fp16-stored weights).
+            clip = open_clip.load_openai_model(str(checkpoint), precision="fp32", device="cpu")
         else:
             clip = open_clip.create_model(
                 model_name, pretrained=str(checkpoint), force_quick_gelu=quick_gelu, device="cpu"
