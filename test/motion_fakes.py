@@ -85,7 +85,7 @@ class AngleRetargeter:
         le = 3 * (np.pi - _angle(j[:, 16], j[:, 18], j[:, 20])) - 1.0
         re = 3 * (np.pi - _angle(j[:, 17], j[:, 19], j[:, 21])) - 1.0
         across = j[:, 1] - j[:, 2]
-        waist = np.arctan2(across[:, 2], across[:, 0]) * 0.5
+        waist = 0.8 * np.sin(np.arctan2(across[:, 2], across[:, 0]))  # continuous through +-pi
         q = np.stack([lk, rk, le, re, waist], axis=1)
         pelvis = np.stack([j[:, 0, 2], j[:, 0, 0], j[:, 0, 1]], axis=1)
         yaw = np.arctan2(-across[:, 2], across[:, 0])  # facing +z_h = +x_ros at yaw 0

@@ -161,9 +161,12 @@ def test_streaming_playback_waits_for_frames_then_plays():
     assert full.frames_ready == clip.frames_ready == 40
     assert np.allclose(full.samples()[1], clip.samples()[1])  # same samples whether streamed or not
     assert np.allclose(full.samples()[0], clip.samples()[0])
-    traj_t, traj_q, _ = play.trajectory()
+    traj_t, traj_q, traj_v = play.trajectory()
     assert np.all(np.diff(traj_t) > 0) and traj_t[-1] == pytest.approx(play.duration_s)
     assert r.joint_space.within(traj_q)
+    for k in (0, 3, len(traj_t) // 2, len(traj_t) - 1):  # the vectorised grid equals the per-tick samples
+        assert np.allclose(traj_q[k], play.sample(float(traj_t[k])).positions)
+    assert np.allclose(traj_v, np.gradient(traj_q, traj_t, axis=0))
 
 
 def test_failed_retarget_marks_clip_failed():

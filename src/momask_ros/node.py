@@ -238,6 +238,13 @@ class MomaskNode(Node):
 
     def __init__(self, *, pipeline: MotionPipeline | None = None, node_name: str = "momask_node", **node_kwargs: Any):
         super().__init__(node_name, **node_kwargs)
+        try:
+            self._setup(pipeline)
+        except BaseException:
+            super().destroy_node()  # leave no half-built node registered with the context
+            raise
+
+    def _setup(self, pipeline: MotionPipeline | None) -> None:
         self._p: dict[str, Any] = {}
         for name, spec in PARAMETERS.items():
             descriptor = ParameterDescriptor(
@@ -506,7 +513,10 @@ class MomaskNode(Node):
                 pass
 
     def _tick(self) -> None:
-        now = self._now_s()
+        # One clock reading per tick: the sample is computed for it and stamped with it, so the
+        # stamps describe the poses exactly even when a tick runs late.
+        stamp_time = self.get_clock().now()
+        now = stamp_time.nanoseconds * 1e-9
         released = self._limiter.poll(now)
         if released is not None:
             self._enqueue(released)
@@ -543,14 +553,14 @@ class MomaskNode(Node):
             self._status("playing", job, latency_ms=round(latency, 1), duration_s=round(self._active.duration_s, 3),
                          **job.fields)
 
+        moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
+        if moving or self._p["publish_when_idle"]:
+            self._publish_sample(sample, now, stamp_time.to_msg())
+        self._last = sample
+
         if self._active_job is not None and not self._trajectory_sent and self._active.clip.complete:
             self._trajectory_sent = True
             self._publish_trajectory()
-
-        moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
-        if moving or self._p["publish_when_idle"]:
-            self._publish_sample(sample, now)
-        self._last = sample
 
         if self._active.finished(t):
             self._finish_active(sample)
@@ -571,8 +581,7 @@ class MomaskNode(Node):
         elif not isinstance(self._active, HoldPlayback):
             self._start(HoldPlayback(sample.pose()), None)
 
-    def _publish_sample(self, sample: Sample, now_s: float) -> None:
-        stamp = self.get_clock().now().to_msg()
+    def _publish_sample(self, sample: Sample, now_s: float, stamp: Any) -> None:
         msg = joint_state_msg(self._names, sample.positions, sample.velocities, stamp)
         self._js_pub.publish(msg)
         if self._cmd_pub is not None:
@@ -606,6 +615,8 @@ class MomaskNode(Node):
                                   playing=self._active_job.id if self._active_job else None)
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_worker"):  # construction failed half-way
+            return super().destroy_node()
         with self._lock:
             self._shutdown = True
             if self._current_job is not None:

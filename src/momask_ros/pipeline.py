@@ -612,9 +612,18 @@ class MotionPlayback:
         times = np.arange(n) * step
         if times[-1] < self.duration_s - 1e-9:
             times = np.append(times, self.duration_s)
-        samples = [self.sample(float(t)) for t in times]
-        pos = np.stack([s.positions for s in samples])  # type: ignore[union-attr]
-        vel = np.stack([s.velocities for s in samples])  # type: ignore[union-attr]
+        # Vectorised (the control loop builds this once per motion and must not stall): the same
+        # interpolation and blend as `sample`, evaluated on the whole grid at once.
+        c_times, c_pos, _, _ = self.clip.samples()
+        t_src = np.clip(times, 0.0, self.duration_s) * self.speed
+        q_m = np.stack([np.interp(t_src, c_times, c_pos[:, j]) for j in range(c_pos.shape[1])], axis=1)
+        if self.blend_s > 0:
+            x = np.clip(times / self.blend_s, 0.0, 1.0)
+            w = (x * x * (3.0 - 2.0 * x))[:, None]
+        else:
+            w = np.ones((len(times), 1))
+        pos = self._space.clip((1 - w) * self._q0 + w * q_m)
+        vel = np.gradient(pos, times, axis=0) if len(times) > 1 else np.zeros_like(pos)
         return times, pos, vel
 
 

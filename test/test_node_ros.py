@@ -1,0 +1,253 @@
+"""momask_node over real rclpy/DDS: a probe node publishes commands and records what the node publishes.
+
+See ros_harness.py for how rclpy is set up here (own domain id per session, localhost discovery).
+Most tests drive the node with the small deterministic generator/retargeter from motion_fakes; one
+runs the real tiny MoMask and the real default-robot retargeter end to end.
+"""
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.parameter import Parameter
+
+from momask_ros.node import MomaskNode, ParameterError, decode_string_cdr
+from momask_ros.pipeline import BundleNotFound, MotionPipeline
+
+from motion_fakes import FAKE_JOINTS, AngleRetargeter, ChunkStream, WalkGenerator
+from ros_harness import DOMAIN_ID, Harness
+
+RATE = 50.0
+
+
+def fake_pipeline(**kwargs):
+    r = AngleRetargeter()
+    return MotionPipeline(WalkGenerator(**kwargs), r, r.joint_space, chunk_frames=8,
+                          stream_factory=lambda fps: ChunkStream(r, fps))
+
+
+@pytest.fixture
+def harness(request):
+    params = getattr(request, "param", {})
+    h = Harness(fake_pipeline(), {"control_rate": RATE, "blend_s": 0.2, **params})
+    yield h
+    h.close()
+
+
+def stamps(msgs):
+    return np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs])
+
+
+def max_joint_speed(msgs) -> float:
+    """Largest |dq/dt| between consecutive JointStates [rad/s]; a jump between poses shows as ~50+."""
+    pos = np.array([m.position for m in msgs])
+    dt = np.diff(stamps(msgs))
+    return float((np.abs(np.diff(pos, axis=0)).max(axis=1) / dt).max())
+
+
+def test_decode_string_cdr_round_trip():
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    assert decode_string_cdr(serialize_message(String(data="walk \u00e9"))) == "walk \u00e9".encode()
+    assert decode_string_cdr(serialize_message(String(data=""))) == b""
+    with pytest.raises(ValueError, match="exceeds"):
+        decode_string_cdr(b"\x00\x01\x00\x00\xff\x00\x00\x00abc")
+
+
+def test_text_command_streams_joint_states_at_control_rate(harness):
+    h = harness
+    h.send("a person walks forward length=2s")
+    done = h.wait_state("done", 10.0, text="a person walks forward")
+    first = h.wait_state("playing", 1.0, id=done["id"])
+    assert first["generation_ms"] >= 0 and first["latency_ms"] >= 0
+    states = [s["state"] for s in h.by_text("a person walks forward")]
+    assert states == ["accepted", "generating", "playing", "done"]
+
+    js = list(h.joint_states)
+    assert len(js) > 60
+    assert all(list(m.name) == list(FAKE_JOINTS) for m in js)
+    t = stamps(js)
+    assert np.all(np.diff(t) > 0)  # monotonically increasing stamps
+    assert np.median(np.diff(t)) == pytest.approx(1.0 / RATE, rel=0.2)  # at the configured rate
+    space = AngleRetargeter.joint_space
+    pos = np.array([m.position for m in js])
+    vel = np.array([m.velocity for m in js])
+    assert space.within(pos) and np.all(np.isfinite(vel))
+    assert np.ptp(pos, axis=0).max() > 0.1  # it really moved
+
+    h.wait_for(lambda: h.trajectories, 2.0, "JointTrajectory")
+    traj = h.trajectories[0]
+    assert list(traj.joint_names) == list(FAKE_JOINTS)
+    tfs = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points])
+    assert np.all(np.diff(tfs) > 0) and tfs[-1] == pytest.approx(done["duration_s"], abs=1e-3)
+    assert space.within(np.array([p.positions for p in traj.points]))
+    assert h.markers and len(h.markers[0].markers) == 2 and len(h.markers[0].markers[0].points) == 22
+    assert h.poses and h.poses[-1].header.frame_id == "odom"
+
+
+@pytest.mark.parametrize("harness", [{"command_burst": 30}], indirect=True)
+def test_bad_inputs_are_rejected_and_the_node_keeps_serving(harness):
+    h = harness
+    bad = {
+        "": "empty",
+        "   ": "empty",
+        "x" * 5000: "too_long",
+        "walk\x1b[2J forward": "control_characters",
+        "walk length=nan": "bad_number",
+        "walk length=99999s": "out_of_range",
+        "walk speed=inf": "bad_number",
+        "walk lenght=3s": "bad_option",
+        "xyzzy": "unknown_words",
+    }
+    for text in bad:
+        h.send(text)
+    h.send_raw(b"walk \xff\xfe forward")
+    h.send_raw(b"walk\x00forward")  # a typed String cannot carry NUL; raw CDR can
+    h.wait_for(lambda: len(h.by_state("rejected")) >= len(bad) + 2, 5.0, "all rejections")
+    reasons = [s["reason"] for s in h.by_state("rejected")]
+    assert reasons == list(bad.values()) + ["not_utf8", "control_characters"]
+    assert all(s["detail"] for s in h.by_state("rejected") if s["reason"] != "unknown_words")
+    unknown = [s for s in h.by_state("rejected") if s["reason"] == "unknown_words"][0]
+    assert unknown["unknown_words"] == ["xyzzy"]
+    h.send("walk forward xyzzy length=1s")  # partly unknown: served, with a warning field
+    done = h.wait_state("done", 10.0, text="walk forward xyzzy")
+    assert done["unknown_words"] == ["xyzzy"]
+
+
+def test_stop_blends_into_a_hold_of_the_current_pose(harness):
+    h = harness
+    h.send("walk for a long time length=8s")
+    h.wait_state("playing", 10.0)
+    time.sleep(0.5)
+    h.stop()
+    h.wait_state("stopped", 2.0)
+    time.sleep(0.4)
+    n = len(h.joint_states)
+    time.sleep(0.3)
+    after = h.joint_states[n:]
+    assert len(after) >= 5
+    pos = np.array([m.position for m in after])
+    assert np.allclose(pos, pos[0]) and np.allclose([m.velocity for m in after], 0.0)
+    assert not h.by_state("done")  # the stopped motion never finished
+    assert max_joint_speed(h.joint_states) < 15.0  # no jump at the stop
+    h.send("walk again length=1s")
+    h.wait_state("done", 10.0, text="walk again")
+
+
+def test_a_new_command_preempts_and_blends_from_the_current_pose(harness):
+    h = harness
+    h.send("first motion length=6s")
+    h.wait_state("playing", 10.0, text="first motion")
+    time.sleep(0.6)
+    h.send("second motion length=1s")
+    h.wait_state("done", 10.0, text="second motion")
+    preempted = h.wait_state("done", 1.0, text="first motion")
+    second = h.by_text("second motion")
+    assert preempted["preempted_by"] == second[0]["id"]
+    assert max_joint_speed(h.joint_states) < 15.0  # blended, not a jump
+
+
+@pytest.mark.parametrize("harness", [{"queue_mode": "queue", "max_queue": 1, "command_burst": 10}], indirect=True)
+def test_queue_mode_plays_in_order_and_bounds_the_queue(harness):
+    h = harness
+    h.pipeline = h.node.pipeline
+    h.node.pipeline.generator.delay_s = 0.3  # keep the worker busy so commands pile up
+    h.send("one length=1s")
+    h.wait_state("generating", 5.0, text="one")
+    h.send("two length=1s")
+    h.send("three length=1s")
+    h.wait_state("rejected", 5.0, text="three")
+    assert h.by_state("rejected", text="three")[0]["reason"] == "queue_full"
+    h.wait_state("done", 10.0, text="two")
+    order = [s["text"] for s in h.by_state("playing")]
+    assert order == ["one", "two"]
+    assert not h.by_state("done", text="one")[0].get("preempted_by")
+
+
+@pytest.mark.parametrize("harness", [{"command_rate": 1.0, "command_burst": 2}], indirect=True)
+def test_burst_is_coalesced_to_the_newest_command(harness):
+    h = harness
+    for i in range(30):
+        h.send(f"walk number {i} length=1s")
+    h.wait_state("done", 15.0, text="walk number 29")
+    coalesced = [s for s in h.by_state("rejected") if s["reason"] == "coalesced"]
+    accepted = h.by_state("accepted")
+    assert len(coalesced) >= 20
+    # every command is answered exactly once: folded into a newer one, or accepted
+    assert sorted(s["id"] for s in coalesced + accepted) == list(range(1, 31))
+
+
+def test_parameters_are_validated(harness):
+    node = harness.node
+    result = node.set_parameters([Parameter("queue_mode", value="random")])[0]
+    assert not result.successful and "queue_mode" in result.reason
+    assert not node.set_parameters([Parameter("blend_s", value=-1.0)])[0].successful
+    assert not node.set_parameters([Parameter("control_rate", value=10.0)])[0].successful  # read-only
+    assert node.set_parameters([Parameter("idle_behavior", value="rest")])[0].successful
+    assert node.set_parameters([Parameter("cond_scale", value=2)])[0].successful  # int accepted for float
+    assert node.pipeline.sampling["cond_scale"] == 2.0
+    assert node.set_parameters([Parameter("length_s", value=3.0)])[0].successful
+    assert node.pipeline.default_length_frames == 60
+    desc = node.describe_parameter("control_rate")
+    assert desc.read_only and "Hz" in desc.description
+
+
+def test_bad_start_parameters_and_missing_bundle_fail_loudly():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    try:
+        with pytest.raises(ParameterError, match="control_rate"):
+            MomaskNode(pipeline=fake_pipeline(), context=ctx,
+                       parameter_overrides=[Parameter("control_rate", value=-5.0)])
+        with pytest.raises(ParameterError, match="device"):
+            MomaskNode(pipeline=fake_pipeline(), context=ctx, parameter_overrides=[Parameter("device", value="gpu")])
+        with pytest.raises(BundleNotFound, match="nowhere.pt"):
+            MomaskNode(context=ctx, parameter_overrides=[Parameter("bundle_path", value="/nowhere.pt")])
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_use_sim_time_stamps_follow_the_clock_topic():
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    h = Harness(fake_pipeline(), {"control_rate": RATE, "use_sim_time": True}, wait_ready=False)
+    try:
+        clock_pub = h.probe.create_publisher(Clock, "/clock", 10)
+        sim = 1000.0
+        for _ in range(60):
+            sim += 0.02
+            clock_pub.publish(Clock(clock=Time(sec=int(sim), nanosec=int((sim % 1) * 1e9))))
+            time.sleep(0.01)
+        h.wait_for(lambda: h.joint_states, 2.0, "a JointState under sim time")
+        t = stamps(h.joint_states)
+        assert np.all((t > 999.0) & (t < 1002.0))  # sim time, not wall time
+    finally:
+        h.close()
+
+
+def test_real_tiny_momask_and_default_robot_end_to_end():
+    from momask_model.bundle import build_random_momask
+    from momask_model.config import tiny_config
+
+    pipeline = MotionPipeline.for_model(build_random_momask(tiny_config()), robot="default", chunk_frames=12)
+    h = Harness(pipeline, {"control_rate": RATE, "timesteps": 3, "joint_command_topic": "/joint_command",
+                           "idle_behavior": "rest", "rest_blend_s": 0.3})
+    try:
+        h.send("a person walks forward length=2s seed=4")
+        done = h.wait_state("done", 20.0, text="a person walks forward")
+        playing = h.by_state("playing", id=done["id"])[0]
+        assert playing["generation_ms"] > 0 and playing["seed"] == 4
+        space = pipeline.joint_space
+        js = list(h.joint_states)
+        assert all(list(m.name) == list(space.names) for m in js) and len(space.names) == 19
+        assert space.within(np.array([m.position for m in js]))
+        assert np.median(np.diff(stamps(js))) == pytest.approx(1.0 / RATE, rel=0.2)
+        h.wait_for(lambda: h.trajectories, 2.0, "JointTrajectory")
+        assert len(h.trajectories[0].points) == 40  # 2 s at the model frame rate (20 fps)
+        assert h.joint_commands and list(h.joint_commands[-1].name) == list(space.names)
+        time.sleep(0.6)  # idle_behavior=rest: back at the rest pose
+        assert np.allclose(h.joint_states[-1].position, space.rest, atol=1e-6)
+    finally:
+        h.close()
