@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from momask_model.config import MoMaskConfig
