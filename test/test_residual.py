@@ -13,7 +13,9 @@ from momask_model.residual import ResidualTransformer, sample_residual_layers
 from momask_model.transformer_common import TransformerShapeError, gumbel_sample
 from transformer_reference import encoder_and_head, linear, single_thread
 
-TINY = dict(num_tokens=64, code_dim=32, num_quantizers=4, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=48)
+TINY = dict(
+    num_tokens=64, code_dim=32, num_quantizers=4, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=48
+)
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +112,8 @@ def test_history_is_cumulative_sum_of_layer_embeddings_with_pad_rows():
     manual = sum(model.token_embedding_table(k)[codes[..., k]] for k in range(3))
     torch.testing.assert_close(hist[..., 2], manual)
     torch.testing.assert_close(hist[..., 0], model.token_embedding_table(0)[codes[..., 0]])
-    torch.testing.assert_close(hist[0, -1, :, 1], model.token_embedding_table(0)[64] + model.token_embedding_table(1)[64])
+    pad_rows = model.token_embedding_table(0)[64] + model.token_embedding_table(1)[64]
+    torch.testing.assert_close(hist[0, -1, :, 1], pad_rows)
 
 
 def test_training_loss_is_ce_over_pad_inclusive_classes_of_the_drawn_layer():

@@ -42,7 +42,8 @@ def encoder_and_head(
     key_padding = torch.cat([torch.zeros(x.shape[0], len(prefix), dtype=torch.bool), padding], dim=1)
     for i in range(num_layers):
         p = f"seqTransEncoder.layers.{i}."
-        h = _layer_norm(h + _attention(h, sd, p, heads, key_padding), sd[p + "norm1.weight"], sd[p + "norm1.bias"], 1e-5)
+        attn = _attention(h, sd, p, heads, key_padding)
+        h = _layer_norm(h + attn, sd[p + "norm1.weight"], sd[p + "norm1.bias"], 1e-5)
         ff = F.gelu(h @ sd[p + "linear1.weight"].T + sd[p + "linear1.bias"]) @ sd[p + "linear2.weight"].T
         h = _layer_norm(h + ff + sd[p + "linear2.bias"], sd[p + "norm2.weight"], sd[p + "norm2.bias"], 1e-5)
     h = h[:, len(prefix):]

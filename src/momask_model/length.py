@@ -66,11 +66,14 @@ class LengthEstimator(nn.Module):
         """
         token_lens = torch.as_tensor(token_lens, device=cond.device)
         if token_lens.shape != (cond.shape[0],) or token_lens.is_floating_point():
-            raise TransformerShapeError(f"token_lens must be ({cond.shape[0]},) integers, got {tuple(token_lens.shape)}")
+            raise TransformerShapeError(
+                f"token_lens must be ({cond.shape[0]},) integers, got {tuple(token_lens.shape)}"
+            )
         token_lens = token_lens.long()
         if token_lens.numel() and (int(token_lens.min()) < 0 or int(token_lens.max()) >= self.num_classes):
             raise TransformerShapeError(
-                f"token_lens must lie in [0, {self.num_classes}), got [{int(token_lens.min())}, {int(token_lens.max())}]"
+                f"token_lens must lie in [0, {self.num_classes}), "
+                f"got [{int(token_lens.min())}, {int(token_lens.max())}]"
             )
         logits = self.forward(cond)
         loss = F.cross_entropy(logits, token_lens)

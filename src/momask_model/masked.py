@@ -290,7 +290,9 @@ class MaskTransformer(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self._decode(cond, token_lens, timesteps, cond_scale, temperature, topk_filter_thres, gsample, generator)
+            return self._decode(
+                cond, token_lens, timesteps, cond_scale, temperature, topk_filter_thres, gsample, generator
+            )
         finally:
             self.train(was_training)
 
@@ -330,7 +332,8 @@ class MaskTransformer(nn.Module):
             raise TransformerShapeError(f"ids must be a (B, N) long tensor, got {tuple(ids.shape)} {ids.dtype}")
         if padding_mask.shape != ids.shape or padding_mask.dtype != torch.bool:
             raise TransformerShapeError(
-                f"padding_mask must be bool of shape {tuple(ids.shape)}, got {tuple(padding_mask.shape)} {padding_mask.dtype}"
+                f"padding_mask must be bool of shape {tuple(ids.shape)}, "
+                f"got {tuple(padding_mask.shape)} {padding_mask.dtype}"
             )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > self.pad_id):
             raise TransformerShapeError(f"ids must lie in [0, {self.pad_id}], got [{int(ids.min())}, {int(ids.max())}]")

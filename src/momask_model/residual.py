@@ -293,7 +293,8 @@ class ResidualTransformer(nn.Module):
             for j in range(1, self.num_quantizers):
                 history = history + self.token_embedding_table(j - 1)[ids]
                 logits = self.forward_with_cfg(history, j, cond, padding, cond_scale)
-                sampled = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature=temperature, generator=generator)
+                filtered = top_k_filter(logits, topk_filter_thres)
+                sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
                 ids = torch.where(padding, self.pad_id, sampled)
                 layers.append(ids)
         finally:
@@ -308,7 +309,8 @@ class ResidualTransformer(nn.Module):
         batch, n, _ = history_sum.shape
         if padding_mask.shape != (batch, n) or padding_mask.dtype != torch.bool:
             raise TransformerShapeError(
-                f"padding_mask must be bool of shape ({batch}, {n}), got {tuple(padding_mask.shape)} {padding_mask.dtype}"
+                f"padding_mask must be bool of shape ({batch}, {n}), "
+                f"got {tuple(padding_mask.shape)} {padding_mask.dtype}"
             )
         return batch, n
 

@@ -355,7 +355,9 @@ class BagOfWordsTextEncoder(TextEncoder):
         max_words: only the first max_words words of a text are used.
     """
 
-    def __init__(self, vocab: Sequence[str], dim: int = 512, seed: int = 0, *, max_words: int = CLIP_CONTEXT_LENGTH) -> None:
+    def __init__(
+        self, vocab: Sequence[str], dim: int = 512, seed: int = 0, *, max_words: int = CLIP_CONTEXT_LENGTH
+    ) -> None:
         super().__init__()
         if isinstance(vocab, str):
             raise TypeError(f"vocab must be a list of words, got the string {vocab!r}")
@@ -400,7 +402,9 @@ class BagOfWordsTextEncoder(TextEncoder):
         return torch.stack(rows)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "bow", "vocab": list(self.vocab), "dim": self.dim, "seed": self.seed, "max_words": self.max_words}
+        return {
+            "kind": "bow", "vocab": list(self.vocab), "dim": self.dim, "seed": self.seed, "max_words": self.max_words
+        }
 
 
 # ---------------------------------------------------------------------------------------------- factory
@@ -415,7 +419,9 @@ def _check_state_matches(cfg: TextEncoderConfig, state: dict[str, Any]) -> None:
         keys.append("seed")
     for key in keys:
         if key in state and state[key] != getattr(cfg, key):
-            raise TextEncoderError(f"saved text encoder has {key}={state[key]!r} but the config says {getattr(cfg, key)!r}")
+            raise TextEncoderError(
+                f"saved text encoder has {key}={state[key]!r} but the config says {getattr(cfg, key)!r}"
+            )
 
 
 def build_text_encoder(

@@ -95,7 +95,9 @@ class OutputHead(nn.Module):
         return self.poseFinal(h).permute(1, 0, 2)
 
 
-def build_encoder(*, latent_dim: int, ff_size: int, num_layers: int, num_heads: int, dropout: float) -> nn.TransformerEncoder:
+def build_encoder(
+    *, latent_dim: int, ff_size: int, num_layers: int, num_heads: int, dropout: float
+) -> nn.TransformerEncoder:
     """The release's post-LN, GELU, sequence-first encoder stack without a final norm."""
     if latent_dim % num_heads:
         raise ValueError(f"latent_dim={latent_dim} is not divisible by num_heads={num_heads}")
@@ -160,7 +162,9 @@ def top_k_filter(logits: torch.Tensor, thres: float) -> torch.Tensor:
     return out.scatter_(-1, indices, values)
 
 
-def gumbel_sample(logits: torch.Tensor, *, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_sample(
+    logits: torch.Tensor, *, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """argmax(logits / max(temperature, 1e-10) + Gumbel noise) along the last axis."""
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     neg_log_u = -torch.log(uniform.clamp(min=1e-20))
@@ -168,7 +172,9 @@ def gumbel_sample(logits: torch.Tensor, *, temperature: float, generator: torch.
     return (logits / max(temperature, 1e-10) + noise).argmax(dim=-1)
 
 
-def categorical_sample(logits: torch.Tensor, *, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def categorical_sample(
+    logits: torch.Tensor, *, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Draw one class per row from softmax(logits / temperature) along the last axis."""
     probs = F.softmax(logits / temperature, dim=-1)
     flat = probs.reshape(-1, probs.shape[-1])
