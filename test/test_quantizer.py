@@ -346,12 +346,16 @@ def test_extra_state_round_trip_continues_training_identically():
         clone.load_extra_state({"layers": extra["layers"][:2]})
 
 
-def test_without_extra_state_training_reinitialises_from_the_next_batch():
+def test_loaded_codebook_is_kept_when_fine_tuning():
     rq = ResidualQuantizer(num_quantizers=1, nb_code=8, code_dim=2, quantize_dropout_prob=0.0)
     _fit(rq, 3)
     fresh = ResidualQuantizer(num_quantizers=1, nb_code=8, code_dim=2, quantize_dropout_prob=0.0)
     fresh.load_state_dict(rq.state_dict())
-    assert not fresh.layers[0].initialized  # like the reference: the statistics are not in the checkpoint
+    layer = fresh.layers[0]
+    # unlike the official trainer, a loaded codebook is not thrown away by a lazy re-initialisation
+    assert layer.initialized
+    torch.testing.assert_close(layer.code_sum, layer.codebook)
+    torch.testing.assert_close(layer.code_count, torch.ones(8))
 
 
 # ---------------------------------------------------------------------------------------------------------

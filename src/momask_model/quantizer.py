@@ -238,6 +238,20 @@ class EMAResetQuantizer(nn.Module):
         quantized = x + (code_vecs - x).detach()  # straight-through estimator
         return LayerOutput(quantized, codes, commit_loss, perplexity)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """A loaded codebook counts as initialised, with EMA statistics seeded from it.
+
+        The official trainer re-initialised codebooks from the first batch after loading, which throws
+        away a pretrained codebook when fine-tuning; here fine-tuning starts from the loaded codes.
+        Exact resume still restores the saved statistics afterwards via `load_extra_state`.
+        """
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "codebook" in state_dict:
+            with torch.no_grad():
+                self.code_sum.copy_(self.codebook)
+                self.code_count.fill_(1.0)
+            self.initialized = True
+
     # -- exact resume ----------------------------------------------------------------------------------
 
     def extra_state(self) -> dict[str, Any]:
