@@ -141,6 +141,7 @@ def test_clip_missing_weights_raise_named_error(tmp_path):
         build_text_encoder(TextEncoderConfig(kind="clip", weights=str(missing)))
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
 def test_clip_loads_openai_torchscript_archive(tmp_path):
     """OpenAI's ViT-B-32.pt is TorchScript; a tiny archive of the same layout must load and encode identically."""
     import open_clip
