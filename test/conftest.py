@@ -14,7 +14,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 try:
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # One intra-op thread: with two or more busy processes on 2 cores, OpenMP spinning made steps 10-30x slower.
+    torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
 
