@@ -5,6 +5,7 @@ Most tests drive the node with the small deterministic generator/retargeter from
 runs the real tiny MoMask and the real default-robot retargeter end to end.
 """
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +252,36 @@ def test_real_tiny_momask_and_default_robot_end_to_end():
         assert np.allclose(h.joint_states[-1].position, space.rest, atol=1e-6)
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("name", ["momask.yaml", "isaac_sim.yaml", "gazebo.yaml"])
+def test_config_files_load_through_a_ros_params_file(name):
+    """Each shipped YAML is read by rcl's own parameter-file parser and passes the node's checks."""
+    import yaml
+
+    from momask_ros.node import PARAMETERS
+
+    path = Path(__file__).resolve().parents[1] / "config" / name
+    values = yaml.safe_load(path.read_text())["momask_node"]["ros__parameters"]
+    assert set(values) <= set(PARAMETERS) | {"use_sim_time"}
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    try:
+        node = MomaskNode(pipeline=fake_pipeline(), context=ctx, cli_args=["--ros-args", "--params-file", str(path)])
+        for key, value in values.items():
+            got = node.get_parameter(key).value
+            assert got == pytest.approx(value) if isinstance(value, float) else got == value, key
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_launch_file_declares_its_arguments():
+    import ast
+
+    path = Path(__file__).resolve().parents[1] / "launch" / "generate.launch.py"
+    tree = ast.parse(path.read_text())
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    assert declared == {"config", "robot", "device", "use_sim_time", "namespace"}
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
