@@ -10,22 +10,19 @@ publishes); one worker thread loads/warms up the model and produces clips. They 
 deques under one lock. No callback lets an exception escape: a bad message becomes a ``rejected``
 status, an internal failure an ``error`` status, and the node keeps serving.
 
-Topics (names relative to the node's namespace; parameters rename them):
+Topics (defaults; names are relative to the node's namespace and set by parameters):
 
-==========================  ==========================================  ===========
-topic (default)             type                                        direction
-==========================  ==========================================  ===========
-``momask/command``          std_msgs/String (text command)              in
-``momask/stop``             std_msgs/Empty                              in
-``joint_states``            sensor_msgs/JointState (control rate)       out
-``joint_command_topic``     sensor_msgs/JointState (same stream; off    out
-                            by default, ``/joint_command`` for Isaac)
-``joint_trajectory_contr    trajectory_msgs/JointTrajectory (whole      out
-oller/joint_trajectory``    motion, once retargeted)
-``base_pose``               geometry_msgs/PoseStamped (floating base)   out
-``momask/status``           std_msgs/String (JSON)                      out
-``momask/human_skeleton``   visualization_msgs/MarkerArray              out
-==========================  ==========================================  ===========
+* in  ``momask/command`` std_msgs/String: a text command (syntax: `momask_ros.commands`).
+* in  ``momask/stop`` std_msgs/Empty: blend into a hold of the current pose, drop waiting commands.
+* out ``joint_states`` sensor_msgs/JointState at ``control_rate`` (name, position, velocity).
+* out ``joint_command_topic`` (off; ``/joint_command`` for Isaac Sim): the same JointState stream.
+* out ``joint_trajectory_controller/joint_trajectory`` trajectory_msgs/JointTrajectory: the whole
+  motion once retargeted; ``time_from_start`` 0 is the stamp of its first streamed JointState.
+* out ``base_pose`` geometry_msgs/PoseStamped: the floating base (after the first motion).
+* out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
+  rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
+  (``generation_ms``, ``latency_ms`` = command received -> first JointState of its motion).
+* out ``momask/human_skeleton`` visualization_msgs/MarkerArray: the generated human, for RViz.
 """
 from __future__ import annotations
 
