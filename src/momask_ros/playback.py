@@ -35,7 +35,10 @@ def scene_model(description: str | Path):
         light = spec.worldbody.add_light()
         light.pos = [0, 0, 4]
         light.dir = [0, 0, -1]
-    return spec.compile()
+    model = spec.compile()
+    model.vis.headlight.ambient[:] = [0.35, 0.35, 0.35]  # brighter than MuJoCo's default for previews
+    model.vis.headlight.diffuse[:] = [0.6, 0.6, 0.6]
+    return model
 
 
 def _free_joint_adr(model) -> int | None:
