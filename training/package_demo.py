@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Package a trained demo run into the files the package ships (src/momask_model/assets/).
+
+* ``demo_bundle.pt``: the MoMask bundle (what `momask-generate` and the node load by default);
+* ``demo_recognizer.pt``: the demo evaluator plus per-skill centroids of its motion embeddings on the
+  training split, used by the test that checks generated motions are recognised as their skill.
+
+Usage: training/package_demo.py --run RUN_DIR --data DEMO_DATA [--assets src/momask_model/assets]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from momask_model.data import DatasetLayout  # noqa: E402
+from momask_model.evaluate.evaluator import load_evaluator  # noqa: E402
+from momask_model.evaluate.skills import SkillRecognizer  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="run folder of training/run_all.sh")
+    p.add_argument("--data", type=Path, required=True, help="demo dataset (training/build_demo_dataset.py)")
+    p.add_argument("--assets", type=Path, default=ROOT / "src" / "momask_model" / "assets")
+    args = p.parse_args(argv)
+
+    layout = DatasetLayout(args.data)
+    evaluator = load_evaluator(args.run / "evaluator" / "evaluator.pt")
+    motions = {i: layout.load_features(i) for i in layout.split_ids("train")}
+    recognizer = SkillRecognizer.fit(evaluator, motions)
+    test = {i: layout.load_features(i) for i in layout.split_ids("test")}
+    ids = sorted(test)
+    pred = recognizer.predict([test[i] for i in ids])
+    from momask_model.evaluate.skills import skill_of_id
+
+    acc = np.mean([p == skill_of_id(i) for p, i in zip(pred, ids)])
+    print(f"recognizer: {len(recognizer.skills)} skills, accuracy on real test motions {acc:.3f}")
+    args.assets.mkdir(parents=True, exist_ok=True)
+    recognizer.save(args.assets / "demo_recognizer.pt")
+    shutil.copyfile(args.run / "momask_bundle.pt", args.assets / "demo_bundle.pt")
+    for name in ("demo_bundle.pt", "demo_recognizer.pt"):
+        print(f"{args.assets / name}: {(args.assets / name).stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
