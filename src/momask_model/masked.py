@@ -7,11 +7,13 @@ The text condition is a single prefix token (no cross-attention).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .fastpath import DEFAULT_OPTIONS, FastPathOptions, compiled
 from .transformer_common import (
     InputProcess,
     OutputHead,
@@ -22,7 +24,9 @@ from .transformer_common import (
     check_cond,
     check_token_lens,
     cosine_schedule,
+    attention_bias,
     drop_condition,
+    encoder_batch_first,
     gumbel_sample,
     init_weights,
     lengths_to_mask,
@@ -263,6 +267,8 @@ class MaskTransformer(nn.Module):
         topk_filter_thres: float = 0.9,
         gsample: bool = False,
         generator: torch.Generator | None = None,
+        fused_cfg: bool = False,
+        fast_options: FastPathOptions | None = None,
     ) -> torch.Tensor:
         """Iterative masked decoding (§3.5).
 
@@ -277,6 +283,10 @@ class MaskTransformer(nn.Module):
             cond: (B, cond_dim) text vectors.
             token_lens: (B,) target token counts, each >= 1.
             generator: optional RNG making the sampling reproducible.
+            fused_cfg: run the fast path (conditional and unconditional passes as one batch-first
+                batch of 2B, per-call constants built once, ``torch.inference_mode``). Same weights,
+                same random draws in the same order: in float32 it returns the reference's tokens.
+            fast_options: execution options of the fast path (encoder kernel; GPU bf16 / compile).
         Returns:
             (B, max(token_lens)) long ids, -1 at padding.
         """
@@ -290,32 +300,42 @@ class MaskTransformer(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self._decode(
-                cond, token_lens, timesteps, cond_scale, temperature, topk_filter_thres, gsample, generator
-            )
+            with torch.inference_mode() if fused_cfg else nullcontext():
+                seq_len = int(token_lens.max())
+                padding = ~lengths_to_mask(token_lens, seq_len)
+                if fused_cfg:
+                    guided_logits = _FusedMaskedStep(self, cond, padding, cond_scale, fast_options or DEFAULT_OPTIONS)
+                else:
+                    def guided_logits(ids: torch.Tensor) -> torch.Tensor:
+                        return self.forward_with_cfg(ids, cond, padding, cond_scale)
+                return self._decode(
+                    guided_logits, padding, token_lens, timesteps, temperature, topk_filter_thres, gsample, generator
+                )
         finally:
             self.train(was_training)
 
     def _decode(
         self,
-        cond: torch.Tensor,
+        guided_logits,
+        padding: torch.Tensor,
         token_lens: torch.Tensor,
         timesteps: int,
-        cond_scale: float,
         temperature: float,
         topk_filter_thres: float,
         gsample: bool,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        seq_len = int(token_lens.max())
-        padding = ~lengths_to_mask(token_lens, seq_len)
+        """The MaskGIT loop; ``guided_logits(ids) -> (B, N, C)`` CFG logits (reference or fast path).
+
+        Both paths share this loop, so they draw the same random numbers in the same order and shapes.
+        """
         ids = torch.where(padding, self.pad_id, self.mask_id)
         scores = torch.where(padding, _FIXED_SCORE, 0.0)
         for num_masked in decode_mask_counts(token_lens, timesteps):
             ranks = scores.argsort(dim=1).argsort(dim=1)
             is_masked = ranks < num_masked.unsqueeze(-1)
             ids = torch.where(is_masked, self.mask_id, ids)
-            logits = self.forward_with_cfg(ids, cond, padding, cond_scale)
+            logits = guided_logits(ids)
             filtered = top_k_filter(logits, topk_filter_thres)
             if gsample:
                 sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
@@ -325,6 +345,16 @@ class MaskTransformer(nn.Module):
             confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
             scores = confidence.masked_fill(~is_masked, _FIXED_SCORE)
         return torch.where(padding, -1, ids)
+
+    def fused_network(
+        self, seq: torch.Tensor, key_padding: torch.Tensor, bias: torch.Tensor | None, impl: str
+    ) -> torch.Tensor:
+        """Fast-path network call: batch-first (R, 1+N, latent) prefixed inputs -> (R, N, C) logits.
+
+        The unit ``torch.compile`` captures on GPU; inputs come from :class:`_FusedMaskedStep`.
+        """
+        hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl)
+        return self.output_process.per_position(hidden[:, 1:])
 
     # ------------------------------------------------------------------ helpers
     def _check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor) -> None:
@@ -337,3 +367,50 @@ class MaskTransformer(nn.Module):
             )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) > self.pad_id):
             raise TransformerShapeError(f"ids must lie in [0, {self.pad_id}], got [{int(ids.min())}, {int(ids.max())}]")
+
+
+class _FusedMaskedStep:
+    """CFG logits of one decoding step on the fast path, with per-call constants built once.
+
+    Rows 0..B-1 of the batch carry the text condition and rows B..2B-1 the zero condition (the
+    unconditional pass); both share the motion-token rows, which are projected once per step and
+    written into a preallocated (2B, 1+N, latent) buffer whose prefix column never changes.
+    """
+
+    def __init__(
+        self, model: MaskTransformer, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
+        options: FastPathOptions,
+    ) -> None:
+        device = cond.device
+        batch, n = padding.shape
+        self.model, self.options, self.device = model, options, device
+        self.batch, self.n, self.cond_scale = batch, n, cond_scale
+        self.guided = cond_scale != 1
+        conds = torch.cat([cond, torch.zeros_like(cond)]) if self.guided else cond
+        rows = conds.shape[0]
+        n_run = options.padded_length(n, device)
+        key_padding = torch.ones(rows, 1 + n_run, dtype=torch.bool, device=device)
+        key_padding[:, 0] = False
+        key_padding[:, 1 : 1 + n] = padding.repeat(rows // batch, 1)
+        self.key_padding = key_padding
+        with options.autocast(device):
+            prefix = model.cond_emb(conds)
+        self.seq = torch.zeros(rows, 1 + n_run, model.latent_dim, dtype=prefix.dtype, device=device)
+        self.seq[:, 0] = prefix
+        self.bias = attention_bias(key_padding, prefix.dtype) if options.encoder_impl == "compose" else None
+        self.pe = model.position_enc.pe[:n, 0]
+        self.network = compiled(model, "fused_network", model.fused_network, options, device)
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        model, batch, n = self.model, self.batch, self.n
+        with self.options.autocast(self.device):
+            x = model.input_process.poseEmbedding(model.token_emb(ids)) + self.pe
+            self.seq[:batch, 1 : 1 + n] = x
+            if self.guided:
+                self.seq[batch:, 1 : 1 + n] = x
+            logits = self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
+        logits = logits[:, :n].float()
+        if not self.guided:
+            return logits
+        cond, uncond = logits[:batch], logits[batch:]
+        return uncond + (cond - uncond) * self.cond_scale

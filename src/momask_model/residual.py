@@ -12,10 +12,13 @@ are slices of the stored parameters (same storage), not copies.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fastpath import DEFAULT_OPTIONS, FastPathOptions, compiled
 from .transformer_common import (
     INIT_STD,
     InputProcess,
@@ -26,7 +29,9 @@ from .transformer_common import (
     check_cond,
     check_token_lens,
     cosine_schedule,
+    attention_bias,
     drop_condition,
+    encoder_batch_first,
     gumbel_sample,
     init_weights,
     lengths_to_mask,
@@ -263,6 +268,8 @@ class ResidualTransformer(nn.Module):
         topk_filter_thres: float = 0.9,
         cond_scale: float = 5.0,
         generator: torch.Generator | None = None,
+        fused_cfg: bool = False,
+        fast_options: FastPathOptions | None = None,
     ) -> torch.Tensor:
         """Predict layers 1..Q-1 one after another (§4.4), always with Gumbel-argmax sampling.
 
@@ -273,6 +280,10 @@ class ResidualTransformer(nn.Module):
             cond: (B, cond_dim) text vectors.
             token_lens: (B,) valid token counts (<= N).
             generator: optional RNG making the sampling reproducible.
+            fused_cfg: run the fast path (conditional and unconditional passes as one batch-first
+                batch of 2B, prefix tokens built once, ``torch.inference_mode``); same weights and
+                random draws, so in float32 it returns the reference's tokens.
+            fast_options: execution options of the fast path (encoder kernel; GPU bf16 / compile).
         Returns:
             (B, N, Q) long ids; -1 at padding and wherever the pad class was sampled (decoded as a zero code).
         """
@@ -288,19 +299,36 @@ class ResidualTransformer(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            layers = [ids]
-            history = torch.zeros(batch, n, self.code_dim, device=base_ids.device)
-            for j in range(1, self.num_quantizers):
-                history = history + self.token_embedding_table(j - 1)[ids]
-                logits = self.forward_with_cfg(history, j, cond, padding, cond_scale)
-                filtered = top_k_filter(logits, topk_filter_thres)
-                sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
-                ids = torch.where(padding, self.pad_id, sampled)
-                layers.append(ids)
+            with torch.inference_mode() if fused_cfg else nullcontext():
+                if fused_cfg:
+                    guided_logits = _FusedResidualStep(self, cond, padding, cond_scale, fast_options or DEFAULT_OPTIONS)
+                else:
+                    def guided_logits(history: torch.Tensor, j: int) -> torch.Tensor:
+                        return self.forward_with_cfg(history, j, cond, padding, cond_scale)
+                layers = [ids]
+                # The running sum of layer embeddings is updated incrementally on both paths.
+                history = torch.zeros(batch, n, self.code_dim, device=base_ids.device)
+                for j in range(1, self.num_quantizers):
+                    history = history + self.token_embedding_table(j - 1)[ids]
+                    logits = guided_logits(history, j)
+                    filtered = top_k_filter(logits, topk_filter_thres)
+                    sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
+                    ids = torch.where(padding, self.pad_id, sampled)
+                    layers.append(ids)
         finally:
             self.train(was_training)
         out = torch.stack(layers, dim=-1)
         return torch.where(out == self.pad_id, -1, out)
+
+    def fused_network(
+        self, seq: torch.Tensor, key_padding: torch.Tensor, bias: torch.Tensor | None, impl: str
+    ) -> torch.Tensor:
+        """Fast-path network call: batch-first (R, 2+N, latent) prefixed inputs -> (R, N, code_dim) features.
+
+        The unit ``torch.compile`` captures on GPU; inputs come from :class:`_FusedResidualStep`.
+        """
+        hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl)
+        return self.output_process.per_position(hidden[:, 2:])
 
     # ------------------------------------------------------------------ helpers
     def _check_history(self, history_sum: torch.Tensor, padding_mask: torch.Tensor) -> tuple[int, int]:
@@ -321,3 +349,58 @@ class ResidualTransformer(nn.Module):
         if batch and (int(qids.min()) < 1 or int(qids.max()) > self.num_quantizers - 1):
             raise TransformerShapeError(f"qids must lie in [1, {self.num_quantizers - 1}], got {qids.tolist()}")
         return qids
+
+
+class _FusedResidualStep:
+    """CFG logits for one residual layer on the fast path, with per-call constants built once.
+
+    Rows 0..B-1 carry the text condition, rows B..2B-1 the zero condition. The condition column of
+    the preallocated (2B, 2+N, latent) buffer is written once per call, the layer-id tokens of all
+    layers are projected once, and the history projection is computed once per layer for both halves.
+    """
+
+    def __init__(
+        self, model: ResidualTransformer, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
+        options: FastPathOptions,
+    ) -> None:
+        device = cond.device
+        batch, n = padding.shape
+        self.model, self.options, self.device = model, options, device
+        self.batch, self.n, self.cond_scale = batch, n, cond_scale
+        self.guided = cond_scale != 1
+        conds = torch.cat([cond, torch.zeros_like(cond)]) if self.guided else cond
+        rows = conds.shape[0]
+        n_run = options.padded_length(n, device)
+        key_padding = torch.ones(rows, 2 + n_run, dtype=torch.bool, device=device)
+        key_padding[:, :2] = False
+        key_padding[:, 2 : 2 + n] = padding.repeat(rows // batch, 1)
+        self.key_padding = key_padding
+        layer_ids = torch.arange(model.num_quantizers, device=device)
+        with options.autocast(device):
+            prefix = model.cond_emb(conds)
+            self.layer_tokens = model.quant_emb(F.one_hot(layer_ids, model.num_quantizers).float())
+        self.seq = torch.zeros(rows, 2 + n_run, model.latent_dim, dtype=prefix.dtype, device=device)
+        self.seq[:, 0] = prefix
+        self.bias = attention_bias(key_padding, prefix.dtype) if options.encoder_impl == "compose" else None
+        self.pe = model.position_enc.pe[:n, 0]
+        self.network = compiled(model, "fused_network", model.fused_network, options, device)
+
+    def __call__(self, history: torch.Tensor, layer: int) -> torch.Tensor:
+        model, batch, n = self.model, self.batch, self.n
+        with self.options.autocast(self.device):
+            x = model.input_process.poseEmbedding(history) + self.pe
+            self.seq[:, 1] = self.layer_tokens[layer]
+            self.seq[:batch, 2 : 2 + n] = x
+            if self.guided:
+                self.seq[batch:, 2 : 2 + n] = x
+            features = self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
+        features = features[:, :n].float()
+        # One classifier for the whole batch: a broadcast view, not the per-sample copy of _project.
+        weight = model.output_projection_table(layer)
+        logits = torch.einsum("bnd,bcd->bnc", features, weight.unsqueeze(0).expand(features.shape[0], -1, -1))
+        if not model.share_weight:
+            logits = logits + model.output_bias[layer - 1]
+        if not self.guided:
+            return logits
+        cond, uncond = logits[:batch], logits[batch:]
+        return uncond + (cond - uncond) * self.cond_scale

@@ -8,7 +8,8 @@ checkpoints load key-for-key.
 
 The encoder stack runs sequence-first, exactly like the release: PyTorch then never takes its
 fused/nested-tensor fast path, so outputs are the same with and without gradients and match the
-official numerics (padded positions carry ordinary, unused hidden states).
+official numerics (padded positions carry ordinary, unused hidden states). The generation fast path
+runs the *same* layers batch-first through :func:`encoder_batch_first` instead.
 """
 from __future__ import annotations
 
@@ -91,8 +92,11 @@ class OutputHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: (n, b, latent_dim) sequence-first -> (b, n, out_dim) batch-first."""
-        h = self.LayerNorm(F.gelu(self.dense(h)))
-        return self.poseFinal(h).permute(1, 0, 2)
+        return self.per_position(h).permute(1, 0, 2)
+
+    def per_position(self, h: torch.Tensor) -> torch.Tensor:
+        """The head on any layout (..., latent_dim) -> (..., out_dim); the fast path feeds it batch-first."""
+        return self.poseFinal(self.LayerNorm(F.gelu(self.dense(h))))
 
 
 def build_encoder(
@@ -111,6 +115,134 @@ def build_encoder(
         norm_first=False,
     )
     return nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
+
+
+#: Batch-first execution of the encoder stack (see :func:`encoder_batch_first`).
+ENCODER_IMPLS = ("compose", "fused")
+
+
+def attention_bias(key_padding: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, S) bool key padding (True = ignore) -> additive (B, 1, 1, S) bias: -inf there, 0 elsewhere.
+
+    This is the mask PyTorch's own sequence-first attention builds from ``src_key_padding_mask``;
+    building it once per generation call instead of once per layer and step is part of the fast path.
+    """
+    bias = torch.zeros(key_padding.shape, dtype=dtype, device=key_padding.device)
+    return bias.masked_fill_(key_padding, float("-inf")).view(key_padding.shape[0], 1, 1, key_padding.shape[1])
+
+
+def fused_layer_supported(layer: nn.TransformerEncoderLayer) -> bool:
+    """Whether PyTorch's fused inference kernel for encoder layers can run this layer.
+
+    The same conditions ``nn.TransformerEncoderLayer`` checks before taking its fast path (post- or
+    pre-LN, ReLU/GELU, packed qkv with biases, equal norm epsilons, an even head count), minus the
+    ``batch_first`` flag: the weights do not depend on the layout, only the call does.
+    """
+    attn = layer.self_attn
+    return (
+        getattr(layer, "activation_relu_or_gelu", 0) in (1, 2)
+        and attn._qkv_same_embed_dim
+        and attn.in_proj_bias is not None
+        and layer.norm1.eps == layer.norm2.eps
+        and attn.num_heads % 2 == 0
+        and hasattr(torch, "_transformer_encoder_layer_fwd")
+    )
+
+
+def encoder_batch_first(
+    encoder: nn.TransformerEncoder,
+    x: torch.Tensor,
+    *,
+    key_padding: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    impl: str = "compose",
+) -> torch.Tensor:
+    """Run a sequence-first ``nn.TransformerEncoder`` (eval, no dropout) on a batch-first tensor.
+
+    Why: the release's encoder is sequence-first, which keeps PyTorch off its inference fast path and
+    costs a layout shuffle in every attention call. Same weights, batch-first call:
+
+    - ``impl="compose"``: the layer's own slow-path primitives (``F.linear``, scaled-dot-product
+      attention with the additive padding bias, ``F.layer_norm``) on (B, S, D). On CPU this reproduces
+      the sequence-first stack bit for bit, which keeps the fast and reference paths token-identical.
+    - ``impl="fused"``: ``torch._transformer_encoder_layer_fwd``, the kernel
+      ``nn.TransformerEncoderLayer`` uses in batch-first inference (fused qkv/softmax/add-norm), for the
+      layers it supports (others fall back to "compose"); results agree to float rounding (~1e-6).
+
+    Args:
+        encoder: the stack (post-LN as in the release, or pre-LN; no final norm is expected, one is applied if present).
+        x: (B, S, D) batch-first input.
+        key_padding: (B, S) bool, True at keys to ignore.
+        bias: the matching :func:`attention_bias` (built here when None; pass it to reuse it across calls).
+        impl: "compose" or "fused".
+    Returns:
+        (B, S, D) output.
+    """
+    if impl not in ENCODER_IMPLS:
+        raise ValueError(f"impl must be one of {ENCODER_IMPLS}, got {impl!r}")
+    if x.ndim != 3 or key_padding.shape != x.shape[:2]:
+        raise TransformerShapeError(
+            f"x must be (B, S, D) with key_padding (B, S), got {tuple(x.shape)} and {tuple(key_padding.shape)}"
+        )
+    if bias is None and impl == "compose":
+        bias = attention_bias(key_padding, x.dtype)
+    for layer in encoder.layers:
+        if impl == "fused" and fused_layer_supported(layer):
+            x = _fused_layer(layer, x, key_padding)
+        else:
+            if bias is None:
+                bias = attention_bias(key_padding, x.dtype)
+            x = _composed_layer(layer, x, bias)
+    if encoder.norm is not None:
+        x = encoder.norm(x)
+    return x
+
+
+def _fused_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, key_padding: torch.Tensor) -> torch.Tensor:
+    attn = layer.self_attn
+    return torch._transformer_encoder_layer_fwd(
+        x,
+        attn.embed_dim,
+        attn.num_heads,
+        attn.in_proj_weight,
+        attn.in_proj_bias,
+        attn.out_proj.weight,
+        attn.out_proj.bias,
+        layer.activation_relu_or_gelu == 2,
+        layer.norm_first,
+        layer.norm1.eps,
+        layer.norm1.weight,
+        layer.norm1.bias,
+        layer.norm2.weight,
+        layer.norm2.bias,
+        layer.linear1.weight,
+        layer.linear1.bias,
+        layer.linear2.weight,
+        layer.linear2.bias,
+        key_padding,
+        1,  # mask type 1: a (B, S) key padding mask
+    )
+
+
+def _composed_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    attn = layer.self_attn
+    batch, seq, dim = x.shape
+    heads = attn.num_heads
+
+    def self_attention(h: torch.Tensor) -> torch.Tensor:
+        qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(batch, seq, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias if bias.dtype == q.dtype else bias.to(q.dtype))
+        return attn.out_proj(out.transpose(1, 2).reshape(batch, seq, dim))
+
+    def feed_forward(h: torch.Tensor) -> torch.Tensor:
+        return layer.linear2(layer.activation(layer.linear1(h)))
+
+    if layer.norm_first:
+        x = x + self_attention(layer.norm1(x))
+        return x + feed_forward(layer.norm2(x))
+    x = layer.norm1(x + self_attention(x))
+    return layer.norm2(x + feed_forward(x))
 
 
 def init_weights(module: nn.Module) -> None:
