@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .config import MoMaskConfig
+from .fastpath import FastPathOptions
 from .motion import Normalizer, features_to_joints
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ class MoMask(nn.Module):
         self.normalizer = normalizer
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._text_cache_size = text_cache_size
+        #: How the fast path executes (GPU bf16 / compile are opt-in here); see `FastPathOptions`.
+        self.fast_options = FastPathOptions()
         self.eval()
 
     # ------------------------------------------------------------------ helpers
@@ -117,13 +120,18 @@ class MoMask(nn.Module):
         fn = getattr(self.text_encoder, "unknown_words", None)
         return list(fn(text)) if fn is not None else []
 
-    def encode_text(self, texts: list[str], *, cache: bool = True) -> torch.Tensor:
-        """Text condition (B, cond_dim) on the model's device; cached per text when ``cache``."""
+    def encode_text(self, texts: list[str], *, cache: bool = True, fast: bool | None = None) -> torch.Tensor:
+        """Text condition (B, cond_dim) on the model's device; cached per text when ``cache``.
+
+        ``fast`` (default: same as ``cache``) lets the encoder skip work that cannot change the result
+        (CLIP: positions after the last end-of-text token); each distinct text is encoded once.
+        """
+        fast = cache if fast is None else fast
         if not cache:
-            return self.text_encoder.encode(texts).float().to(self.device)
+            return self._run_text_encoder(texts, fast)
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
-            emb = self.text_encoder.encode(missing).float().to(self.device)
+            emb = self._run_text_encoder(missing, fast)
             for text, vec in zip(missing, emb):
                 self._text_cache[text] = vec
                 if len(self._text_cache) > self._text_cache_size:
@@ -131,6 +139,15 @@ class MoMask(nn.Module):
         for t in texts:
             self._text_cache.move_to_end(t)
         return torch.stack([self._text_cache[t] for t in texts])
+
+    def clear_text_cache(self) -> None:
+        """Forget cached text embeddings (benchmarks measuring a cold command use it)."""
+        self._text_cache.clear()
+
+    def _run_text_encoder(self, texts: list[str], fast: bool) -> torch.Tensor:
+        encode = self.text_encoder.encode
+        out = encode(texts, fast=True) if fast and _accepts(encode, "fast") else encode(texts)
+        return out.float().to(self.device)
 
     def _token_lengths(
         self, lengths: int | Sequence[int] | None, cond: torch.Tensor, generator: torch.Generator | None
@@ -183,9 +200,12 @@ class MoMask(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Text -> (tokens (B, N, Q) with -1 at padding, token lengths (B,)).
 
-        ``fast`` selects the optimised execution path (fused conditional/unconditional batch, cached
-        text embedding); ``fast=False`` runs the reference loop as the paper and the official code do.
-        Both compute the same thing; at a fixed seed in float32 they give the same tokens.
+        ``fast`` selects the optimised execution path (fused conditional/unconditional batch-first
+        batch, text embedding cached per command and computed only up to the end-of-text token,
+        per-call constants built once, ``torch.inference_mode``; options in ``self.fast_options``);
+        ``fast=False`` runs the reference loop as the paper and the official code do. Both compute the
+        same thing; at a fixed seed in float32 they give the same tokens (unless ``fast_options``
+        enables bf16 on a GPU).
         """
         s = self.config.sampling
         timesteps = s.timesteps if timesteps is None else timesteps
@@ -202,7 +222,7 @@ class MoMask(nn.Module):
         generator = self._generator(seed)
         cond = self.encode_text(texts, cache=fast)
         token_lens = self._token_lengths(lengths, cond, generator)
-        extra = {"fused_cfg": True} if fast and _accepts(self.mask_transformer.generate, "fused_cfg") else {}
+        extra = self._fast_kwargs(self.mask_transformer.generate, fast)
         base = self.mask_transformer.generate(
             cond,
             token_lens,
@@ -214,7 +234,7 @@ class MoMask(nn.Module):
             generator=generator,
             **extra,
         )
-        extra = {"fused_cfg": True} if fast and _accepts(self.residual_transformer.generate, "fused_cfg") else {}
+        extra = self._fast_kwargs(self.residual_transformer.generate, fast)
         codes = self.residual_transformer.generate(
             base,
             cond,
@@ -226,6 +246,14 @@ class MoMask(nn.Module):
             **extra,
         )
         return codes, token_lens
+
+    def _fast_kwargs(self, fn, fast: bool) -> dict:
+        if not (fast and _accepts(fn, "fused_cfg")):
+            return {}
+        extra: dict = {"fused_cfg": True}
+        if _accepts(fn, "fast_options"):
+            extra["fast_options"] = self.fast_options
+        return extra
 
     @torch.inference_mode()
     def decode_tokens(self, codes: torch.Tensor, token_lens: torch.Tensor) -> GenerationResult:
