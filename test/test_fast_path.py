@@ -269,3 +269,34 @@ def test_clip_fast_encode_uses_fewer_positions(clip_random, monkeypatch):
     clip_random.encode(["a person walks"], fast=True)
     clip_random.encode(["a person walks"])
     assert seen == [5, 77]  # <start> a person walks <end>  vs the whole context
+
+
+# ---------------------------------------------------------------------------------------- benchmark
+def test_bench_runs_both_paths_side_by_side(monkeypatch, tmp_path, capsys):
+    import json
+
+    from momask_model import bench
+
+    tiny = build_random_momask(tiny_config(), seed=2)
+    rows = bench.bench_model("tiny", tiny, device=torch.device("cpu"), threads=[1], batches=[1, 3], frames=40,
+                             repeats=2, big_batch_repeats=1)
+    assert [(r["batch"], r["path"]) for r in rows] == [(1, "reference"), (1, "fast"), (3, "reference"), (3, "fast")]
+    for r in rows:
+        assert r["same_tokens_as_reference"]
+        assert 0 < r["tokens_p50_ms"] <= r["joints_p50_ms"] and r["tokens_p50_ms"] <= r["tokens_p95_ms"]
+        assert r["motions_per_s"] == pytest.approx(r["batch"] * 1e3 / r["joints_p50_ms"])
+    assert "| tiny | cpu | 1 | 3 | fast |" in bench.markdown_table(rows)
+    prompts = bench.prompts_for(32)
+    assert len(set(prompts)) == 32
+    assert all(not tiny.unknown_words(t) for t in bench.prompts_for(5, tiny.text_encoder.vocab))
+    # the CLI end to end, with the tiny model standing in for the paper-size one
+    monkeypatch.setattr(bench, "build_models", lambda names, notes: notes.append("tiny stand-in") or {"tiny": tiny})
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--frames", "24", "--repeats", "1", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["machine"]["cores"] >= 1 and payload["machine"]["torch"] == torch.__version__
+    assert {r["path"] for r in payload["results"]} == {"reference", "fast"}
+    assert payload["gflop_per_motion"]["tiny"]["fast"] > 0
+    assert "text→joints" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--batch", "0"])
