@@ -30,6 +30,7 @@ Generate = Callable[[Mapping[str, Any]], torch.Tensor]
 COLUMNS = (
     ("top1", "Top-1 ↑"), ("top2", "Top-2 ↑"), ("top3", "Top-3 ↑"), ("fid", "FID ↓"), ("mm_dist", "MM-Dist ↓"),
     ("diversity", "Diversity →"), ("multimodality", "MModality ↑"), ("mpjpe_mm", "MPJPE [mm] ↓"),
+    ("mean_pose_mpjpe_mm", "Mean-pose MPJPE [mm]"),
     ("codebook_usage", "Code usage"),
 )
 
@@ -142,7 +143,9 @@ def evaluate_vq(vq: torch.nn.Module, normalizer: Normalizer, evaluator: TextMoti
     usage, per replication."""
     cfg = _eval_config(config)
     vq.eval()
-    state: dict[str, list] = {"err": [], "codes": []}
+    state: dict[str, list] = {"err": [], "codes": [], "base": []}
+    # Baseline: "reconstruct" every motion as the dataset's mean pose (features = mean), root-aligned.
+    mean_pose = features_to_joints(np.repeat(normalizer.mean[None], 2, axis=0), joints_num)[0]
 
     def generate(batch: Mapping[str, Any]) -> torch.Tensor:
         codes = vq.encode(batch["motion"].to(device).float())
@@ -153,12 +156,14 @@ def evaluate_vq(vq: torch.nn.Module, normalizer: Normalizer, evaluator: TextMoti
             pj = features_to_joints(normalizer.denormalize(recon[b, :m_len].float().cpu()).numpy(), joints_num)
             gj = features_to_joints(normalizer.denormalize(batch["motion"][b, :m_len].float()).numpy(), joints_num)
             state["err"].append((M.mpjpe(pj, gj), m_len))
+            state["base"].append((M.mpjpe(np.broadcast_to(mean_pose, gj.shape), gj), m_len))
         return recon
 
     gt_runs, vq_runs = [], []
     for r in range(cfg.repeats):
         state["err"].clear()
         state["codes"].clear()
+        state["base"].clear()
         one = evaluate_generator(evaluator, dataset, normalizer, generate,
                                  config=cfg.replace(repeats=1, seed=cfg.seed + r), device=device, name="vq")
         err = np.array(state["err"])
@@ -167,6 +172,8 @@ def evaluate_vq(vq: torch.nn.Module, normalizer: Normalizer, evaluator: TextMoti
             "codebook_usage": M.codebook_usage(np.concatenate(state["codes"]), nb_code=vq.nb_code)["usage_mean"],
         }
         extra["mpjpe_mm"] = extra["mpjpe"] * unit_to_mm
+        base = np.array(state["base"])
+        extra["mean_pose_mpjpe_mm"] = float((base[:, 0] * base[:, 1]).sum() / base[:, 1].sum()) * unit_to_mm
         gt_runs.append({k: v["mean"] for k, v in one["ground_truth"].items()})
         vq_runs.append({**{k: v["mean"] for k, v in one["vq"].items()}, **extra})
     return {"ground_truth": M.summarize_replications(gt_runs), "vq": M.summarize_replications(vq_runs)}
@@ -205,7 +212,7 @@ def evaluate_bundle(momask: torch.nn.Module, evaluator: TextMotionEvaluator, dat
 def _cell(entry: Mapping[str, float] | None, key: str) -> str:
     if not entry:
         return "–"
-    digits = 1 if key == "mpjpe_mm" else 3
+    digits = 1 if key.endswith("mpjpe_mm") else 3
     return f"{entry['mean']:.{digits}f}±{entry['ci95']:.{digits}f}"
 
 
