@@ -103,7 +103,7 @@ def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_datase
     from momask_model.train.config import load_pipeline_config
     from momask_model.train.pipeline import load_configured_evaluator, run_stage, text_motion_set, open_layout
 
-    cfg = load_pipeline_config("training/configs/tiny.yaml", ["evaluator_train.max_steps=60",
+    cfg = load_pipeline_config("training/configs/tiny.yaml", ["evaluator_train.max_steps=150",
                                                               "eval.repeats=3", "eval.batch_size=8"])
     run_stage("evaluator", cfg, tmp_path / "ev", data_root=tiny_dataset)
     ev = load_configured_evaluator(cfg, "cpu", tmp_path / "ev" / "evaluator.pt")
