@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= outputs/demo
+TEXT ?= a person walks forward
 
 .PHONY: setup demo test test-fast fuzz bench colcon clean
 
@@ -20,7 +21,7 @@ $(STAMP): requirements.txt setup.py
 # The main job on the built-in default: node in its own process, a text command published to it,
 # the JointState stream saved, human and robot previews rendered.
 demo: setup
-	MUJOCO_GL=osmesa $(PY) -m momask_ros.demo --out $(OUT) --text "a person walks forward"
+	MUJOCO_GL=osmesa $(PY) -m momask_ros.demo --out $(OUT) --text "$(TEXT)"
 
 test: setup
 	MUJOCO_GL=osmesa $(PY) -m pytest test -q -p no:cacheprovider

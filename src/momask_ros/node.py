@@ -386,12 +386,11 @@ class MomaskNode(Node):
         job = _Job(cid, command, now)
         unknown = self.pipeline.unknown_words(command.text)
         if unknown:
-            words = [w for w in command.text.split()]
-            if len(unknown) >= len(words):
-                self._status("rejected", job, reason="unknown_words", unknown_words=unknown[:20],
-                             known_words=self.pipeline.known_words())
-                return
-            job.fields["unknown_words"] = unknown[:20]
+            # Only closed-vocabulary encoders (the offline demo model) report unknown words; generating
+            # from the remaining words would be a silent guess, so say what is unknown and what is known.
+            self._status("rejected", job, reason="unknown_words", unknown_words=unknown[:20],
+                         known_skills=self.pipeline.known_skills(), known_words=self.pipeline.known_words())
+            return
         offer = self._limiter.offer(job, now)
         if offer.superseded is not None:
             self._status("rejected", offer.superseded, reason="coalesced",

@@ -766,6 +766,11 @@ class MotionPipeline:
             log.debug("unknown_words failed", exc_info=True)
             return []
 
+    def known_skills(self) -> list[str]:
+        """Skills a demo bundle was trained on (from its metadata); empty for open-vocabulary models."""
+        meta = getattr(self.generator, "bundle_meta", None) or {}
+        return [str(s) for s in meta.get("skills", [])]
+
     def known_words(self, limit: int = 40) -> list[str]:
         """A few words the text encoder knows (bag-of-words demo model), for helpful rejections."""
         enc = getattr(self.generator, "text_encoder", None)
