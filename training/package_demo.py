@@ -10,7 +10,6 @@ Usage: training/package_demo.py --run RUN_DIR --data DEMO_DATA [--assets src/mom
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from momask_model.bundle import load_bundle, save_bundle  # noqa: E402
 from momask_model.data import DatasetLayout  # noqa: E402
+from momask_model.data.mocap.demo_dataset import SKILLS  # noqa: E402
 from momask_model.evaluate.evaluator import load_evaluator  # noqa: E402
 from momask_model.evaluate.skills import SkillRecognizer  # noqa: E402
 
@@ -44,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"recognizer: {len(recognizer.skills)} skills, accuracy on real test motions {acc:.3f}")
     args.assets.mkdir(parents=True, exist_ok=True)
     recognizer.save(args.assets / "demo_recognizer.pt")
-    shutil.copyfile(args.run / "momask_bundle.pt", args.assets / "demo_bundle.pt")
+    # the bundle carries its skills, so the node can tell users what the demo model knows
+    model = load_bundle(args.run / "momask_bundle.pt")
+    meta = {**getattr(model, "bundle_meta", {}), "skills": sorted(SKILLS), "trained_on": "DeepMimic mocap (20 clips)"}
+    save_bundle(model, args.assets / "demo_bundle.pt", meta=meta)
     for name in ("demo_bundle.pt", "demo_recognizer.pt"):
         print(f"{args.assets / name}: {(args.assets / name).stat().st_size / 1e6:.1f} MB")
     return 0
