@@ -2,8 +2,6 @@
 import numpy as np
 import pytest
 
-from momask_model.bundle import build_random_momask, save_bundle
-from momask_model.config import tiny_config
 
 
 def _frames(path):
@@ -26,17 +24,13 @@ def assert_valid_video(path, min_frames=5):
     assert diff > 0.5, f"video {path.name} does not change over time (mean abs diff {diff:.3f})"
 
 
-@pytest.fixture(scope="module")
-def demo_bundle(tmp_path_factory):
-    return save_bundle(build_random_momask(tiny_config(), seed=0), tmp_path_factory.mktemp("demo") / "tiny.pt")
-
-
-def test_demo_streams_over_ros_and_writes_previews(demo_bundle, tmp_path):
+def test_demo_streams_over_ros_and_writes_previews(tmp_path):
+    """The default job exactly as `make demo` runs it (packaged demo model, default humanoid), shortened."""
     from momask_ros.demo import main
 
     out = tmp_path / "demo"
-    rc = main(["--text", "a person walks forward length=2s", "--out", str(out), "--bundle", str(demo_bundle),
-               "--device", "cpu", "--seed", "3", "--timeout", "150"])
+    rc = main(["--text", "a person walks forward length=3s", "--out", str(out), "--device", "cpu", "--seed", "3",
+               "--timeout", "150"])
     assert rc == 0, (out / "node.log").read_text()[-3000:]
     stream = np.load(out / "joint_states.npz")
     from momask_ros.robot import load_robot

@@ -33,6 +33,8 @@ def start_node(params: dict[str, object], domain_id: int, log_path: Path) -> sub
     """Launch momask_node as a separate process with parameter overrides (like `ros2 run`)."""
     cmd = [sys.executable, "-m", "momask_ros.node", "--ros-args"]
     for key, value in params.items():
+        if value == "":
+            continue  # rcl cannot parse an empty override; the node's default applies
         if isinstance(value, bool):
             value = "true" if value else "false"
         cmd += ["-p", f"{key}:={value}"]
@@ -46,7 +48,7 @@ def ros_frame_to_humanml3d(points_xyz: np.ndarray) -> np.ndarray:
     return np.stack([p[..., 1], p[..., 2], p[..., 0]], axis=-1)
 
 
-def record(text: str, *, domain_id: int, timeout_s: float, marker_topic: str) -> dict:
+def record(text: str, *, domain_id: int, timeout_s: float, marker_topic: str, node_proc=None) -> dict:
     """Publish ``text`` and collect everything the node streams until the motion is done."""
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -90,6 +92,9 @@ def record(text: str, *, domain_id: int, timeout_s: float, marker_topic: str) ->
     try:
         while time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.05)
+            if node_proc is not None and node_proc.poll() is not None:
+                print(f"[demo] momask_node exited with code {node_proc.returncode}", flush=True)
+                break
             states = [s.get("state") for s in got["status"]]
             if sent_at is None and pub.get_subscription_count() > 0 and got["js"]:
                 pub.publish(String(data=text))
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     node_log = args.out / "node.log"
     proc = start_node(params, domain_id, node_log)
     try:
-        got = record(args.text, domain_id=domain_id, timeout_s=args.timeout, marker_topic=marker_topic)
+        got = record(args.text, domain_id=domain_id, timeout_s=args.timeout, marker_topic=marker_topic,
+                     node_proc=proc)
     finally:
         proc.terminate()
         try:
