@@ -92,7 +92,7 @@ def render_trajectory(
     base_position: np.ndarray | None = None,
     base_quat_wxyz: np.ndarray | None = None,
     width: int = 480,
-    height: int = 360,
+    height: int = 368,
 ) -> np.ndarray:
     """Render frames (N, H, W, 3) uint8 of a trajectory with a camera that follows the base."""
     import mujoco
