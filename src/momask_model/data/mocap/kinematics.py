@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...motion import _np_qmul
+
 __all__ = [
     "SourceSkeleton",
     "PoseSequence",
@@ -32,19 +34,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def quat_mul(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Hamilton product q·r, broadcasting over leading axes."""
-    w1, x1, y1, z1 = np.moveaxis(q, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(r, -1, 0)
-    return np.stack(
-        (
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ),
-        axis=-1,
-    )
+quat_mul = _np_qmul  # Hamilton product q·r over (..., 4) w x y z: the one in motion.py
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
