@@ -350,3 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "results": rows, "gflop_per_motion": flops, "notes": notes}
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
