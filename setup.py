@@ -28,7 +28,7 @@ setup(
     maintainer_email="maintainers@momask-ros.dev",
     description="Text to humanoid robot motion with MoMask, as a ROS 2 package.",
     license="MIT",
-    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
             "momask-generate = momask_model.cli:generate_main",

@@ -1,0 +1,1 @@
+"""Files shipped with the package: the demo bundle and its skill recognizer."""

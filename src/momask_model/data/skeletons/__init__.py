@@ -1,0 +1,1 @@
+"""YAML skeleton maps for the mocap importers (package data)."""
