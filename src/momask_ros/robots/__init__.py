@@ -1,0 +1,1 @@
+"""Robot descriptions and YAML profiles shipped with the package (package data)."""
