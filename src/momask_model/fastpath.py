@@ -19,7 +19,7 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
-from .transformer_common import ENCODER_IMPLS
+from .transformer_common import ENCODER_IMPLS, attention_bias
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +88,50 @@ def compiled(owner: torch.nn.Module, name: str, fn: Callable[..., torch.Tensor],
                  type(owner).__name__, name)
         cache[key] = torch.compile(fn, mode="reduce-overhead", dynamic=False)
     return cache[key]
+
+
+class FusedCFGStep:
+    """Per-call constants of a fast-path forward with classifier-free guidance in one batch.
+
+    Rows 0..B-1 carry the text condition and rows B..2B-1 the zero condition (the unconditional pass).
+    The (rows, prefix_len + N, latent) input buffer is preallocated with the condition token in column
+    0; columns 1..prefix_len-1 are for the caller's extra prefix tokens (the residual layer id). Shared
+    by the masked and residual transformers, which differ only in what they write into the buffer.
+    """
+
+    def __init__(self, model: torch.nn.Module, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
+                 options: FastPathOptions, *, prefix_len: int) -> None:
+        device = cond.device
+        batch, n = padding.shape
+        self.model, self.options, self.device = model, options, device
+        self.batch, self.n, self.cond_scale, self.prefix_len = batch, n, cond_scale, prefix_len
+        self.guided = cond_scale != 1
+        conds = torch.cat([cond, torch.zeros_like(cond)]) if self.guided else cond
+        rows = conds.shape[0]
+        n_run = options.padded_length(n, device)
+        key_padding = torch.ones(rows, prefix_len + n_run, dtype=torch.bool, device=device)
+        key_padding[:, :prefix_len] = False
+        key_padding[:, prefix_len : prefix_len + n] = padding.repeat(rows // batch, 1)
+        self.key_padding = key_padding
+        with options.autocast(device):
+            prefix = model.cond_emb(conds)
+        self.seq = torch.zeros(rows, prefix_len + n_run, model.latent_dim, dtype=prefix.dtype, device=device)
+        self.seq[:, 0] = prefix
+        self.bias = attention_bias(key_padding, prefix.dtype) if options.encoder_impl == "compose" else None
+        self.pe = model.position_enc.pe[:n, 0]
+        self.network = compiled(model, "fused_network", model.fused_network, options, device)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Write the motion rows ``x`` (B, N, latent) for both halves and run the encoder stack."""
+        batch, n, start = self.batch, self.n, self.prefix_len
+        self.seq[:batch, start : start + n] = x
+        if self.guided:
+            self.seq[batch:, start : start + n] = x
+        return self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
+
+    def guide(self, logits: torch.Tensor) -> torch.Tensor:
+        """uncond + s·(cond − uncond) over the two halves (or the logits as they are when s = 1)."""
+        if not self.guided:
+            return logits
+        cond, uncond = logits[: self.batch], logits[self.batch :]
+        return uncond + (cond - uncond) * self.cond_scale

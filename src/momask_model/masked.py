@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .fastpath import DEFAULT_OPTIONS, FastPathOptions, compiled
+from .fastpath import DEFAULT_OPTIONS, FastPathOptions, FusedCFGStep
 from .transformer_common import (
     InputProcess,
     OutputHead,
@@ -24,7 +24,6 @@ from .transformer_common import (
     check_cond,
     check_token_lens,
     cosine_schedule,
-    attention_bias,
     drop_condition,
     encoder_batch_first,
     gumbel_sample,
@@ -369,48 +368,19 @@ class MaskTransformer(nn.Module):
             raise TransformerShapeError(f"ids must lie in [0, {self.pad_id}], got [{int(ids.min())}, {int(ids.max())}]")
 
 
-class _FusedMaskedStep:
-    """CFG logits of one decoding step on the fast path, with per-call constants built once.
-
-    Rows 0..B-1 of the batch carry the text condition and rows B..2B-1 the zero condition (the
-    unconditional pass); both share the motion-token rows, which are projected once per step and
-    written into a preallocated (2B, 1+N, latent) buffer whose prefix column never changes.
-    """
+class _FusedMaskedStep(FusedCFGStep):
+    """CFG logits of one decoding step on the fast path: the motion-token rows are projected once per
+    step and shared by both halves of the batch (see `FusedCFGStep`)."""
 
     def __init__(
         self, model: MaskTransformer, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
         options: FastPathOptions,
     ) -> None:
-        device = cond.device
-        batch, n = padding.shape
-        self.model, self.options, self.device = model, options, device
-        self.batch, self.n, self.cond_scale = batch, n, cond_scale
-        self.guided = cond_scale != 1
-        conds = torch.cat([cond, torch.zeros_like(cond)]) if self.guided else cond
-        rows = conds.shape[0]
-        n_run = options.padded_length(n, device)
-        key_padding = torch.ones(rows, 1 + n_run, dtype=torch.bool, device=device)
-        key_padding[:, 0] = False
-        key_padding[:, 1 : 1 + n] = padding.repeat(rows // batch, 1)
-        self.key_padding = key_padding
-        with options.autocast(device):
-            prefix = model.cond_emb(conds)
-        self.seq = torch.zeros(rows, 1 + n_run, model.latent_dim, dtype=prefix.dtype, device=device)
-        self.seq[:, 0] = prefix
-        self.bias = attention_bias(key_padding, prefix.dtype) if options.encoder_impl == "compose" else None
-        self.pe = model.position_enc.pe[:n, 0]
-        self.network = compiled(model, "fused_network", model.fused_network, options, device)
+        super().__init__(model, cond, padding, cond_scale, options, prefix_len=1)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        model, batch, n = self.model, self.batch, self.n
+        model = self.model
         with self.options.autocast(self.device):
             x = model.input_process.poseEmbedding(model.token_emb(ids)) + self.pe
-            self.seq[:batch, 1 : 1 + n] = x
-            if self.guided:
-                self.seq[batch:, 1 : 1 + n] = x
-            logits = self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
-        logits = logits[:, :n].float()
-        if not self.guided:
-            return logits
-        cond, uncond = logits[:batch], logits[batch:]
-        return uncond + (cond - uncond) * self.cond_scale
+            logits = self.run(x)
+        return self.guide(logits[:, : self.n].float())

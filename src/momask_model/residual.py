@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fastpath import DEFAULT_OPTIONS, FastPathOptions, compiled
+from .fastpath import DEFAULT_OPTIONS, FastPathOptions, FusedCFGStep
 from .transformer_common import (
     INIT_STD,
     InputProcess,
@@ -29,7 +29,6 @@ from .transformer_common import (
     check_cond,
     check_token_lens,
     cosine_schedule,
-    attention_bias,
     drop_condition,
     encoder_batch_first,
     gumbel_sample,
@@ -351,56 +350,29 @@ class ResidualTransformer(nn.Module):
         return qids
 
 
-class _FusedResidualStep:
-    """CFG logits for one residual layer on the fast path, with per-call constants built once.
-
-    Rows 0..B-1 carry the text condition, rows B..2B-1 the zero condition. The condition column of
-    the preallocated (2B, 2+N, latent) buffer is written once per call, the layer-id tokens of all
-    layers are projected once, and the history projection is computed once per layer for both halves.
-    """
+class _FusedResidualStep(FusedCFGStep):
+    """CFG logits for one residual layer on the fast path: the layer-id tokens of all layers are
+    projected once per call, the history projection once per layer for both halves (see `FusedCFGStep`)."""
 
     def __init__(
         self, model: ResidualTransformer, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
         options: FastPathOptions,
     ) -> None:
-        device = cond.device
-        batch, n = padding.shape
-        self.model, self.options, self.device = model, options, device
-        self.batch, self.n, self.cond_scale = batch, n, cond_scale
-        self.guided = cond_scale != 1
-        conds = torch.cat([cond, torch.zeros_like(cond)]) if self.guided else cond
-        rows = conds.shape[0]
-        n_run = options.padded_length(n, device)
-        key_padding = torch.ones(rows, 2 + n_run, dtype=torch.bool, device=device)
-        key_padding[:, :2] = False
-        key_padding[:, 2 : 2 + n] = padding.repeat(rows // batch, 1)
-        self.key_padding = key_padding
-        layer_ids = torch.arange(model.num_quantizers, device=device)
-        with options.autocast(device):
-            prefix = model.cond_emb(conds)
+        super().__init__(model, cond, padding, cond_scale, options, prefix_len=2)
+        layer_ids = torch.arange(model.num_quantizers, device=self.device)
+        with options.autocast(self.device):
             self.layer_tokens = model.quant_emb(F.one_hot(layer_ids, model.num_quantizers).float())
-        self.seq = torch.zeros(rows, 2 + n_run, model.latent_dim, dtype=prefix.dtype, device=device)
-        self.seq[:, 0] = prefix
-        self.bias = attention_bias(key_padding, prefix.dtype) if options.encoder_impl == "compose" else None
-        self.pe = model.position_enc.pe[:n, 0]
-        self.network = compiled(model, "fused_network", model.fused_network, options, device)
 
     def __call__(self, history: torch.Tensor, layer: int) -> torch.Tensor:
-        model, batch, n = self.model, self.batch, self.n
+        model = self.model
         with self.options.autocast(self.device):
             x = model.input_process.poseEmbedding(history) + self.pe
             self.seq[:, 1] = self.layer_tokens[layer]
-            self.seq[:batch, 2 : 2 + n] = x
-            if self.guided:
-                self.seq[batch:, 2 : 2 + n] = x
-            features = self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
-        features = features[:, :n].float()
+            features = self.run(x)
+        features = features[:, : self.n].float()
         # One classifier for the whole batch: a broadcast view, not the per-sample copy of _project.
         weight = model.output_projection_table(layer)
         logits = torch.einsum("bnd,bcd->bnc", features, weight.unsqueeze(0).expand(features.shape[0], -1, -1))
         if not model.share_weight:
             logits = logits + model.output_bias[layer - 1]
-        if not self.guided:
-            return logits
-        cond, uncond = logits[:batch], logits[batch:]
-        return uncond + (cond - uncond) * self.cond_scale
+        return self.guide(logits)
