@@ -80,7 +80,7 @@ def _vq_train() -> TrainConfig:
                        max_epochs=50, scheduler_after_warmup=True, best_metric="fid")
 
 
-def _transformer_train(cond_drop: float = 0.1) -> TrainConfig:
+def _transformer_train() -> TrainConfig:
     return TrainConfig(lr=2e-4, batch_size=64, weight_decay=1e-5, warmup_iters=2000, milestones=(50000,), gamma=0.1,
                        max_epochs=500, scheduler_after_warmup=False, best_metric="fid")
 
