@@ -121,13 +121,20 @@ class FusedCFGStep:
         self.pe = model.position_enc.pe[:n, 0]
         self.network = compiled(model, "fused_network", model.fused_network, options, device)
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """Write the motion rows ``x`` (B, N, latent) for both halves and run the encoder stack."""
+    def run(self, x: torch.Tensor, *, rows: int | None = None, query_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Write the motion rows ``x`` (B, N, latent) for both halves and run the encoder stack.
+
+        rows: run only the first ``rows`` rows (B: the conditional half alone).
+        query_index: (rows, M) motion positions whose outputs are wanted (see ``encoder_batch_first``).
+        """
         batch, n, start = self.batch, self.n, self.prefix_len
+        rows = self.seq.shape[0] if rows is None else rows
         self.seq[:batch, start : start + n] = x
-        if self.guided:
+        if self.guided and rows > batch:
             self.seq[batch:, start : start + n] = x
-        return self.network(self.seq, self.key_padding, self.bias, self.options.encoder_impl)
+        bias = None if self.bias is None else self.bias[:rows]
+        args = (self.seq[:rows], self.key_padding[:rows], bias, self.options.encoder_impl)
+        return self.network(*args) if query_index is None else self.network(*args, query_index)
 
     def guide(self, logits: torch.Tensor) -> torch.Tensor:
         """uncond + s·(cond − uncond) over the two halves (or the logits as they are when s = 1)."""

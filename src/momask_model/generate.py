@@ -203,7 +203,8 @@ class MoMask(nn.Module):
         ``fast`` selects the optimised execution path (fused conditional/unconditional batch-first
         batch, text embedding cached per command and computed only up to the end-of-text token,
         per-call constants built once, ``torch.inference_mode``; options in ``self.fast_options``);
-        ``fast=False`` runs the reference loop as the paper and the official code do. Both compute the
+        ``fast=False`` runs the reference loop as the paper and the official code do (including the
+        official's second text encoding, by the residual transformer). Both compute the
         same thing; at a fixed seed in float32 they give the same tokens (unless ``fast_options``
         enables bf16 on a GPU).
         """
@@ -234,6 +235,9 @@ class MoMask(nn.Module):
             generator=generator,
             **extra,
         )
+        if not fast:
+            # The reference runs as the official code does: each transformer encodes the text itself.
+            cond = self.encode_text(texts, cache=False)
         extra = self._fast_kwargs(self.residual_transformer.generate, fast)
         codes = self.residual_transformer.generate(
             base,

@@ -7,6 +7,7 @@ The text condition is a single prefix token (no cross-attention).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -305,7 +306,7 @@ class MaskTransformer(nn.Module):
                 if fused_cfg:
                     guided_logits = _FusedMaskedStep(self, cond, padding, cond_scale, fast_options or DEFAULT_OPTIONS)
                 else:
-                    def guided_logits(ids: torch.Tensor) -> torch.Tensor:
+                    def guided_logits(ids: torch.Tensor, is_masked: torch.Tensor) -> torch.Tensor:
                         return self.forward_with_cfg(ids, cond, padding, cond_scale)
                 return self._decode(
                     guided_logits, padding, token_lens, timesteps, temperature, topk_filter_thres, gsample, generator
@@ -324,7 +325,9 @@ class MaskTransformer(nn.Module):
         gsample: bool,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """The MaskGIT loop; ``guided_logits(ids) -> (B, N, C)`` CFG logits (reference or fast path).
+        """The MaskGIT loop; ``guided_logits(ids, is_masked) -> (B, N, C)`` CFG logits (reference or
+        fast path). Only the rows at ``is_masked`` are used (the others are sampled and discarded, so
+        the random draws keep their shapes); the fast path computes only those rows.
 
         Both paths share this loop, so they draw the same random numbers in the same order and shapes.
         """
@@ -334,7 +337,7 @@ class MaskTransformer(nn.Module):
             ranks = scores.argsort(dim=1).argsort(dim=1)
             is_masked = ranks < num_masked.unsqueeze(-1)
             ids = torch.where(is_masked, self.mask_id, ids)
-            logits = guided_logits(ids)
+            logits = guided_logits(ids, is_masked)
             filtered = top_k_filter(logits, topk_filter_thres)
             if gsample:
                 sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
@@ -346,12 +349,18 @@ class MaskTransformer(nn.Module):
         return torch.where(padding, -1, ids)
 
     def fused_network(
-        self, seq: torch.Tensor, key_padding: torch.Tensor, bias: torch.Tensor | None, impl: str
+        self, seq: torch.Tensor, key_padding: torch.Tensor, bias: torch.Tensor | None, impl: str,
+        query_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Fast-path network call: batch-first (R, 1+N, latent) prefixed inputs -> (R, N, C) logits.
+        """Fast-path network call: batch-first (R, 1+N, latent) prefixed inputs -> (R, N, C) logits,
+        or (R, M, C) at the motion positions ``query_index`` (R, M) only.
 
         The unit ``torch.compile`` captures on GPU; inputs come from :class:`_FusedMaskedStep`.
         """
+        if query_index is not None:
+            hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl,
+                                         query_index=query_index + 1)
+            return self.output_process.per_position(hidden)
         hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl)
         return self.output_process.per_position(hidden[:, 1:])
 
@@ -369,18 +378,88 @@ class MaskTransformer(nn.Module):
 
 
 class _FusedMaskedStep(FusedCFGStep):
-    """CFG logits of one decoding step on the fast path: the motion-token rows are projected once per
-    step and shared by both halves of the batch (see `FusedCFGStep`)."""
+    """CFG logits of one decoding step on the fast path (see `FusedCFGStep`), with two savings that
+    leave every used logit bit-identical:
+
+    - only the positions being predicted (``is_masked``) run the last encoder layer and the head
+      (every earlier layer is needed in full: it gives the last layer its keys and values);
+    - the unconditional pass over an all-[MASK] row (the first decoding step) depends only on the
+      sequence and valid lengths, never on the text: its logits are cached on the model, keyed by the
+      weights' identity and version, and reused by later commands.
+    """
+
+    #: Rows of the per-length cache of first-step unconditional logits kept per model.
+    FIRST_STEP_CACHE_SIZE = 64
+    #: The pruned query count is rounded up to this multiple: the CPU attention kernel computes a
+    #: query block of fewer than 4 rows with a different rounding than the full-length pass.
+    QUERY_MULTIPLE = 8
 
     def __init__(
         self, model: MaskTransformer, cond: torch.Tensor, padding: torch.Tensor, cond_scale: float,
         options: FastPathOptions,
     ) -> None:
         super().__init__(model, cond, padding, cond_scale, options, prefix_len=1)
+        self.lengths = (~padding).sum(dim=1)
+        eager = not options.uses_compile(self.device)  # compiled graphs keep one shape per bucket
+        self.prune = eager
+        self.cache = _first_step_cache(model, options, self.key_padding.shape[1]) if eager and self.guided else None
 
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+    def __call__(self, ids: torch.Tensor, is_masked: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) ids -> (B, N) CFG logits; with ``is_masked`` only those rows are computed (others are 0)."""
         model = self.model
         with self.options.autocast(self.device):
             x = model.input_process.poseEmbedding(model.token_emb(ids)) + self.pe
-            logits = self.run(x)
-        return self.guide(logits[:, : self.n].float())
+            if self.cache is not None and bool(((ids == model.mask_id) | ~self.valid).all()):
+                return self._first_step(x)
+            query = self._query_index(is_masked) if (self.prune and is_masked is not None) else None
+            if query is None:
+                return self.guide(self.run(x)[:, : self.n].float())
+            logits = self.run(x, query_index=query.repeat(self.seq.shape[0] // self.batch, 1)).float()
+            full = torch.zeros(logits.shape[0], self.n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+            full.scatter_(1, query.repeat(full.shape[0] // self.batch, 1).unsqueeze(-1).expand_as(logits), logits)
+        return self.guide(full)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return ~self.key_padding[: self.batch, 1 : 1 + self.n]
+
+    def _query_index(self, is_masked: torch.Tensor) -> torch.Tensor | None:
+        """(B, M) positions to compute, predicted ones first; None when (nearly) all are needed."""
+        wanted = int(is_masked.sum(dim=1).max())
+        m = min(self.n, -(-max(wanted, 1) // self.QUERY_MULTIPLE) * self.QUERY_MULTIPLE)
+        if m >= self.n:
+            return None
+        order = torch.argsort((~is_masked).to(torch.int8), dim=1, stable=True)
+        return order[:, :m]
+
+    def _first_step(self, x: torch.Tensor) -> torch.Tensor:
+        """All-[MASK] input: conditional half computed, unconditional half from (or into) the cache."""
+        keys = [int(n) for n in self.lengths.tolist()]
+        cached = [self.cache.get(k) for k in keys]
+        if all(c is not None for c in cached):
+            logits = self.run(x, rows=self.batch)[:, : self.n].float()
+            for k in keys:
+                self.cache.move_to_end(k)
+            return self.guide(torch.cat([logits, torch.stack(cached)]))
+        logits = self.run(x)[:, : self.n].float()
+        for k, row in zip(keys, logits[self.batch :]):
+            self.cache[k] = row.clone()
+            self.cache.move_to_end(k)
+            while len(self.cache) > self.FIRST_STEP_CACHE_SIZE:
+                self.cache.popitem(last=False)
+        return self.guide(logits)
+
+
+def _first_step_cache(model: MaskTransformer, options: FastPathOptions, seq_len: int) -> "OrderedDict[int, torch.Tensor]":
+    """The model's cache of unconditional first-step logits for this (weights, options, sequence length).
+
+    Keyed by every parameter's storage and version counter, so loading, moving or training the weights
+    starts a fresh cache instead of serving stale logits.
+    """
+    weights = tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
+    key = (weights, options, seq_len)
+    store = model.__dict__.setdefault("_first_step_uncond_cache", {})
+    if key not in store:
+        store.clear()  # one live weight version at a time
+        store[key] = OrderedDict()
+    return store[key]

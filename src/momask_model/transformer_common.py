@@ -156,6 +156,7 @@ def encoder_batch_first(
     key_padding: torch.Tensor,
     bias: torch.Tensor | None = None,
     impl: str = "compose",
+    query_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run a sequence-first ``nn.TransformerEncoder`` (eval, no dropout) on a batch-first tensor.
 
@@ -175,8 +176,11 @@ def encoder_batch_first(
         key_padding: (B, S) bool, True at keys to ignore.
         bias: the matching :func:`attention_bias` (built here when None; pass it to reuse it across calls).
         impl: "compose" or "fused".
+        query_index: optional (B, M) positions whose outputs are wanted. Every layer but the last
+            needs all positions (they are the last layer's keys and values); the last layer then
+            computes queries, attention output and feed-forward only at these M positions.
     Returns:
-        (B, S, D) output.
+        (B, S, D) output, or (B, M, D) at ``query_index``.
     """
     if impl not in ENCODER_IMPLS:
         raise ValueError(f"impl must be one of {ENCODER_IMPLS}, got {impl!r}")
@@ -184,15 +188,19 @@ def encoder_batch_first(
         raise TransformerShapeError(
             f"x must be (B, S, D) with key_padding (B, S), got {tuple(x.shape)} and {tuple(key_padding.shape)}"
         )
+    if query_index is not None and (query_index.ndim != 2 or query_index.shape[0] != x.shape[0]):
+        raise TransformerShapeError(f"query_index must be (B, M) with B = {x.shape[0]}, got {tuple(query_index.shape)}")
     if bias is None and impl == "compose":
         bias = attention_bias(key_padding, x.dtype)
-    for layer in encoder.layers:
-        if impl == "fused" and fused_layer_supported(layer):
+    last = len(encoder.layers) - 1
+    for i, layer in enumerate(encoder.layers):
+        pruned = query_index if i == last else None
+        if impl == "fused" and pruned is None and fused_layer_supported(layer):
             x = _fused_layer(layer, x, key_padding)
         else:
             if bias is None:
                 bias = attention_bias(key_padding, x.dtype)
-            x = _composed_layer(layer, x, bias)
+            x = _composed_layer(layer, x, bias, pruned)
     if encoder.norm is not None:
         x = encoder.norm(x)
     return x
@@ -224,24 +232,39 @@ def _fused_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, key_padding
     )
 
 
-def _composed_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def _composed_layer(
+    layer: nn.TransformerEncoderLayer, x: torch.Tensor, bias: torch.Tensor, query_index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One encoder layer from its primitives; with ``query_index`` only those positions are queried
+    (keys and values still come from every position), so only their outputs are computed."""
     attn = layer.self_attn
     batch, seq, dim = x.shape
     heads = attn.num_heads
+    weight, in_bias = attn.in_proj_weight, attn.in_proj_bias
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        if query_index is None:
+            return t
+        return t.gather(1, query_index.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
 
     def self_attention(h: torch.Tensor) -> torch.Tensor:
-        qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
-        q, k, v = qkv.view(batch, seq, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        if query_index is None:
+            qkv = F.linear(h, weight, in_bias)
+            q, k, v = qkv.view(batch, seq, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        else:
+            q = F.linear(pick(h), weight[:dim], in_bias[:dim]).view(batch, -1, heads, dim // heads).transpose(1, 2)
+            kv = F.linear(h, weight[dim:], in_bias[dim:])
+            k, v = kv.view(batch, seq, 2, heads, dim // heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias if bias.dtype == q.dtype else bias.to(q.dtype))
-        return attn.out_proj(out.transpose(1, 2).reshape(batch, seq, dim))
+        return attn.out_proj(out.transpose(1, 2).reshape(batch, q.shape[2], dim))
 
     def feed_forward(h: torch.Tensor) -> torch.Tensor:
         return layer.linear2(layer.activation(layer.linear1(h)))
 
     if layer.norm_first:
-        x = x + self_attention(layer.norm1(x))
+        x = pick(x) + self_attention(layer.norm1(x))
         return x + feed_forward(layer.norm2(x))
-    x = layer.norm1(x + self_attention(x))
+    x = layer.norm1(pick(x) + self_attention(x))
     return layer.norm2(x + feed_forward(x))
 
 
