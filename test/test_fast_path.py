@@ -173,6 +173,58 @@ def test_fast_step_logits_match_reference_and_buckets_only_pad(transformers):
         )
 
 
+def test_pruned_last_layer_equals_full_encoder_at_the_queried_positions():
+    """query_index computes the last layer only at some positions; those outputs are bit-identical."""
+    torch.manual_seed(3)
+    enc = build_encoder(latent_dim=96, ff_size=192, num_layers=3, num_heads=6, dropout=0.1).eval()
+    x = torch.randn(4, 21, 96)
+    pad = ~lengths_to_mask(torch.tensor([21, 17, 9, 20]), 21)
+    query = torch.stack([torch.randperm(9)[:8].sort().values for _ in range(4)])
+    with torch.inference_mode():
+        full = encoder_batch_first(enc, x, key_padding=pad)
+        pruned = encoder_batch_first(enc, x, key_padding=pad, query_index=query)
+    assert pruned.shape == (4, 8, 96)
+    assert torch.equal(pruned, full.gather(1, query.unsqueeze(-1).expand(-1, -1, 96)))
+    with pytest.raises(ValueError, match="query_index"):
+        encoder_batch_first(enc, x, key_padding=pad, query_index=query[:2])
+
+
+def test_masked_fast_steps_compute_only_predicted_rows_and_cache_the_text_free_first_step(monkeypatch):
+    torch.manual_seed(21)
+    mask = MaskTransformer(**SMALL).eval()
+    calls = []
+    original = mask.fused_network
+
+    def spy(seq, key_padding, bias, impl, query_index=None):
+        calls.append((seq.shape[0], None if query_index is None else query_index.shape[1]))
+        return original(seq, key_padding, bias, impl, query_index)
+
+    monkeypatch.setattr(mask, "fused_network", spy)
+    cond, lens = torch.randn(2, mask.cond_dim), torch.tensor([40, 33])
+    kw = dict(timesteps=8, cond_scale=4.0)
+    first = mask.generate(cond, lens, generator=_gen(1), fused_cfg=True, **kw)
+    rows, queries = zip(*calls)
+    assert rows[0] == 4  # first command: both halves of the all-[MASK] step run (and fill the cache)
+    assert queries[0] is None and queries[-1] == 8  # the last step predicts 1 token per row: 8 query rows
+    assert all(q is None or q % 8 == 0 and q < 40 for q in queries)
+    assert sum(q is not None for q in queries) >= 5  # most steps are pruned
+
+    calls.clear()
+    again = mask.generate(cond.flip(0), lens.flip(0), generator=_gen(1), fused_cfg=True, **kw)
+    assert calls[0][0] == 2  # cached lengths: only the conditional half of the first step runs
+    ref = mask.generate(cond.flip(0), lens.flip(0), generator=_gen(1), **kw)
+    assert torch.equal(again, ref)
+
+    with torch.no_grad():  # new weights (fine-tuning, loading) must not reuse the cached logits
+        mask.cond_emb.bias.add_(0.5)
+        mask.token_emb.weight.mul_(1.5)
+    calls.clear()
+    after = mask.generate(cond, lens, generator=_gen(1), fused_cfg=True, **kw)
+    assert calls[0][0] == 4
+    assert torch.equal(after, mask.generate(cond, lens, generator=_gen(1), **kw))
+    assert not torch.equal(after, first)
+
+
 def test_fast_path_restores_training_mode_and_returns_plain_ids(transformers):
     mask, _ = transformers
     mask.train()

@@ -6,6 +6,7 @@ import pytest
 
 from momask_ros.commands import MotionCommand
 from momask_ros.pipeline import (
+    FIRST_CHUNK_FRAMES,
     BlendToPosePlayback,
     BundleNotFound,
     DeviceUnavailable,
@@ -167,6 +168,28 @@ def test_streaming_playback_waits_for_frames_then_plays():
     for k in (0, 3, len(traj_t) // 2, len(traj_t) - 1):  # the vectorised grid equals the per-tick samples
         assert np.allclose(traj_q[k], play.sample(float(traj_t[k])).positions)
     assert np.allclose(traj_v, np.gradient(traj_q, traj_t, axis=0))
+
+
+def test_stream_that_calibrates_up_front_gets_a_small_first_chunk():
+    r = AngleRetargeter()
+    pushed, calibrated = [], []
+
+    class CalibratingStream(ChunkStream):
+        def calibrate(self, joints_yup):
+            calibrated.append(len(joints_yup))
+
+        def push(self, joints_yup):
+            pushed.append(len(joints_yup))
+            return super().push(joints_yup)
+
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=20,
+                       stream_factory=lambda fps: CalibratingStream(r, fps))
+    motion = p.generate(MotionCommand("walk", length_frames=48))
+    clip = p.new_clip(motion)
+    p.fill_clip(motion, clip)
+    assert calibrated == [48]  # the whole clip, before the first push
+    assert pushed == [FIRST_CHUNK_FRAMES, 20, 20, 48 - 20 - 20 - FIRST_CHUNK_FRAMES]
+    assert clip.complete and clip.frames_ready == 48
 
 
 def test_failed_retarget_marks_clip_failed():

@@ -140,6 +140,27 @@ def test_streaming_chunks_equal_batch_and_join_seamlessly(robots, motion, chunk)
     assert np.all(np.abs(np.diff(joined.positions, axis=0)) <= robot.velocity_limits * 0.02 + 1e-9)
 
 
+def test_calibrating_up_front_gives_early_samples_and_the_same_trajectory(robots, motion):
+    """A caller holding the whole clip calibrates first; then 6 frames already release samples."""
+    rt = Retargeter(robots["default"], rate_hz=50.0)
+    clip = motion[:60]
+    batch = rt.retarget(clip)
+    late = rt.stream(fps=20.0)
+    assert len(late.push(clip[:6])) == 0  # waits for calibration_frames (20) before any IK
+    stream = rt.stream(fps=20.0)
+    stream.calibrate(clip)
+    parts = [stream.push(clip[:6])]
+    assert len(parts[0]) > 0
+    parts += [stream.push(clip[i:i + 20]) for i in range(6, len(clip), 20)] + [stream.finish()]
+    joined = RobotTrajectory.concatenate(parts)
+    np.testing.assert_array_equal(joined.positions, batch.positions)
+    np.testing.assert_array_equal(joined.times_s, batch.times_s)
+    with pytest.raises(RuntimeError, match="before the first push"):
+        stream.calibrate(clip)
+    with pytest.raises(ValueError):
+        rt.stream(fps=20.0).calibrate(np.full((5, 22, 3), np.nan))
+
+
 def test_single_frame_and_short_clip(robots, motion):
     rt = Retargeter(robots["default"])
     one = rt.retarget(motion[:1])

@@ -660,6 +660,11 @@ def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.nda
     return times, positions, base, quat
 
 
+#: Human frames in the first retargeted chunk once the stream is calibrated up front: enough for the
+#: smoothing and spline look-ahead to release the first samples.
+FIRST_CHUNK_FRAMES = 6
+
+
 class MotionPipeline:
     """Text command -> `MotionClip` (generation, then chunked retargeting), plus warm-up.
 
@@ -821,8 +826,15 @@ class MotionPipeline:
         """Robot samples (times, positions, base, quat) as they become final."""
         if self.stream_factory is not None:
             stream = self.stream_factory(fps)
-            for start in range(0, joints_yup.shape[0], self.chunk_frames):
-                yield _traj_arrays(stream.push(joints_yup[start : start + self.chunk_frames]), self.joint_space)
+            first = self.chunk_frames
+            if hasattr(stream, "calibrate"):
+                # The whole clip is here: calibrate on it now, so a small first chunk yields samples.
+                stream.calibrate(joints_yup)
+                first = min(self.chunk_frames, FIRST_CHUNK_FRAMES)
+            bounds = [0, *range(first, joints_yup.shape[0], self.chunk_frames), joints_yup.shape[0]]
+            for start, end in zip(bounds[:-1], bounds[1:]):
+                if end > start:
+                    yield _traj_arrays(stream.push(joints_yup[start:end]), self.joint_space)
             yield _traj_arrays(stream.finish(), self.joint_space)
             return
         arrays = _traj_arrays(self.retargeter.retarget(joints_yup, fps), self.joint_space)

@@ -443,6 +443,18 @@ class RetargetStream:
         self._advance(final=False)
         return self._emit(final=False)
 
+    def calibrate(self, joints_yup: np.ndarray) -> None:
+        """Measure the human's segment lengths now, from the first `calibration_frames` of ``joints_yup``.
+
+        Why: a caller that already holds the whole motion (a generated clip) can calibrate up front on
+        the same frames the stream would wait for, and then push small chunks: the first samples come
+        after a few frames of IK instead of after `calibration_frames` of them. The result is identical.
+        """
+        if self._scaling is not None or self._pending:
+            raise RuntimeError("calibrate() must come before the first push()")
+        frames = yup_to_zup(_check_joints(joints_yup, "joints_yup"))
+        self._calibrate(frames[: self.rt.calibration_frames])
+
     def finish(self) -> RobotTrajectory:
         """Flush the look-ahead and return the remaining samples, ending exactly at the last frame."""
         if self._finished:
