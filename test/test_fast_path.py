@@ -225,6 +225,42 @@ def test_masked_fast_steps_compute_only_predicted_rows_and_cache_the_text_free_f
     assert not torch.equal(after, first)
 
 
+def test_compiled_bucket_path_runs_whole_decodes_without_pruning_or_cache(transformers, monkeypatch):
+    """The GPU compile path's control flow, exercised on CPU: compile forced on (torch.compile as the
+    identity), sequences padded to 16-token buckets, fixed shapes (no pruning, no first-step cache)."""
+    mask, res = transformers
+
+    class ForcedCompile(FastPathOptions):
+        def uses_compile(self, device):
+            return True
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)
+    shapes = []
+    original = mask.fused_network
+    monkeypatch.setattr(mask, "fused_network",
+                        lambda seq, kp, bias, impl, query_index=None: shapes.append((seq.shape, query_index))
+                        or original(seq, kp, bias, impl, query_index))
+    mask.__dict__.pop("_fastpath_compiled", None)
+    res.__dict__.pop("_fastpath_compiled", None)
+    try:
+        torch.manual_seed(8)
+        cond, lens = torch.randn(2, mask.cond_dim), torch.tensor([11, 6])
+        opts = ForcedCompile(length_bucket=16)
+        ref = mask.generate(cond, lens, timesteps=5, generator=_gen(4))
+        fast = mask.generate(cond, lens, timesteps=5, generator=_gen(4), fused_cfg=True, fast_options=opts)
+        assert {tuple(s) for s, _ in shapes} == {(4, 17, mask.latent_dim)}  # one shape: both halves, 1 + 16
+        assert all(q is None for _, q in shapes)
+        assert torch.equal(fast, ref)  # padding only adds masked keys (equal here to float rounding)
+        base = torch.where(ref < 0, 0, ref)
+        ref_r = res.generate(base, cond[:, : res.cond_dim], lens, generator=_gen(5))
+        fast_r = res.generate(base, cond[:, : res.cond_dim], lens, generator=_gen(5), fused_cfg=True,
+                              fast_options=opts)
+        assert torch.equal(fast_r, ref_r)
+    finally:
+        mask.__dict__.pop("_fastpath_compiled", None)
+        res.__dict__.pop("_fastpath_compiled", None)
+
+
 def test_fast_path_restores_training_mode_and_returns_plain_ids(transformers):
     mask, _ = transformers
     mask.train()
