@@ -357,12 +357,10 @@ class MaskTransformer(nn.Module):
 
         The unit ``torch.compile`` captures on GPU; inputs come from :class:`_FusedMaskedStep`.
         """
-        if query_index is not None:
-            hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl,
-                                         query_index=query_index + 1)
-            return self.output_process.per_position(hidden)
-        hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl)
-        return self.output_process.per_position(hidden[:, 1:])
+        query = None if query_index is None else query_index + 1  # past the condition token
+        hidden = encoder_batch_first(self.seqTransEncoder, seq, key_padding=key_padding, bias=bias, impl=impl,
+                                     query_index=query)
+        return self.output_process.per_position(hidden[:, 1:] if query is None else hidden)
 
     # ------------------------------------------------------------------ helpers
     def _check_ids(self, ids: torch.Tensor, padding_mask: torch.Tensor) -> None:
@@ -399,7 +397,8 @@ class _FusedMaskedStep(FusedCFGStep):
         options: FastPathOptions,
     ) -> None:
         super().__init__(model, cond, padding, cond_scale, options, prefix_len=1)
-        self.lengths = (~padding).sum(dim=1)
+        self.valid = ~padding
+        self.lengths = self.valid.sum(dim=1)
         eager = not options.uses_compile(self.device)  # compiled graphs keep one shape per bucket
         self.prune = eager
         self.cache = _first_step_cache(model, options, self.key_padding.shape[1]) if eager and self.guided else None
@@ -414,14 +413,11 @@ class _FusedMaskedStep(FusedCFGStep):
             query = self._query_index(is_masked) if (self.prune and is_masked is not None) else None
             if query is None:
                 return self.guide(self.run(x)[:, : self.n].float())
-            logits = self.run(x, query_index=query.repeat(self.seq.shape[0] // self.batch, 1)).float()
+            query = query.repeat(self.seq.shape[0] // self.batch, 1)  # the same rows in both halves
+            logits = self.run(x, query_index=query).float()
             full = torch.zeros(logits.shape[0], self.n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
-            full.scatter_(1, query.repeat(full.shape[0] // self.batch, 1).unsqueeze(-1).expand_as(logits), logits)
+            full.scatter_(1, query.unsqueeze(-1).expand_as(logits), logits)
         return self.guide(full)
-
-    @property
-    def valid(self) -> torch.Tensor:
-        return ~self.key_padding[: self.batch, 1 : 1 + self.n]
 
     def _query_index(self, is_masked: torch.Tensor) -> torch.Tensor | None:
         """(B, M) positions to compute, predicted ones first; None when (nearly) all are needed."""

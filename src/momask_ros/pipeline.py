@@ -833,8 +833,7 @@ class MotionPipeline:
                 first = min(self.chunk_frames, FIRST_CHUNK_FRAMES)
             bounds = [0, *range(first, joints_yup.shape[0], self.chunk_frames), joints_yup.shape[0]]
             for start, end in zip(bounds[:-1], bounds[1:]):
-                if end > start:
-                    yield _traj_arrays(stream.push(joints_yup[start:end]), self.joint_space)
+                yield _traj_arrays(stream.push(joints_yup[start:end]), self.joint_space)
             yield _traj_arrays(stream.finish(), self.joint_space)
             return
         arrays = _traj_arrays(self.retargeter.retarget(joints_yup, fps), self.joint_space)
