@@ -43,7 +43,10 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--res-cond-scale", type=float, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--reference", action="store_true", help="run the reference loop instead of the fast path")
-    p.add_argument("--text-weights", default=None, help="override CLIP weights: local file or 'openai'")
+    p.add_argument("--text-weights", default=None,
+                   help="override the text encoder's weights: CLIP file or 'openai', sentence-encoder folder/zip")
+    p.add_argument("--allow-out-of-scope", action="store_true",
+                   help="generate even when the bundle refuses a text (out of scope, or unknown words)")
     return p.parse_args(argv)
 
 
@@ -54,20 +57,28 @@ def generate_main(argv: list[str] | None = None) -> int:
     from .bundle import BundleError, load_bundle
     from .generate import GenerationError
     from .render import save_bvh, save_video
+    from .scope import check_text
+    from .text import TextEncoderError
 
     bundle = args.bundle or default_bundle_path()
     try:
         model = load_bundle(bundle, resolve_device(args.device), text_weights=args.text_weights)
-    except BundleError as exc:
+    except (BundleError, TextEncoderError) as exc:
         print(f"momask-generate: {exc}", file=sys.stderr)
         return 2
     lengths = args.length
     if lengths is not None and len(lengths) == 1 and len(args.text) > 1:
         lengths = lengths * len(args.text)
-    unknown = {t: model.unknown_words(t) for t in args.text}
-    for text, words in unknown.items():
-        if words:
-            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    # The node's rule (momask_model.scope.check_text): refuse what the bundle says it cannot do.
+    refused = [r for r in (check_text(model, t) for t in args.text if t.strip()) if r is not None]
+    for rejection in refused:
+        if args.allow_out_of_scope:
+            log.warning("%s: %s (generating anyway: --allow-out-of-scope)", rejection.reason, rejection.message)
+        else:
+            print(f"momask-generate: {rejection.reason}: {rejection.message}", file=sys.stderr)
+    if refused and not args.allow_out_of_scope:
+        print("momask-generate: nothing generated; pass --allow-out-of-scope to generate anyway", file=sys.stderr)
+        return 2
     try:
         result = model.generate(
             args.text,

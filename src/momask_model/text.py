@@ -2,12 +2,13 @@
 
 MoMask conditions on the pooled (EOT-token) CLIP ViT-B/32 text feature, not L2-normalised
 (design/momask.md §3.2). ``ClipTextEncoder`` reproduces that with open_clip's text tower.
-``BagOfWordsTextEncoder`` is a small offline stand-in for demo models trained here: fixed
+``momask_model.sentence.SentenceTextEncoder`` runs a pretrained sentence-transformers model (the demo
+model's: all-MiniLM-L6-v2, from a hash-pinned wheel). ``BagOfWordsTextEncoder`` is a small offline stand-in for demo models trained here: fixed
 per-word vectors averaged over the known words, so it needs no download and reports words it
 does not know instead of silently guessing.
 
 An encoder is rebuilt from ``TextEncoderConfig`` plus ``describe()`` (see ``build_text_encoder``);
-CLIP weights are never stored with a model bundle.
+CLIP and sentence-encoder weights are never stored with a model bundle.
 """
 from __future__ import annotations
 
@@ -445,7 +446,7 @@ def _check_state_matches(cfg: TextEncoderConfig, state: dict[str, Any]) -> None:
         raise TextEncoderError(f"saved text encoder is {state.get('kind')!r} but the config asks for {cfg.kind!r}")
     keys = ["dim"]
     if cfg.kind == "clip":
-        keys.append("model_name")
+        keys.append("model_name")  # a sentence encoder is identified by its file hashes instead
     if cfg.kind == "bow" or state.get("random"):
         keys.append("seed")
     for key in keys:
@@ -480,13 +481,19 @@ def build_text_encoder(
             context_length=cfg.max_words,
             seed=cfg.seed,
         )
+    elif cfg.kind == "sentence":
+        from .sentence import DEFAULT_SOURCE, SentenceTextEncoder
+
+        # The recorded hashes travel with the bundle: other files under the same name are refused.
+        expected = dict(state["sha256"]) if state and state.get("sha256") else None
+        encoder = SentenceTextEncoder(cfg.weights or DEFAULT_SOURCE, expected_sha256=expected, device=device)
     elif cfg.kind == "bow":
         vocab = list(state["vocab"]) if state and "vocab" in state else list(cfg.vocab)
         if not vocab:
             raise TextEncoderError("a bag-of-words text encoder needs a vocabulary (cfg.vocab or state['vocab'])")
         encoder = BagOfWordsTextEncoder(vocab, dim=cfg.dim, seed=cfg.seed, max_words=cfg.max_words).to(device)
     else:
-        raise TextEncoderError(f"unknown text encoder kind {cfg.kind!r}; expected 'clip' or 'bow'")
+        raise TextEncoderError(f"unknown text encoder kind {cfg.kind!r}; expected 'clip', 'sentence' or 'bow'")
     if encoder.dim != cfg.dim:
         raise TextEncoderError(f"{cfg.kind} text encoder gives {encoder.dim}-d vectors but cfg.dim={cfg.dim}")
     return encoder

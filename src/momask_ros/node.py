@@ -384,12 +384,10 @@ class MomaskNode(Node):
             self._status("rejected", id=cid, text=preview(raw), reason=exc.reason, detail=str(exc))
             return
         job = _Job(cid, command, now)
-        unknown = self.pipeline.unknown_words(command.text)
-        if unknown:
-            # Only closed-vocabulary encoders (the offline demo model) report unknown words; generating
-            # from the remaining words would be a silent guess, so say what is unknown and what is known.
-            self._status("rejected", job, reason="unknown_words", unknown_words=unknown[:20],
-                         known_skills=self.pipeline.known_skills(), known_words=self.pipeline.known_words())
+        refusal = self.pipeline.check_text(command.text)
+        if refusal is not None:
+            # What the model says it cannot do (out of scope, unknown words) would be a silent guess.
+            self._status("rejected", job, reason=refusal.reason, detail=refusal.message[:300], **refusal.fields)
             return
         offer = self._limiter.offer(job, now)
         if offer.superseded is not None:
