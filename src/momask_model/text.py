@@ -486,7 +486,8 @@ def build_text_encoder(
 
         # The recorded hashes travel with the bundle: other files under the same name are refused.
         expected = dict(state["sha256"]) if state and state.get("sha256") else None
-        encoder = SentenceTextEncoder(cfg.weights or DEFAULT_SOURCE, expected_sha256=expected, device=device)
+        encoder = SentenceTextEncoder(cfg.weights or DEFAULT_SOURCE, expected_sha256=expected, device=device,
+                                      scale=cfg.scale)
     elif cfg.kind == "bow":
         vocab = list(state["vocab"]) if state and "vocab" in state else list(cfg.vocab)
         if not vocab:
