@@ -53,7 +53,8 @@ def generate_main(argv: list[str] | None = None) -> int:
     args = _parse_generate(argv)
     from .bundle import BundleError, load_bundle
     from .generate import GenerationError
-    from .render import save_bvh, save_video
+    from .bvh_export import save_bvh
+    from .render import save_video
 
     bundle = args.bundle or default_bundle_path()
     try:
