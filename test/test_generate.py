@@ -59,11 +59,17 @@ def test_length_estimator_used_when_no_length(tiny_model):
         ("a person walks", 400, "out of range"),
         (["a person walks", "a man runs"], [40], "lengths given"),
         ([3], 40, "expected str"),
+        ("a person\x00 walks", 40, "control character U\\+0000"),
     ],
 )
 def test_bad_requests_raise_clear_errors(tiny_model, texts, lengths, match):
     with pytest.raises(GenerationError, match=match):
         tiny_model.generate(texts, lengths)
+
+
+def test_negative_guidance_is_refused(tiny_model):
+    with pytest.raises(GenerationError, match="cond_scale must be >= 0"):
+        tiny_model.generate("a person walks", 40, cond_scale=-1.0)
 
 
 def test_unknown_words_are_named(tiny_model):

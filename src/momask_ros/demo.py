@@ -169,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-rate", type=float, default=50.0)
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the motion")
     args = parser.parse_args(argv)
+    from momask_ros.commands import CommandRejected, parse_command
+
+    try:  # the node would reject it too; a NUL would even be cut off silently on the way (C strings)
+        parse_command(args.text)
+    except CommandRejected as exc:
+        print(f"momask-demo: error: --text: {exc}", file=sys.stderr)
+        return 2
 
     args.out.mkdir(parents=True, exist_ok=True)
     domain_id = random.randint(100, 200)
