@@ -20,7 +20,7 @@ def no_model(monkeypatch):
     (["--text", ""], "--text '' is empty"),
     (["--text", "a person\x00 walks"], "control character U+0000"),
     (["--device", "banana"], "--device 'banana' is not a device"),
-    (["--video", "{tmp}/x.avi"], "--video video must end in .mp4 or .gif, got x.avi"),
+    (["--video", "{tmp}/x.avi"], "--video {tmp}/x.avi: the file name must end in .mp4 or .gif"),
     (["--out", "/proc/nope/x.npz"], "--out /proc/nope/x.npz: cannot write there"),
     (["--out", "{tmp}/x.txt"], "must end in .npz"),
     (["--out", "{tmp}"], "must end in .npz"),

@@ -69,7 +69,7 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> Path:
 def check_generate_args(args: argparse.Namespace) -> None:
     """Every momask-generate argument that can be judged without the model (raises `UsageError`)."""
     from .generate import text_problem
-    from .render import RenderError, check_video_path
+    from .render import VIDEO_SUFFIXES
 
     for text in args.text:
         problem = text_problem(text)
@@ -90,11 +90,7 @@ def check_generate_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--text-weights {args.text_weights}: no such file (or use 'openai')")
     check_writable(args.out, "--out", (".npz",))
     if args.video is not None:
-        try:
-            check_video_path(args.video)
-        except RenderError as exc:
-            raise UsageError(f"--video {exc}") from None
-        check_writable(args.video, "--video", (".mp4", ".gif"))
+        check_writable(args.video, "--video", VIDEO_SUFFIXES)
     if args.bvh is not None:
         check_writable(args.bvh, "--bvh", (".bvh",))
 
