@@ -5,7 +5,8 @@ only when given: an empty argument (the default) keeps the file's value, so ``co
 keeps that file's ``use_sim_time: true``. launch_ros applies the file first and the dictionary after.
 
 ``config`` is a parameter file path, or the bare name of one shipped in ``share/momask_ros/config``
-(``isaac_sim.yaml``, ``isaac_sim``); a file that does not exist stops the launch with an error. A node
+(``isaac_sim.yaml``, ``isaac_sim``); a file that does not exist, or has no ``momask_node`` entry,
+stops the launch with an error. Its ``momask_node`` entry applies under any ``namespace``. A node
 that exits with an error (missing robot description, no CUDA, a bad parameter) ends the whole launch
 with a non-zero exit status instead of leaving it running without its node.
 """
@@ -46,6 +47,33 @@ def resolve_config(value: str, config_dir: str) -> str:
                               f"{', '.join(shipped) or 'none'}; or give a path)")
 
 
+def config_parameters(path: str, namespace: str, name: str = "momask_node") -> dict:
+    """The parameters a file gives this node, whatever its namespace.
+
+    rcl matches a file's ``momask_node:`` only to a node without namespace, so under ``namespace:=ns`` a
+    file passed as it is would be ignored without a word. The entries for this node (``momask_node``,
+    ``/ns/momask_node`` or ``/**``) are read here and handed to launch_ros as one dictionary, which it
+    writes under the node's full name. A file with none of them is an error, not a silent no-op.
+    """
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise LaunchArgumentError(f"config:={path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    ns = namespace.strip("/")
+    names = {"/**", "**", name, "/" + name, f"/{ns}/{name}" if ns else "/" + name, f"{ns}/{name}" if ns else name}
+    params, found = {}, False
+    for key, value in (data.items() if isinstance(data, dict) else []):
+        if str(key) in names and isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+            params.update(value["ros__parameters"])
+            found = True
+    if not found:
+        raise LaunchArgumentError(f"config:={path}: expected 'momask_node: ros__parameters: ...' (see momask.yaml)")
+    return params
+
+
 def parameter_overrides(arguments: dict) -> dict:
     """The node parameters set by non-empty launch arguments (``use_sim_time`` parsed as a boolean)."""
     out = {}
@@ -72,13 +100,14 @@ def _node(context, *args, **kwargs):
     """Build the node once the arguments are known."""
     config_dir = os.path.join(get_package_share_directory("momask_ros"), "config")
     arguments = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    namespace = LaunchConfiguration("namespace").perform(context)
+    config = resolve_config(LaunchConfiguration("config").perform(context), config_dir)
     node = Node(
         package="momask_ros",
         executable="momask_node",
         name="momask_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[resolve_config(LaunchConfiguration("config").perform(context), config_dir),
-                    parameter_overrides(arguments)],
+        namespace=namespace,
+        parameters=[config_parameters(config, namespace), parameter_overrides(arguments)],
         output="screen",
         emulate_tty=True,
     )
