@@ -203,3 +203,14 @@ def test_momask_generate_writes_the_robot_stream_as_a_bag(tmp_path):
     assert generate_main(args + ["--out", str(tmp_path / "b.npz"), "--mcap", str(tmp_path / "b.mcap")]) == 0
     again = [m for _, m in _bag_by_topic(tmp_path / "b.mcap")["/joint_states"]]
     assert [list(m.position) for m in again] == [list(m.position) for m in js]
+
+
+def test_momask_generate_mcap_with_a_robot_it_cannot_load_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from momask_model.cli import generate_main
+
+    monkeypatch.delenv("MOMASK_ROS_H1_DESCRIPTION", raising=False)
+    code = generate_main(["--text", "a person walks forward", "--length", "20", "--device", "cpu", "--robot", "h1",
+                          "--out", str(tmp_path / "a.npz"), "--mcap", str(tmp_path / "a.mcap")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--robot-description /path/to/h1.xml" in err
+    assert not (tmp_path / "a.mcap").exists()

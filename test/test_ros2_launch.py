@@ -206,6 +206,7 @@ def test_launch_isaac_config_by_name_with_namespace_sim_time_and_recording(ros2_
         echo = ros2(ros2_env, "topic", "echo", "--no-daemon", "--full-length", "/robot1/momask/status",
                     "std_msgs/msg/String")
         _wait(lambda: probe.subscribers("/robot1/momask/status") >= 1, 30, "ros2 topic echo to subscribe")
+        time.sleep(0.5)  # the node's publisher matches it too
         pub = ros2(ros2_env, "topic", "pub", "--once", "-w", "1", "/robot1/momask/command", "std_msgs/msg/String",
                    "{data: 'a person walks forward length=2s'}")
         launch.wait_for('"state": "done"', 90)

@@ -117,13 +117,17 @@ def _write_mcap(args: argparse.Namespace, model, result) -> int:
     """The robot stream without a ROS graph: momask_ros's pipeline and recorder (ROS message packages needed)."""
     try:
         from momask_ros.recording import BagError, record_generation
-        from momask_ros.robot import ProfileError
+        from momask_ros.robot import DescriptionNotFound, ProfileError
     except ImportError as exc:
         print(f"momask-generate: --mcap needs the ROS 2 message packages (requirements.txt): {exc}", file=sys.stderr)
         return 2
     try:
         paths = record_generation(args.mcap, model, result, args.text, robot=args.robot,
                                   description=args.robot_description, seed=args.seed)
+    except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
+        print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",
+              file=sys.stderr)
+        return 2
     except (ProfileError, BagError) as exc:
         print(f"momask-generate: {exc}", file=sys.stderr)
         return 2
