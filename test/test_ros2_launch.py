@@ -284,6 +284,10 @@ def test_launch_failures_end_with_an_error_and_say_why(ros2_env, tmp_path):
                         ["[FATAL]", "robot_description_path:=/path/to/h1.xml", "momask_node exited with code 1"]),
         "parameter": (["device:=gpu"], ["[FATAL]", "device='gpu'", "momask_node exited with code 1"]),
     }
+    import torch
+
+    if not torch.cuda.is_available():
+        cases["no_cuda"] = (["device:=cuda"], ["[FATAL]", "CUDA is not available", "momask_node exited with code 1"])
     if importlib.util.find_spec("mujoco_menagerie") is None:
         cases["menagerie"] = (["robot:=menagerie:unitree_g1", "device:=cpu"],
                               ["pip install mujoco-menagerie", "momask_node exited with code 1"])
