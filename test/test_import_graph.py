@@ -57,14 +57,14 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_module_imports_itself_through_others():
-    graph = import_graph()
-    assert "momask_model.cli" in graph["momask_model.bench"] or "momask_model.bench" in graph["momask_model.cli"]
+def test_no_model_module_imports_itself_through_others():
+    graph = import_graph(("momask_model",))
+    assert "momask_model.bench" in graph["momask_model.cli"]  # the one direction that exists
     assert _cycles(graph) == []
 
 
 def test_evaluate_never_imports_train():
-    graph = import_graph()
+    graph = import_graph(("momask_model",))
     evaluate_imports = {t for m, ts in graph.items() if m.startswith("momask_model.evaluate") for t in ts}
     assert not [t for t in evaluate_imports if t.startswith("momask_model.train")]
     train_imports = {t for m, ts in graph.items() if m.startswith("momask_model.train") for t in ts}
