@@ -136,7 +136,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
     from .bundle import BundleError, load_bundle
-    from .bvh_export import save_bvh
+    from .bvh_export import BvhExportError, save_bvh
     from .generate import GenerationError
     from .render import save_video
 
@@ -183,7 +183,11 @@ def generate_main(argv: list[str] | None = None) -> int:
         save_video(joints0, args.video, fps=result.fps, title=args.text[0])
         log.info("wrote %s", args.video)
     if args.bvh:
-        save_bvh(joints0, args.bvh, fps=result.fps)
+        try:
+            save_bvh(joints0, args.bvh, fps=result.fps)
+        except BvhExportError as exc:  # e.g. a KIT bundle (21 joints): the motion itself is written
+            print(f"momask-generate: error: --bvh: {exc}", file=sys.stderr)
+            return 2
         log.info("wrote %s", args.bvh)
     if args.mcap:
         return _write_mcap(args, model, result)
