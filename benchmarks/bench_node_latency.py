@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "test"))
 
 
 def build_model(kind: str, bundle: str | None, device: str):
-    from momask_ros.pipeline import resolve_bundle_path, select_device
+    from momask_ros.loading import resolve_bundle_path, select_device
 
     dev = select_device(device)
     if kind == "bundle":

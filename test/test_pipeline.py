@@ -5,23 +5,11 @@ import numpy as np
 import pytest
 
 from momask_ros.commands import MotionCommand
-from momask_ros.pipeline import (
-    FIRST_CHUNK_FRAMES,
-    BlendToPosePlayback,
-    BundleNotFound,
-    DeviceUnavailable,
-    HoldPlayback,
-    JointSpace,
-    MotionPipeline,
-    MotionPlayback,
-    PipelineError,
-    RobotPose,
-    StopPlayback,
-    default_bundle_path,
-    human_yup_to_ros,
-    resolve_bundle_path,
-    select_device,
-)
+from momask_ros.frames import human_yup_to_ros
+from momask_ros.loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
+from momask_ros.pipeline import FIRST_CHUNK_FRAMES, MotionPipeline
+from momask_ros.players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
+from momask_ros.state import JointSpace, PipelineError, RobotPose
 
 from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
 

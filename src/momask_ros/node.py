@@ -57,16 +57,10 @@ from .messages import (
     status_msg,
     status_payload,
 )
-from .pipeline import (
-    BlendToPosePlayback,
-    HoldPlayback,
-    MotionClip,
-    MotionPipeline,
-    MotionPlayback,
-    RobotPose,
-    Sample,
-    StopPlayback,
-)
+from .clip import MotionClip
+from .pipeline import MotionPipeline
+from .players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
+from .state import RobotPose, Sample
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
 
