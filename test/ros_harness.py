@@ -79,7 +79,9 @@ class Harness:
             pass
 
     def _on_status(self, msg: String) -> None:
-        self.statuses.append(json.loads(msg.data))
+        status = json.loads(msg.data)
+        status["_received_s"] = time.time()  # wall clock = ROS time without sim time
+        self.statuses.append(status)
 
     # ------------------------------------------------------------------ helpers
     def send(self, text: str) -> None:

@@ -120,6 +120,7 @@ class RetargetSession:
         self.stream = stream
         self.frames = 0
         self.closed = False  # set by the owner when playback left this clip: nothing more joins it
+        self.segments: list[tuple[int, Any]] = []  # (start frame, owner) of each motion on the timeline
         self._calibrated = calibrated
         self._lock = threading.Lock()  # one writer at a time
         self.first_chunk_ms = float("nan")  # of the latest push: what the switch had to wait for
@@ -130,16 +131,20 @@ class RetargetSession:
         return self.stream is not None and hasattr(self.stream, "rewind")
 
     def cut_time(self, frame: int) -> float:
-        """Clip time from which samples change when the session continues from human ``frame``."""
-        if frame >= self.frames and not self.clip.complete:
-            return self.clip.available_s if self.clip.frames_ready else 0.0
+        """Clip time from which samples change when the session continues from human ``frame``
+        (beyond the frames pushed so far: extrapolated at the same look-ahead)."""
+        if not self.can_continue:
+            return math.inf if frame >= self.frames and not self.clip.complete else -math.inf
+        if frame > self.frames:
+            return float(self.stream.cut_time(self.frames)) + (frame - self.frames) / self.clip.fps
         return float(self.stream.cut_time(frame))
 
     def push(self, joints_yup: np.ndarray, *, at_frame: int | None = None, final: bool = True,
-             cancelled: Callable[[], bool] = lambda: False) -> None:
+             cancelled: Callable[[], bool] = lambda: False, on_commit: Callable[[], None] = lambda: None) -> None:
         """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk.
 
         ``final`` flushes the stream's look-ahead at the end (a later push rewinds that flush).
+        ``on_commit`` runs right after the first new samples are in the clip (the switch is certain).
 
         Raises:
             SwitchTooLate: the cut is no longer ahead of playback (nothing was changed in the clip).
@@ -147,9 +152,17 @@ class RetargetSession:
         """
         with self._lock:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
-                       final, cancelled)
+                       final, cancelled, on_commit)
 
-    def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool]) -> None:
+    def finish(self) -> None:
+        """Flush the stream's look-ahead: the clip is complete (until a continuation rewinds it)."""
+        with self._lock:
+            if not self.clip.complete and self.frames:
+                self.clip.append(*_traj_arrays(self.stream.finish(), self.pipeline.joint_space))
+                self.clip.finish()
+
+    def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
+              on_commit: Callable[[], None]) -> None:
         pipe, clip, stream = self.pipeline, self.clip, self.stream
         if not 0 <= at_frame <= self.frames:
             raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
@@ -162,7 +175,9 @@ class RetargetSession:
                 raise SwitchTooLate(f"cut at {cut:.3f} s, already played up to {clip.read_s:.3f} s")
             replace_from = float(stream.rewind(at_frame))
         self.frames = at_frame
-        clip.set_human(human_yup_to_ros(joints), at_frame=at_frame)
+        human = human_yup_to_ros(joints)
+        if replace_from is None:
+            clip.set_human(human, at_frame=at_frame)
         self.first_chunk_ms = float("nan")
         t0 = time.perf_counter()
         n = joints.shape[0]
@@ -182,16 +197,11 @@ class RetargetSession:
                 out = stream.push(joints[start:end])
                 self.frames = at_frame + end
                 if len(out.times_s):
-                    clip.append(*_traj_arrays(out, pipe.joint_space), replace_from=replace_from)
+                    self._append(out, replace_from, human, at_frame, t0, on_commit)
                     replace_from = None
-                    if math.isnan(self.first_chunk_ms):
-                        self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
             if final:
-                out = stream.finish()
-                clip.append(*_traj_arrays(out, pipe.joint_space), replace_from=replace_from)
+                self._append(stream.finish(), replace_from, human, at_frame, t0, on_commit)
                 clip.finish()
-                if math.isnan(self.first_chunk_ms):
-                    self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
         except SwitchTooLate:
             raise
         except Exception as exc:
@@ -203,6 +213,23 @@ class RetargetSession:
             clip.retarget_ms += (time.perf_counter() - t0) * 1e3
             if math.isnan(clip.first_chunk_ms):
                 clip.first_chunk_ms = self.first_chunk_ms
+
+
+    def _append(self, out: Any, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
+                on_commit: Callable[[], None]) -> None:
+        try:
+            self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
+        except SwitchTooLate:
+            # The stream was rewound for a motion that came too late: the clip can only end where it is.
+            self.closed = True
+            if self.clip.frames_ready >= 2:
+                self.clip.finish()
+            raise
+        if replace_from is not None:
+            self.clip.set_human(human, at_frame=at_frame)
+        if math.isnan(self.first_chunk_ms):
+            self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
+            on_commit()
 
 
 class _BatchStream:
@@ -493,6 +520,5 @@ class MotionPipeline:
         if self.can_continue and motion.tokens is not None and session.can_continue:
             at = motion.frames // 2 // self.unit_frames * self.unit_frames
             more = self.continue_from(motion, at, MotionCommand(text, length_frames=frames, seed=1))
-            session.clip._read_s = -math.inf
             session.push(more.joints_yup, at_frame=at)
         return (time.perf_counter() - t0) * 1e3
