@@ -248,7 +248,11 @@ def recover_root_rot_pos(features: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """Root heading quaternions (…, T, 4) and root positions (…, T, 3) from features (§1.6 steps 1–4)."""
     half_yaw_vel = features[..., 0]
     # Exclusive cumulative sum: frame 0 has heading 0, frame t the sum of the first t increments.
-    half_yaw = torch.cumsum(half_yaw_vel, dim=-1) - half_yaw_vel
+    # Shift, then sum (as the official code): ``cumsum(x) - x`` rounds differently (2.6e-5 m on a
+    # fast spin), so the same features would give other joints.
+    shifted = torch.zeros_like(half_yaw_vel)
+    shifted[..., 1:] = half_yaw_vel[..., :-1]
+    half_yaw = torch.cumsum(shifted, dim=-1)
     zeros = torch.zeros_like(half_yaw)
     r_rot = torch.stack((torch.cos(half_yaw), zeros, torch.sin(half_yaw), zeros), dim=-1)
 
