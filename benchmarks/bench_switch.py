@@ -119,7 +119,7 @@ def main() -> int:
     ap.add_argument("--after", type=float, default=3.0, help="seconds into the first motion")
     ap.add_argument("--blend-s", type=float, default=0.5)
     ap.add_argument("--speed-window", type=float, default=0.5)
-    ap.add_argument("--contact-z", type=float, default=0.02)
+    ap.add_argument("--contact-z", type=float, default=0.01)
     ap.add_argument("--src", default=str(ROOT / "src"), help="sources to measure (another checkout's src)")
     args = ap.parse_args()
     sys.path.insert(0, args.src)

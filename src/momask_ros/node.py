@@ -56,7 +56,7 @@ from std_msgs.msg import Empty, String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from .commands import BurstLimiter, CommandLimits, CommandRejected, MotionCommand, parse_command, preview
+from .commands import BurstLimiter, CommandLimits, CommandRejected, parse_sequence_command, preview
 from .messages import (
     joint_state_msg,
     joint_trajectory_msg,
@@ -370,12 +370,18 @@ class MomaskNode(Node):
             self._status("rejected", id=cid, reason="malformed", detail=str(exc))
             return
         try:
-            command = parse_command(raw, self._limits)
+            commands = parse_sequence_command(raw, self._limits, then_separates=self.pipeline.then_separates)
         except CommandRejected as exc:
             self._status("rejected", id=cid, text=preview(raw), reason=exc.reason, detail=str(exc))
             return
-        job = Job(cid, command, now)
-        unknown = self.pipeline.unknown_words(command.text)
+        job = Job(cid, commands[0], now)
+        if len(commands) > 1:  # a sequence: one job per segment, each continuing the one before
+            for command in commands[1:]:
+                self._next_id += 1
+                job.sequence.append(Job(self._next_id, command, now, after=(job.sequence or [job])[-1]))
+            for k, seg in enumerate([job, *job.sequence]):
+                seg.fields.update(segment=k + 1, segments=len(commands))
+        unknown = sorted({w for c in commands for w in self.pipeline.unknown_words(c.text)})
         if unknown:
             # Only closed-vocabulary encoders (the offline demo model) report unknown words; generating
             # from the remaining words would be a silent guess, so say what is unknown and what is known.
@@ -394,7 +400,8 @@ class MomaskNode(Node):
         if self._p["queue_mode"] == "queue" and self._producer.waiting() >= self._p["max_queue"]:
             self._status("rejected", job, reason="queue_full", detail=f"{self._p['max_queue']} commands waiting")
             return
-        self._status("accepted", job, **job.fields)
+        for item in (job, *job.sequence):
+            self._status("accepted", item, **item.fields)
         self._producer.submit(job)
 
     def _on_stop(self, _msg: Empty) -> None:

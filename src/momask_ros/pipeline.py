@@ -384,6 +384,11 @@ class MotionPipeline:
         return callable(getattr(self.generator, "continue_motion", None))
 
     @property
+    def then_separates(self) -> bool:
+        """Whether ``then`` separates the segments of a command (models trained on single skills)."""
+        return bool(getattr(self.generator, "then_separates_segments", False))
+
+    @property
     def longest_frames(self) -> int:
         """The longest motion a command may ask for: one window, or 60 s when motions continue."""
         return max(self.max_frames, int(60 * self.fps) // self.unit_frames * self.unit_frames) \
@@ -456,6 +461,9 @@ class MotionPipeline:
         if length is None:
             length = self.CONTINUATION_FRAMES
         seed = self._seed_for(command)
+        if after is None and callable(getattr(self.generator, "iter_windows", None)):
+            yield from self._iter_windows(command, int(length), seed)
+            return
         remaining, k = int(length), 0
         prev, at = after, at_frame
         while remaining >= self.unit_frames:
@@ -468,6 +476,22 @@ class MotionPipeline:
             yield motion
             prev, at, k = motion, None, k + 1
             remaining -= motion.frames
+
+    def _iter_windows(self, command: MotionCommand, length: int, seed: int) -> Iterator[GeneratedMotion]:
+        """A long motion from the generator's own window iterator (issue 13), one window at a time."""
+        t0 = time.perf_counter()
+        windows = self.generator.iter_windows([command.text], length, seed=seed, **self.sampling)
+        while True:
+            with self._lock:
+                try:
+                    result = next(windows)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise PipelineError(f"generation failed for {command.text!r}: {exc}") from exc
+            t1 = time.perf_counter()
+            yield self._motion(command, result, seed, (t1 - t0) * 1e3)
+            t0 = time.perf_counter()
 
     def new_clip(self, motion: GeneratedMotion) -> MotionClip:
         """An empty clip sized for ``motion`` (the control loop may hold it before frames arrive)."""

@@ -56,6 +56,8 @@ class Job:
     switch: str = "start"                  # start (afresh) | continue (seamless) | blend (afresh, fallback)
     switch_reason: str | None = None
     fields: dict = field(default_factory=dict)
+    after: "Job | None" = None             # the segment before this one in a sequence
+    sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
 
     @property
     def clip(self) -> MotionClip | None:
@@ -118,8 +120,9 @@ class MotionProducer:
             return sum(1 for j in self._pending if j is not self.generating)
 
     def submit(self, job: Job) -> None:
-        """An accepted command. Preempt mode supersedes every command that has not started playing,
-        and ends the generation of the playing motion's further windows."""
+        """An accepted command (with the segments of its sequence). Preempt mode supersedes every
+        command that has not started playing, and ends the generation of the playing motion's
+        further windows."""
         with self.lock:
             if self._options()["queue_mode"] == "preempt":
                 for old in self._pending:
@@ -130,8 +133,9 @@ class MotionProducer:
                 self._ready.clear()
                 for seg_job in self._session_jobs():
                     seg_job.stop_generating = True
-            self._pending.append(job)
-            self._inbox.append(job)
+            for item in (job, *job.sequence):
+                self._pending.append(item)
+                self._inbox.append(item)
             self.lock.notify_all()
 
     def stop(self) -> list[Job]:
@@ -267,7 +271,13 @@ class MotionProducer:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
         opts = self._options()
         session = self.session
-        if opts["queue_mode"] == "queue":
+        queue = opts["queue_mode"] == "queue" or job.after is not None
+        if job.after is not None:  # the next segment of a sequence: it continues the one before
+            base = job.after
+            if base.cancelled or base.motion is None or (base.session is not None and base.session.closed):
+                return None, None, None
+            session = base.session
+        elif queue:
             # the last motion generated (it may not play yet: the tasks keep their order)
             base = self._last_generated
             if base is None or base.cancelled or (base.session is not None and base.session.closed):
@@ -281,7 +291,7 @@ class MotionProducer:
             return None, None, "model_cannot_continue"
         if session is not None and not session.can_continue:
             return None, None, "retargeter_cannot_continue"
-        if opts["queue_mode"] == "queue":
+        if queue:
             if base.motion is None or base.motion.tokens is None:
                 return None, None, "model_cannot_continue"
             return base, base.motion.frames, None
