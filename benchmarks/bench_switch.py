@@ -7,11 +7,14 @@ and measures, on what was published:
 * base speed through the switch: horizontal base speed averaged over a sliding ``--speed-window``
   (about one step, so the gait's own rhythm does not count), its minimum from 0.25 s before to
   1 s after the switch, divided by the walking speed (mean over the 1.5 s before the switch);
-* foot sliding: horizontal speed of a foot while it is in contact (its lowest point within
-  ``--contact-z`` of the floor in two consecutive samples), mean during the switch (-0.25 s ..
-  +1 s) against the mean inside the clips (everything else after the first blend-in);
+* foot sliding: horizontal speed of a foot body while the foot is in contact (its lowest point
+  within ``--contact-z`` of the floor in two consecutive samples), mean during the switch
+  (-0.25 s .. ``+--window``, which covers the retargeter's smoothing before a continuation and a
+  0.5 s blend) against the mean inside the clips (everything else after the first blend-in);
 * max joint acceleration and jerk (finite differences on the stream's own stamps) during the
-  switch, against the 99th percentile of |acceleration| / |jerk| inside the clips.
+  switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips.
+
+The switch instant is the stamp of the new motion's first JointState (status ``playing``).
 
 ``--switch continue`` (default) is the node's continuation, ``--switch blend`` the blend into a
 freshly generated clip (today's behaviour before continuations). Prints one JSON object.
@@ -60,7 +63,7 @@ def sliding_speed(t: np.ndarray, x: np.ndarray, window: float) -> np.ndarray:
 
 
 def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, speed_window: float,
-            contact_z: float) -> dict:
+            contact_z: float, window: float) -> dict:
     tj = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in js])
     q = np.array([m.position for m in js])
     tp = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in poses])
@@ -75,16 +78,15 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     walk_speed = float(np.nanmean(speed[before]))
     around = (t >= t_switch - 0.25) & (t <= t_switch + 1.0)
     dip = float(np.nanmin(speed[around]) / walk_speed)
-    inside = (t > t_start + 0.6) & ~around  # after the first motion's blend-in, outside the switch
 
     dt = np.diff(t)
     vel = np.diff(q, axis=0) / dt[:, None]
     acc = np.diff(vel, axis=0) / (0.5 * (dt[1:] + dt[:-1]))[:, None]
     jerk = np.diff(acc, axis=0) / (0.5 * (t[3:] - t[1:-2]))[:, None]
     ta, tjk = t[1:-1], t[1:-2] + 0.5 * dt[1:-1]
-    a_sw = (ta >= t_switch - 0.25) & (ta <= t_switch + 1.0)
+    a_sw = (ta >= t_switch - 0.25) & (ta <= t_switch + window)
     a_in = (ta > t_start + 0.6) & ~a_sw
-    j_sw = (tjk >= t_switch - 0.25) & (tjk <= t_switch + 1.0)
+    j_sw = (tjk >= t_switch - 0.25) & (tjk <= t_switch + window)
     j_in = (tjk > t_start + 0.6) & ~j_sw
     acc_p99 = float(np.percentile(np.abs(acc[a_in]), 99))
     jerk_p99 = float(np.percentile(np.abs(jerk[j_in]), 99))
@@ -93,8 +95,8 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     contact = feet[:, :, 2] < contact_z
     both = contact[1:] & contact[:-1]
     slide = np.linalg.norm(np.diff(feet[:, :, :2], axis=0), axis=-1) / dt[:, None]
-    s_sw = ((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + 1.0))[:, None] & both
-    s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + 1.0)))[:, None] & both
+    s_sw = ((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window))[:, None] & both
+    s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)))[:, None] & both
     return {
         "walk_speed_mps": round(walk_speed, 3),
         "min_speed_through_switch_x_walk": round(dip, 3),
@@ -118,6 +120,7 @@ def main() -> int:
     ap.add_argument("--second", default="a person jogs forward length=4s")
     ap.add_argument("--after", type=float, default=3.0, help="seconds into the first motion")
     ap.add_argument("--blend-s", type=float, default=0.5)
+    ap.add_argument("--window", type=float, default=0.5, help="the switch spans -0.25 s .. +window [s]")
     ap.add_argument("--speed-window", type=float, default=0.5)
     ap.add_argument("--contact-z", type=float, default=0.01)
     ap.add_argument("--src", default=str(ROOT / "src"), help="sources to measure (another checkout's src)")
@@ -152,7 +155,7 @@ def main() -> int:
             t_switch = playing.get("stamp_s") or playing["_received_s"]
             t_start = first.get("stamp_s") or first["_received_s"]
             row = analyse(robot, h.joint_states[n0:], h.poses[p0:], t_switch, t_start,
-                          speed_window=args.speed_window, contact_z=args.contact_z)
+                          speed_window=args.speed_window, contact_z=args.contact_z, window=args.window)
             row.update(switch=playing.get("switch", "blend"), latency_ms=playing.get("latency_ms"),
                        switch_reason=playing.get("switch_reason"))
             rows.append(row)

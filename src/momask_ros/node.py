@@ -503,7 +503,13 @@ class MomaskNode(Node):
         play, job = self._active, self._active_job
         if job is None or job.session is None:
             return
-        frame = play.clip_time(t) * play.clip.fps
+        clip_t = play.clip_time(t)
+        frame = clip_t * play.clip.fps
+        upcoming = self._producer.next_segment(job.session, job)
+        if upcoming is not None and "reaction_ms" not in upcoming.fields and clip_t >= upcoming.cut_s:
+            # the first JointState the new command changes (the retargeter's smoothing starts the
+            # switch a few frames before the new motion's first frame)
+            upcoming.fields["reaction_ms"] = round((self._t0 + t - upcoming.received_s) * 1e3, 1)
         current = self._producer.segment_at(job.session, frame)
         if current is None or current is job:
             return

@@ -140,11 +140,13 @@ class RetargetSession:
         return float(self.stream.cut_time(frame))
 
     def push(self, joints_yup: np.ndarray, *, at_frame: int | None = None, final: bool = True,
-             cancelled: Callable[[], bool] = lambda: False, on_commit: Callable[[], None] = lambda: None) -> None:
+             cancelled: Callable[[], bool] = lambda: False,
+             on_commit: Callable[[float], None] = lambda cut_s: None) -> None:
         """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk.
 
         ``final`` flushes the stream's look-ahead at the end (a later push rewinds that flush).
-        ``on_commit`` runs right after the first new samples are in the clip (the switch is certain).
+        ``on_commit(cut_s)`` runs right after the first new samples are in the clip (the switch is
+        certain; samples differ from the clip time ``cut_s`` on).
 
         Raises:
             SwitchTooLate: the cut is no longer ahead of playback (nothing was changed in the clip).
@@ -162,7 +164,7 @@ class RetargetSession:
                 self.clip.finish()
 
     def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
-              on_commit: Callable[[], None]) -> None:
+              on_commit: Callable[[float], None]) -> None:
         pipe, clip, stream = self.pipeline, self.clip, self.stream
         if not 0 <= at_frame <= self.frames:
             raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
@@ -216,7 +218,7 @@ class RetargetSession:
 
 
     def _append(self, out: Any, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
-                on_commit: Callable[[], None]) -> None:
+                on_commit: Callable[[float], None]) -> None:
         try:
             self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
         except SwitchTooLate:
@@ -229,7 +231,7 @@ class RetargetSession:
             self.clip.set_human(human, at_frame=at_frame)
         if math.isnan(self.first_chunk_ms):
             self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
-            on_commit()
+            on_commit(float(self.clip.times_s[0]) if replace_from is None else replace_from)
 
 
 class _BatchStream:
@@ -313,6 +315,9 @@ class MotionPipeline:
         self.chunk_frames = int(chunk_frames)
         self.stream_factory = stream_factory
         self._rng = np.random.default_rng()
+        #: Continuation generation + its retargeting, measured by `warm_up` [ms] (a first guess of the
+        #: lead a switch needs; the node then measures every switch).
+        self.switch_lead_ms = float("nan")
         self._lock = threading.Lock()  # one generation at a time (a model is not re-entrant)
 
     # ------------------------------------------------------------------ construction
@@ -543,6 +548,8 @@ class MotionPipeline:
         session.push(motion.joints_yup)
         if self.can_continue and motion.tokens is not None and session.can_continue:
             at = motion.frames // 2 // self.unit_frames * self.unit_frames
+            t1 = time.perf_counter()
             more = self.continue_from(motion, at, MotionCommand(text, length_frames=frames, seed=1))
             session.push(more.joints_yup, at_frame=at)
+            self.switch_lead_ms = (time.perf_counter() - t1) * 1e3
         return (time.perf_counter() - t0) * 1e3

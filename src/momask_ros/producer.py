@@ -56,6 +56,7 @@ class Job:
     switch: str = "start"                  # start (afresh) | continue (seamless) | blend (afresh, fallback)
     switch_reason: str | None = None
     fields: dict = field(default_factory=dict)
+    cut_s: float = math.inf                # clip time from which a continuation changes the samples
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
 
@@ -187,6 +188,12 @@ class MotionProducer:
         with self.lock:
             return next((j for s, j in reversed(session.segments) if s <= frame + 1e-6), None)
 
+    def next_segment(self, session: RetargetSession, job: Job) -> Job | None:
+        """The job that follows ``job`` on the session's timeline, if one is committed."""
+        with self.lock:
+            later = [j for s, j in session.segments if s > job.start_frame]
+        return later[0] if later else None
+
     def _session_jobs(self) -> list[Job]:
         return [j for _, j in self.session.segments] if self.session is not None else []
 
@@ -201,7 +208,8 @@ class MotionProducer:
             try:
                 t0 = time.perf_counter()
                 ms = self.pipeline.warm_up()
-                self._warm_up_ms = (time.perf_counter() - t0) * 1e3
+                lead = getattr(self.pipeline, "switch_lead_ms", math.nan)
+                self._warm_up_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
                 self._report("ready", None, {"warmup_ms": round(ms, 1)})
             except Exception as exc:
                 self._report("error", None, {"reason": "warm_up_failed", "detail": str(exc)[:300]})
@@ -262,10 +270,13 @@ class MotionProducer:
             self.lock.notify_all()
 
     def _lead_s(self) -> float:
-        """Expected time from a continuation's generation start to its first retargeted chunk [s]."""
+        """Expected time from a continuation's generation start to its first retargeted chunk [s]:
+        the slowest of the last few switches measured online (the warm-up's before any), with a
+        margin of 20 % and one control period. Too short a lead falls back to a blend."""
         period = float(self._options().get("control_period_s", 0.02))
-        measured = max(self._switch_lead_ms) if self._switch_lead_ms else self._warm_up_ms
-        return 1.25 * measured / 1e3 + 2 * period
+        recent = list(self._switch_lead_ms)[-5:]
+        measured = max(recent) if recent else self._warm_up_ms
+        return 1.2 * measured / 1e3 + period
 
     def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
@@ -386,7 +397,8 @@ class MotionProducer:
         prefix = base.motion.joints_yup[resume - base.start_frame : at]
         frames = np.concatenate([prefix, motion.joints_yup]) if len(prefix) else motion.joints_yup
 
-        def commit() -> None:
+        def commit(cut_s: float) -> None:
+            job.cut_s = cut_s
             with self.lock:
                 session.segments[:] = [(s, j) for s, j in session.segments if s < resume or j is base]
                 session.segments.append((switch_frame, job))
