@@ -227,6 +227,9 @@ class MomaskNode(Node):
         **node_kwargs: passed to ``rclpy.node.Node`` (``context``, ``namespace``, ``parameter_overrides``...).
     """
 
+    #: Longest stall of the control loop whose missed samples are still published [s].
+    CATCH_UP_S = 1.0
+
     def __init__(self, *, pipeline: MotionPipeline | None = None, node_name: str = "momask_node", **node_kwargs: Any):
         super().__init__(node_name, **node_kwargs)
         try:
@@ -275,6 +278,7 @@ class MomaskNode(Node):
         self._playing_sent = False
         self._trajectory_sent = False
         self._last_marker_s = -math.inf
+        self._last_pub_s: float | None = None
         self._tick_dt = 1.0 / self._p["control_rate"]
 
         # ROS interfaces
@@ -448,6 +452,7 @@ class MomaskNode(Node):
         released = self._limiter.poll(now)
         if released is not None:
             self._enqueue(released)
+        self._catch_up(now)
 
         job = self._producer.pop_ready(preempt=self._p["queue_mode"] == "preempt", idle=self._active_job is None)
         if job is not None:  # a motion that starts afresh: blend into it from the current pose
@@ -498,6 +503,26 @@ class MomaskNode(Node):
         if self._active.finished(t):
             self._finish_active(sample)
 
+    def _catch_up(self, now: float) -> None:
+        """A tick that ran late (a loaded CPU) first publishes the samples of the control periods it
+        missed, stamped at their own times, so the stream neither drops nor repeats a period (up to
+        `CATCH_UP_S`: a sim clock that jumps is not replayed)."""
+        dt, last = self._tick_dt, self._last_pub_s
+        if last is None or not 1.5 * dt < now - last < self.CATCH_UP_S:
+            return
+        if not (self._active_job is not None or not isinstance(self._active, HoldPlayback)
+                or self._p["publish_when_idle"]):
+            return
+        clock_type = self.get_clock().clock_type
+        k = last + dt
+        while now - k > 0.5 * dt:
+            sample = self._active.sample(k - self._t0)
+            if sample is None:
+                return
+            self._publish_sample(sample, k, Time(nanoseconds=int(round(k * 1e9)), clock_type=clock_type).to_msg())
+            self._last = sample
+            k += dt
+
     def _follow_segments(self, t: float) -> None:
         """Continuations join the playing clip: at each switch, the next job is the one playing."""
         play, job = self._active, self._active_job
@@ -534,6 +559,7 @@ class MomaskNode(Node):
                                             self.pipeline.joint_space, duration_s=self._p["rest_blend_s"]), None)
 
     def _publish_sample(self, sample: Sample, now_s: float, stamp: Any) -> None:
+        self._last_pub_s = now_s
         msg = joint_state_msg(self._names, sample.positions, sample.velocities, stamp)
         self._js_pub.publish(msg)
         if self._cmd_pub is not None:

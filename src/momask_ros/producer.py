@@ -87,6 +87,8 @@ class MotionProducer:
 
     #: The retargeting worker yields to a running generation while the clip is this far ahead [s].
     YIELD_LEAD_S = 0.5
+    #: A long motion's next window is generated when playback comes this close to its end [s].
+    AHEAD_S = 2.0
 
     def __init__(self, pipeline: MotionPipeline, *, report: Callable[[str, Job | None, dict], None],
                  options: Callable[[], dict]) -> None:
@@ -248,7 +250,7 @@ class MotionProducer:
         windows = self.pipeline.motions(job.command, after=None if base is None else base.motion, at_frame=at)
         parts: list[GeneratedMotion] = []
         offset = 0
-        for motion in windows:
+        for motion in self._paced(job, windows):
             if job.cancelled or self._shutdown:
                 return
             parts.append(motion)
@@ -268,6 +270,32 @@ class MotionProducer:
         with self.lock:
             self._tasks.append(("end", job, None, None, None, t0))
             self.lock.notify_all()
+
+    def _paced(self, job: Job, windows):
+        """The windows of ``job``, each generated only once playback comes within `AHEAD_S` (or
+        three switch leads) of the end of what is generated: a stop or preempt then leaves the rest
+        ungenerated, and the model stays free for new commands. Queue mode's waiting commands need
+        the whole motion first (they continue its end), so they lift the pacing."""
+        windows = iter(windows)
+        generated = 0
+        planned = job.command.length_frames or self.pipeline.default_length_frames
+        while True:
+            if generated and planned is not None and generated < planned:
+                with self.lock:
+                    while not (job.cancelled or job.stop_generating or self._shutdown or self._inbox):
+                        clip = job.clip
+                        ahead = max(self.AHEAD_S, 3 * self._lead_s()) * job.command.speed * self.pipeline.fps
+                        if clip is not None and job.start_frame + generated - clip.read_s * clip.fps < ahead:
+                            break
+                        self.lock.wait(0.02)
+                    if job.cancelled or job.stop_generating or self._shutdown:
+                        return
+            try:
+                motion = next(windows)
+            except StopIteration:
+                return
+            generated += motion.frames
+            yield motion
 
     def _lead_s(self) -> float:
         """Expected time from a continuation's generation start to its first retargeted chunk [s]:
