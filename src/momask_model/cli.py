@@ -7,8 +7,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 log = logging.getLogger("momask")
 
 
@@ -30,8 +28,9 @@ def resolve_device(device: str) -> str:
 
 def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="momask-generate", description="Text -> 3D human motion with MoMask.")
-    p.add_argument("--text", action="append", required=True, help="prompt; repeat for a batch")
-    p.add_argument("--length", type=int, action="append", help="frames per prompt (20 fps); default: estimated")
+    p.add_argument("--text", action="append", required=True,
+                   help="prompt; repeat for a batch. Options per prompt (length=3s seed=4) and sequences "
+                        "('a person walks length=3s | a person jumps') as the node's commands")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bundle", type=Path, default=None, help="bundle checkpoint (default: packaged demo model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
@@ -44,6 +43,9 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--reference", action="store_true", help="run the reference loop instead of the fast path")
     p.add_argument("--text-weights", default=None, help="override CLIP weights: local file or 'openai'")
+    from .cli_requests import add_request_arguments
+
+    add_request_arguments(p)
     return p.parse_args(argv)
 
 
@@ -52,6 +54,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_generate(argv)
     from .bundle import BundleError, load_bundle
+    from .cli_requests import RequestError, save_request, serve
     from .generate import GenerationError
     from .render import save_bvh, save_video
 
@@ -61,41 +64,24 @@ def generate_main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"momask-generate: {exc}", file=sys.stderr)
         return 2
-    lengths = args.length
-    if lengths is not None and len(lengths) == 1 and len(args.text) > 1:
-        lengths = lengths * len(args.text)
-    unknown = {t: model.unknown_words(t) for t in args.text}
-    for text, words in unknown.items():
-        if words:
-            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    sampling = dict(timesteps=args.timesteps, cond_scale=args.cond_scale, res_cond_scale=args.res_cond_scale,
+                    temperature=args.temperature)
     try:
-        result = model.generate(
-            args.text,
-            lengths,
-            seed=args.seed,
-            timesteps=args.timesteps,
-            cond_scale=args.cond_scale,
-            res_cond_scale=args.res_cond_scale,
-            temperature=args.temperature,
-            fast=not args.reference,
-        )
-    except (GenerationError, ValueError) as exc:
+        request = serve(model, args, sampling)
+    except (GenerationError, RequestError, ValueError) as exc:
         print(f"momask-generate: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        args.out,
-        features=result.features,
-        joints=result.joints,
-        lengths=result.lengths,
-        tokens=result.tokens,
-        fps=result.fps,
-        texts=np.array(args.text),
-    )
-    log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(args.text), list(result.lengths), result.fps)
+    for text in request.texts:
+        words = model.unknown_words(text)
+        if words:
+            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    result = request.result
+    save_request(args.out, request)
+    log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(result.lengths),
+             list(result.lengths), result.fps)
     _, joints0 = result.motion(0)
     if args.video:
-        save_video(joints0, args.video, fps=result.fps, title=args.text[0])
+        save_video(joints0, args.video, fps=result.fps, title=request.texts[0], marks=request.marks)
         log.info("wrote %s", args.video)
     if args.bvh:
         save_bvh(joints0, args.bvh, fps=result.fps)

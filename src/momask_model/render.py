@@ -14,6 +14,8 @@ from scipy.spatial.transform import Rotation
 from .motion import JOINT_NAMES, T2M_SKELETON, SkeletonSpec
 
 CHAIN_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
+#: Background of marked frames (edited sections, sequence segments) in previews.
+MARK_COLOR = "#fff3c4"
 
 
 class RenderError(ValueError):
@@ -38,8 +40,13 @@ def render_frames(
     title: str = "",
     size_px: int = 480,
     radius: float = 1.5,
+    marks: tuple[tuple[int, int, str], ...] = (),
 ) -> np.ndarray:
-    """Draw a Y-up skeleton motion as RGB frames (T, H, W, 3) uint8 with a ground grid and root trail."""
+    """Draw a Y-up skeleton motion as RGB frames (T, H, W, 3) uint8 with a ground grid and root trail.
+
+    ``marks`` are (start, end, label) frame ranges (edited sections, sequence segments): their frames
+    show the label under the title on a tinted background.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,24 +77,28 @@ def render_frames(
         for chain, color in zip(skeleton.kinematic_chain, CHAIN_COLORS):
             pts = joints[t, list(chain)]
             ax.plot(pts[:, 0], pts[:, 2], pts[:, 1], color=color, lw=3, marker="o", ms=2)
-        if title:
-            ax.set_title(title[:60], fontsize=9)
+        label = next((m[2] for m in marks if m[0] <= t < m[1]), None)
+        fig.set_facecolor(MARK_COLOR if label is not None else "white")
+        heading = title[:60] + (f"\n[{label[:50]}]" if label else "")
+        if heading:
+            ax.set_title(heading, fontsize=9)
         canvas.draw()
         frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return np.stack(frames)
 
 
 def save_video(
-    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = ""
+    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = "",
+    marks: tuple[tuple[int, int, str], ...] = (),
 ) -> Path:
-    """Write a stick-figure preview; the extension (.mp4 or .gif) picks the format."""
+    """Write a stick-figure preview; the extension (.mp4 or .gif) picks the format (``marks``: see `render_frames`)."""
     import imageio.v2 as imageio
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise RenderError(f"video must end in .mp4 or .gif, got {path.name}")
-    frames = render_frames(joints, skeleton=skeleton, title=title)
+    frames = render_frames(joints, skeleton=skeleton, title=title, marks=tuple(marks))
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".mp4":
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=16) as writer:
