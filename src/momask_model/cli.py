@@ -37,6 +37,14 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output .npz (features, joints, lengths, texts)")
     p.add_argument("--video", type=Path, default=None, help="stick-figure preview .mp4 or .gif")
     p.add_argument("--bvh", type=Path, default=None, help="BVH export of the first motion")
+    p.add_argument("--mcap", type=Path, default=None,
+                   help="also retarget onto --robot and write what momask_node would publish (JointState at "
+                        "50 Hz, JointTrajectory, base pose, skeleton markers, status) as a ROS 2 MCAP bag; "
+                        "a batch writes <stem>_<i>.mcap")
+    p.add_argument("--robot", default="default", help="robot profile for --mcap: default, h1, g1, menagerie:<name> "
+                                                      "or a profile YAML")
+    p.add_argument("--robot-description", default=None, help="MJCF/URDF of the robot for --mcap (h1, g1: "
+                                                             "your copy of Unitree's file)")
     p.add_argument("--timesteps", type=int, default=None)
     p.add_argument("--cond-scale", type=float, default=None)
     p.add_argument("--res-cond-scale", type=float, default=None)
@@ -86,6 +94,31 @@ def generate_main(argv: list[str] | None = None) -> int:
     if args.bvh:
         save_bvh(joints0, args.bvh, fps=result.fps)
         log.info("wrote %s", args.bvh)
+    if args.mcap:
+        return _write_mcap(args, model, result)
+    return 0
+
+
+def _write_mcap(args: argparse.Namespace, model, result) -> int:
+    """The robot stream without a ROS graph: momask_ros's pipeline and recorder (ROS message packages needed)."""
+    try:
+        from momask_ros.recording import BagError, record_generation
+        from momask_ros.robot import DescriptionNotFound, ProfileError
+    except ImportError as exc:
+        print(f"momask-generate: --mcap needs the ROS 2 message packages (requirements.txt): {exc}", file=sys.stderr)
+        return 2
+    try:
+        paths = record_generation(args.mcap, model, result, args.text, robot=args.robot,
+                                  description=args.robot_description, seed=args.seed)
+    except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
+        print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",
+              file=sys.stderr)
+        return 2
+    except (ProfileError, BagError) as exc:
+        print(f"momask-generate: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        log.info("wrote %s", path)
     return 0
 
 
