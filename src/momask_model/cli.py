@@ -95,11 +95,13 @@ def generate_main(argv: list[str] | None = None) -> int:
         save_bvh(joints0, args.bvh, fps=result.fps)
         log.info("wrote %s", args.bvh)
     if args.mcap:
-        return _write_mcap(args, model, result)
+        # one text per motion: a sequence is one motion, named by its whole prompt
+        texts = request.texts if len(request.texts) == len(result.lengths) else [" | ".join(request.texts)]
+        return _write_mcap(args, model, result, texts)
     return 0
 
 
-def _write_mcap(args: argparse.Namespace, model, result) -> int:
+def _write_mcap(args: argparse.Namespace, model, result, texts: list[str]) -> int:
     """The robot stream without a ROS graph: momask_ros's pipeline and recorder (ROS message packages needed)."""
     try:
         from momask_ros.recording import BagError, record_generation
@@ -108,7 +110,7 @@ def _write_mcap(args: argparse.Namespace, model, result) -> int:
         print(f"momask-generate: --mcap needs the ROS 2 message packages (requirements.txt): {exc}", file=sys.stderr)
         return 2
     try:
-        paths = record_generation(args.mcap, model, result, args.text, robot=args.robot,
+        paths = record_generation(args.mcap, model, result, texts, robot=args.robot,
                                   description=args.robot_description, seed=args.seed)
     except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
         print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",
