@@ -103,3 +103,46 @@ def test_heading_is_shifted_then_summed_as_the_official_code():
     assert not torch.equal(legacy, angle)  # the two sums differ in float32, so the check is not vacuous
     joints = features_to_joints(features, 22)
     assert joints.shape == (2, 300, 22, 3) and torch.isfinite(joints).all()
+
+
+def official_edit(model, cond, tokens, lens, edit_mask, *, timesteps, cond_scale, seed, thres=0.9):
+    """The official MaskTransformer.edit loop (edit_mask given), categorical sampling, on our logits."""
+    from torch.distributions import Categorical
+
+    torch.manual_seed(seed)
+    padding = ~lengths_to_mask(lens, tokens.shape[1])
+    edit_mask = edit_mask & ~padding
+    edit_len = edit_mask.sum(dim=-1)
+    ids = torch.where(edit_mask, model.mask_id, tokens)
+    scores = torch.where(edit_mask, 0.0, 1e5)
+    for timestep in torch.linspace(0, 1, timesteps):
+        num = torch.round(torch.cos(timestep * math.pi * 0.5) * edit_len).clamp(min=1)
+        is_mask = scores.argsort(dim=1).argsort(dim=1) < num.unsqueeze(-1)
+        ids = torch.where(is_mask, model.mask_id, ids)
+        logits = model.forward_with_cfg(torch.where(padding, model.pad_id, ids), cond, padding, cond_scale)
+        logits = logits.permute(0, 2, 1).contiguous().permute(0, 2, 1)
+        filtered = _official_top_k(logits, thres)
+        pred = Categorical(torch.softmax(filtered, dim=-1) / 1.0).sample()
+        ids = torch.where(is_mask, pred, ids)
+        scores = logits.softmax(dim=-1).gather(2, pred.unsqueeze(-1)).squeeze(-1).masked_fill(~is_mask, 1e5)
+    return torch.where(padding, -1, ids)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_edit_gives_the_official_edit_tokens(fast):
+    torch.manual_seed(0)
+    model = MaskTransformer(**TINY).eval()
+    gen = torch.Generator().manual_seed(4)
+    cond = torch.randn(2, 64, generator=gen)
+    tokens = torch.randint(0, 64, (2, 14), generator=gen)
+    lens = torch.tensor([14, 12])
+    edit_mask = torch.zeros(2, 14, dtype=torch.bool)
+    edit_mask[0, 4:9] = True
+    edit_mask[1, :3] = True
+    edit_mask[1, 10:] = True
+    with torch.no_grad():
+        for seed in range(3):
+            expected = official_edit(model, cond, tokens, lens, edit_mask, timesteps=6, cond_scale=4.0, seed=seed)
+            got = model.edit(cond, tokens, lens, edit_mask, timesteps=6, cond_scale=4.0,
+                             generator=torch.Generator().manual_seed(seed), fused_cfg=fast)
+            assert torch.equal(got, expected)

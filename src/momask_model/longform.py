@@ -10,9 +10,10 @@ longer than one window is a chain of such windows.
   chain at once, so the VQ decoder sees every join from both sides: one feature sequence, no seam,
   root trajectory and heading integrated across windows.
 * `iter_windows` / `generate_sequence` yield one result per window / segment for streaming. Each
-  is decoded with the tokens before it as decoder context and turned/shifted on the ground
-  (`trajectory.align_to_pose`) onto the last frame already yielded, so concatenating their joints
-  gives one continuous motion in one world frame.
+  is yielded once the next one's tokens exist, decoded with the tokens on both sides as decoder
+  context (so its frames are those of the whole decode) and turned/shifted on the ground
+  (`trajectory.align_to_pose`) onto the last frame already yielded: concatenating their joints
+  gives the one-decode motion, in one world frame.
 * `continue_motion` continues any motion (its tokens and joints) from a switch frame.
 
 ``DEFAULT_CONTEXT_TOKENS`` is the measured choice of the fixed overlap (README, "Editing, long
