@@ -170,6 +170,7 @@ class RobotProfile:
     posture_weight: float = 0.05
     scale: Mapping[str, float | None] = field(default_factory=dict)
     velocity_default: float = 10.0
+    velocity_default_given: bool = False
     velocity_limits: Mapping[str, float] = field(default_factory=dict)
     position_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     base_dir: Path | None = None
@@ -280,7 +281,8 @@ class RobotProfile:
             control_rate_hz=rate, description_env=data.get("description_env"), rest_pose=rest,
             menagerie=None if data.get("menagerie") is None else str(data["menagerie"]),
             posture_weight=_as_float(data.get("posture_weight", 0.05), "posture_weight"), scale=scale,
-            velocity_default=vdef, velocity_limits=vel, position_limits=pos, base_dir=base_dir,
+            velocity_default=vdef, velocity_default_given="velocity_default" in limits, velocity_limits=vel,
+            position_limits=pos, base_dir=base_dir,
         )
 
     @classmethod
@@ -327,6 +329,37 @@ class RobotProfile:
                 f"robot description for {self.name!r} not found at {path} (from {source}); {' or '.join(hints)}",
                 wanted)
         return path
+
+
+def profile_warnings(profile: RobotProfile) -> list[str]:
+    """What a profile leaves to defaults that may not fit the robot (loads, but deserves a look).
+
+    * driven joints whose velocity limit is the built-in default (no ``limits.velocity`` entry and no
+      explicit ``limits.velocity_default``): MJCF carries no velocity limits, so the profile must;
+    * ``scale`` parts left ``auto`` without the keypoints that measure them, which then fall back to
+      the legs' ratio.
+    """
+    out = []
+    if not profile.velocity_default_given:
+        defaulted = [j for j in profile.driven_joints if j not in profile.velocity_limits]
+        if defaulted:
+            out.append(f"velocity limit of {len(defaulted)} driven joint(s) defaults to {profile.velocity_default:g} "
+                       f"rad/s (the description has none, the profile sets none): {', '.join(defaulted)}; set "
+                       f"limits.velocity from the datasheet, or limits.velocity_default")
+    humans = {k.human for k in profile.keypoints}
+    needs = {"arms": [("shoulder", "elbow", "wrist")], "legs": [("hip", "knee", "ankle")]}
+    for part, (chain,) in needs.items():
+        if profile.scale.get(part) is None:
+            sides = [[f"{side}_{n}" for n in chain if f"{side}_{n}" not in humans] for side in ("left", "right")]
+            if all(sides):
+                missing = sorted({m for side in sides for m in side})
+                fallback = "the legs' ratio" if part == "arms" else "nothing (retargeting will fail)"
+                out.append(f"scale.{part} is auto but no side has {', '.join(chain)} keypoints (missing: "
+                           f"{', '.join(missing)}), so it falls back to {fallback}; add them or give a number")
+    if profile.scale.get("torso") is None and not {"left_shoulder", "right_shoulder"} <= humans:
+        out.append("scale.torso is auto but the profile lacks left_shoulder/right_shoulder keypoints, so it falls "
+                   "back to the legs' ratio; add them (weight 0 is fine) or give a number")
+    return out
 
 
 def _joint_dofs(model: mujoco.MjModel, jid: int) -> int:
@@ -380,6 +413,13 @@ class Robot:
         base = spec.body(profile.base_body)
         if base is None:
             raise ProfileError(f"base_body {profile.base_body!r} is not a body of {description_path.name}")
+        if base.parent.name != spec.worldbody.name:
+            top = base
+            while top.parent.name != spec.worldbody.name:
+                top = top.parent
+            raise ProfileError(
+                f"base_body {profile.base_body!r} is inside body {base.parent.name!r}: the floating base must be a "
+                f"direct child of the world (<worldbody>); use the top body {top.name!r} as base_body")
         for kp in profile.keypoints:
             body = spec.body(kp.body)
             if body is None:
@@ -435,6 +475,9 @@ class Robot:
         self.position_limits = lims
         self.velocity_limits = np.array([profile.velocity_limits.get(j, profile.velocity_default)
                                          for j in self.joint_names])
+        self.warnings: list[str] = profile_warnings(profile)
+        for warning in self.warnings:
+            logger.warning("%s: %s", profile.name, warning)
         # Joints that are neither driven nor the floating base stay frozen at rest.
         driven_set = set(jids)
         self.frozen_dofs = [int(model.jnt_dofadr[j]) + k for j in range(model.njnt)
