@@ -1,7 +1,6 @@
 """Long motions, sequences, the prompt syntax, the bundle's `then` flag and the CLI (issue 13)."""
 import numpy as np
 import pytest
-import torch
 
 from momask_model.bundle import build_random_momask, load_bundle, save_bundle
 from momask_model.cli import default_bundle_path, generate_main

@@ -19,7 +19,7 @@ import numpy as np
 
 from .editing import RESIDUAL_MODES
 from .prompt import PromptError, Segment, parse_length, parse_sequence
-from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult
+from .results import MAX_LONG_FRAMES, GenerationResult
 
 log = logging.getLogger("momask")
 
@@ -145,4 +145,4 @@ def save_request(path: Path, request: Request) -> None:
              texts=np.array(request.texts), marks=np.array([m[:2] for m in request.marks], dtype=np.int64).reshape(-1, 2))
 
 
-__all__ = ["LENGTH_HELP", "Request", "RequestError", "GenerationError", "add_request_arguments", "save_request", "serve"]
+__all__ = ["LENGTH_HELP", "Request", "RequestError", "add_request_arguments", "save_request", "serve"]

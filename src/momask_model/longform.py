@@ -22,7 +22,7 @@ motions and sequences"; ``benchmarks/bench_joins.py --sweep-context``).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ from .prompt import PromptError, Segment, parse_segment, parse_sequence, round_t
 from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult, check_cond_vector, validate_texts
 from .trajectory import align_to_pose
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .generate import MoMask
+#: A `momask_model.generate.MoMask` (not imported here: the model imports this module).
+MoMask = Any
 
 #: Tokens of the motion before a join that stay fixed in the next window (12 tokens = 2.4 s at 20 fps):
 #: of the overlaps that inpaint (> 0), the one with the smoothest joins on the demo model (README).
@@ -46,11 +46,11 @@ BLEND_FRAMES = 20
 DECODE_CONTEXT_TOKENS = 32
 
 
-def max_tokens(model: "MoMask") -> int:
+def max_tokens(model: MoMask) -> int:
     return model.max_length // model.unit_length
 
 
-def check_context(model: "MoMask", context: int | None) -> int:
+def check_context(model: MoMask, context: int | None) -> int:
     """The fixed-token overlap to use: the default, or a checked value in [0, window)."""
     context = DEFAULT_CONTEXT_TOKENS if context is None else context
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or not 0 <= context < max_tokens(model):
@@ -58,12 +58,12 @@ def check_context(model: "MoMask", context: int | None) -> int:
     return int(context)
 
 
-def _empty(model: "MoMask") -> torch.Tensor:
+def _empty(model: MoMask) -> torch.Tensor:
     return torch.zeros((0, model.config.vq.num_quantizers), dtype=torch.long, device=model.device)
 
 
 def extend_windows(
-    model: "MoMask",
+    model: MoMask,
     histories: Sequence[torch.Tensor],
     cond_m: torch.Tensor,
     cond_r: torch.Tensor,
@@ -109,7 +109,7 @@ def extend_windows(
 
 
 def long_tokens(
-    model: "MoMask", cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
+    model: MoMask, cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
     overlap_tokens: int | None, generator: torch.Generator | None, fast: bool, sampling: dict,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens of motions of any length (B, max N, Q), -1 at padding, in chained windows."""
@@ -133,13 +133,13 @@ def pad_codes(codes: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode_features(model: "MoMask", codes: torch.Tensor) -> np.ndarray:
+def decode_features(model: MoMask, codes: torch.Tensor) -> np.ndarray:
     """Tokens (n, Q) -> de-normalised features (n * unit, D), one motion on its own."""
     feats = model.vq.decode(codes[None].to(model.device))[0].float().cpu().numpy()
     return np.asarray(model.normalizer.denormalize(feats), dtype=np.float32)
 
 
-def decoder_reach(model: "MoMask") -> int:
+def decoder_reach(model: MoMask) -> int:
     """How many tokens to either side of a token the VQ decoder's output depends on (measured once
     per model by changing one token: the decoder is a stack of convolutions, so its reach is fixed)."""
     cached = model.__dict__.get("_decoder_reach")
@@ -159,7 +159,7 @@ def decoder_reach(model: "MoMask") -> int:
 
 
 def decode_after(
-    model: "MoMask", before: torch.Tensor, new: torch.Tensor, anchor: np.ndarray | None,
+    model: MoMask, before: torch.Tensor, new: torch.Tensor, anchor: np.ndarray | None,
     after: torch.Tensor | None = None, *, blend: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and joints of ``new`` tokens decoded between ``before`` and ``after`` (their nearest
@@ -187,7 +187,7 @@ def decode_after(
 
 
 def pack_results(
-    model: "MoMask", features: Sequence[np.ndarray], joints: Sequence[np.ndarray], tokens: Sequence[torch.Tensor],
+    model: MoMask, features: Sequence[np.ndarray], joints: Sequence[np.ndarray], tokens: Sequence[torch.Tensor],
     marks: tuple[tuple[int, int], ...] = (),
 ) -> GenerationResult:
     """Per-motion arrays -> one padded `GenerationResult` (joints past a motion's end hold its last pose)."""
@@ -203,7 +203,7 @@ def pack_results(
                             fps=model.config.dataset.fps, marks=marks)
 
 
-def _check_frames(model: "MoMask", value, name: str, *, low: int, high: int) -> int:
+def _check_frames(model: MoMask, value, name: str, *, low: int, high: int) -> int:
     unit = model.unit_length
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise GenerationError(f"{name} must be an integer number of frames, got {value!r}")
@@ -214,7 +214,7 @@ def _check_frames(model: "MoMask", value, name: str, *, low: int, high: int) -> 
 
 
 def continue_motion(
-    model: "MoMask",
+    model: MoMask,
     prev_tokens,
     prev_joints,
     at_frame: int,
@@ -269,14 +269,14 @@ def continue_motion(
     return pack_results(model, [feats], [out_joints], [new])
 
 
-def generate_long(model: "MoMask", texts, length, *, overlap_tokens: int | None = None, **kwargs) -> GenerationResult:
+def generate_long(model: MoMask, texts, length, *, overlap_tokens: int | None = None, **kwargs) -> GenerationResult:
     """Motions of any length up to ``MAX_LONG_FRAMES`` (``MoMask.generate`` does the same for lengths
     past the window): windows with ``overlap_tokens`` fixed tokens, the whole chain decoded at once."""
     return model.generate(texts, length, overlap_tokens=overlap_tokens, **kwargs)
 
 
 def iter_windows(
-    model: "MoMask", texts, length: int, *, overlap_tokens: int | None = None, seed: int | None = None,
+    model: MoMask, texts, length: int, *, overlap_tokens: int | None = None, seed: int | None = None,
     fast: bool = True, cond: torch.Tensor | None = None, **sampling,
 ) -> Iterator[GenerationResult]:
     """The windows of `generate_long` (same tokens at the same seed), decoded and yielded one by one.
@@ -307,7 +307,7 @@ class _LaggedDecoder:
     """Decodes each chunk of new tokens once the next chunk is known, so its last frames see what
     follows (as in one whole decode) and the yielded pieces join without a seam."""
 
-    def __init__(self, model: "MoMask", batch: int) -> None:
+    def __init__(self, model: MoMask, batch: int) -> None:
         self.model = model
         self.hist = [_empty(model)] * batch
         self.anchors: list[np.ndarray | None] = [None] * batch
@@ -335,7 +335,7 @@ class _LaggedDecoder:
 
 
 # ------------------------------------------------------------------------------------------ sequences
-def parse_segments(model: "MoMask", segments) -> list[Segment]:
+def parse_segments(model: MoMask, segments) -> list[Segment]:
     """A prompt string (`momask_model.prompt`, ``then`` per the bundle) or a list of `Segment`/str."""
     limits = dict(fps=model.config.dataset.fps, unit=model.unit_length, max_frames=MAX_LONG_FRAMES)
     if isinstance(segments, str):
@@ -367,7 +367,7 @@ def parse_segments(model: "MoMask", segments) -> list[Segment]:
 
 
 def sequence_tokens(
-    model: "MoMask", segments, *, num_samples: int = 1, context_tokens: int | None = None, seed: int | None = None,
+    model: MoMask, segments, *, num_samples: int = 1, context_tokens: int | None = None, seed: int | None = None,
     fast: bool = True, **sampling,
 ) -> Iterator[tuple[int, Segment, list[torch.Tensor], list[torch.Tensor]]]:
     """Per segment: (index, segment, tokens before it per sample, its new tokens per sample).
@@ -403,7 +403,7 @@ def sequence_tokens(
         yield i, seg, before, new
 
 
-def generate_sequence(model: "MoMask", segments, **kwargs) -> Iterator[GenerationResult]:
+def generate_sequence(model: MoMask, segments, **kwargs) -> Iterator[GenerationResult]:
     """One `GenerationResult` per segment, each a continuation of the one before in one world frame
     (concatenating their joints gives the whole motion, equal to `generate_sequence_motion`'s up to
     float rounding). A segment is yielded once the next one's tokens exist (its last frames are
@@ -418,7 +418,7 @@ def generate_sequence(model: "MoMask", segments, **kwargs) -> Iterator[Generatio
         yield decoder.flush()
 
 
-def generate_sequence_motion(model: "MoMask", segments, **kwargs) -> GenerationResult:
+def generate_sequence_motion(model: MoMask, segments, **kwargs) -> GenerationResult:
     """The whole sequence as one motion, its token chain decoded at once (no seam); ``marks`` are the
     segments' frame ranges of the first motion. Same tokens as `generate_sequence` at the same seed."""
     unit = model.unit_length
