@@ -34,6 +34,7 @@ setup(
             "momask-generate = momask_model.cli:generate_main",
             "momask-import-official = momask_model.cli:import_official_main",
             "momask-bench = momask_model.cli:bench_main",
+            "momask-robot-check = momask_ros.robot_check:main",
             "momask_node = momask_ros.node:main",
         ],
     },

@@ -272,3 +272,24 @@ def test_continue_motion_rejects_bad_switches(demo):
         demo.continue_motion(prev.tokens[0], prev.joints[0], 40, "a person jumps", 42)
     with pytest.raises(GenerationError, match="prev_joints"):
         demo.continue_motion(prev.tokens[0], prev.joints[0, :, :5], 40, "a person jumps", 40)
+
+
+def test_edit_a_humanml3d_new_joint_vecs_file(demo, shared_data):
+    path = shared_data / "humanml3d_sample" / "new_joint_vecs" / "012314.npy"  # (170, 263) features
+    tokens = demo.encode_motion(path).numpy()[0]
+    out = demo.edit(path, ["0.25,0.5"], "a person jumps forward with both feet", seed=1)
+    assert out.features.shape == (1, 168, 263)  # cropped to whole 4-frame tokens
+    (start, end), = out.marks
+    assert (start, end) == (40, 84)  # int(0.25 * 42), int(0.5 * 42) tokens, as edit_t2m.py
+    kept = np.r_[0 : start // 4, end // 4 : 42]
+    np.testing.assert_array_equal(out.tokens[0, kept], tokens[kept])
+
+
+def test_preview_tints_the_marked_frames():
+    from momask_model.render import MARK_COLOR, render_frames
+
+    joints = np.zeros((3, 22, 3))
+    joints[:, :, 1] = np.linspace(0, 1.7, 22)
+    frames = render_frames(joints, size_px=64, marks=((1, 2, "edited"),))
+    tint = tuple(int(MARK_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    assert tuple(frames[1, 0, 0]) == tint and tuple(frames[0, 0, 0]) == (255, 255, 255)

@@ -16,7 +16,7 @@ model's maximum length centred on it (the kept motion around it is the context).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -25,15 +25,15 @@ from .motion import features_to_joints
 from .results import GenerationError, GenerationResult, check_cond_vector, validate_texts
 from .sections import SectionError, TokenSection, parse_sections, sections_mask
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .generate import MoMask
+#: A `momask_model.generate.MoMask` (not imported here: the model imports this module).
+MoMask = Any
 
 RESIDUAL_MODES = ("keep", "regenerate")
 #: Residual guidance of the official edit script (generation uses the bundle's res_cond_scale, 5).
 EDIT_RES_COND_SCALE = 2.0
 
 
-def load_source(model: "MoMask", source, index: int = 0) -> np.ndarray:
+def load_source(model: MoMask, source, index: int = 0) -> np.ndarray:
     """A source motion as de-normalised features (T, D), T cropped to a multiple of the token unit.
 
     Accepts (T, D) features, a `GenerationResult` (motion ``index``), a ``.npz`` written by
@@ -79,7 +79,7 @@ def _read_source_file(path: Path, index: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def encode_source(model: "MoMask", features: np.ndarray) -> torch.Tensor:
+def encode_source(model: MoMask, features: np.ndarray) -> torch.Tensor:
     """De-normalised features (T, D) -> tokens (1, T/unit, Q) (the VQ's nearest codes)."""
     norm = np.asarray(model.normalizer.normalize(features), dtype=np.float32)
     return model.vq.encode(torch.from_numpy(norm)[None].to(model.device)).long()
@@ -87,7 +87,7 @@ def encode_source(model: "MoMask", features: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def edit_tokens(
-    model: "MoMask",
+    model: MoMask,
     codes: torch.Tensor,
     token_lens: torch.Tensor,
     edit_mask: torch.Tensor,
@@ -142,7 +142,7 @@ def edit_pieces(sections: Sequence[TokenSection], n_tokens: int, window: int) ->
 
 
 def edit(
-    model: "MoMask",
+    model: MoMask,
     source,
     sections: str | Sequence,
     texts: str | Sequence[str] | None = None,
@@ -216,6 +216,6 @@ def kept_sections(marks: Sequence[tuple[int, int]], length: int) -> list[tuple[i
     return kept
 
 
-def source_joints(model: "MoMask", source, index: int = 0) -> np.ndarray:
+def source_joints(model: MoMask, source, index: int = 0) -> np.ndarray:
     """Joints (T, J, 3) of a source motion, cropped like the edit's output (for error measurements)."""
     return features_to_joints(load_source(model, source, index), model.config.dataset.joints_num)

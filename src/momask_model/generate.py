@@ -26,6 +26,7 @@ from .results import (  # noqa: F401  (re-exported: the public names of generati
     GenerationError,
     GenerationResult,
     check_cond_vector,
+    text_problem,
     validate_texts,
 )
 
@@ -179,6 +180,9 @@ class MoMask(nn.Module):
             raise GenerationError(f"timesteps must be >= 1, got {out['timesteps']}")
         if not (out["temperature"] > 0 and math.isfinite(out["temperature"])):
             raise GenerationError(f"temperature must be > 0, got {out['temperature']}")
+        for name in ("cond_scale", "res_cond_scale"):
+            if not (out[name] >= 0 and math.isfinite(out[name])):
+                raise GenerationError(f"{name} must be >= 0 (1 = text only, more = stronger guidance), got {out[name]}")
         return out
 
     def conditions(

@@ -10,9 +10,10 @@ longer than one window is a chain of such windows.
   chain at once, so the VQ decoder sees every join from both sides: one feature sequence, no seam,
   root trajectory and heading integrated across windows.
 * `iter_windows` / `generate_sequence` yield one result per window / segment for streaming. Each
-  is decoded with the tokens before it as decoder context and turned/shifted on the ground
-  (`trajectory.align_to_pose`) onto the last frame already yielded, so concatenating their joints
-  gives one continuous motion in one world frame.
+  is yielded once the next one's tokens exist, decoded with the tokens on both sides as decoder
+  context (so its frames are those of the whole decode) and turned/shifted on the ground
+  (`trajectory.align_to_pose`) onto the last frame already yielded: concatenating their joints
+  gives the one-decode motion, in one world frame.
 * `continue_motion` continues any motion (its tokens and joints) from a switch frame.
 
 ``DEFAULT_CONTEXT_TOKENS`` is the measured choice of the fixed overlap (README, "Editing, long
@@ -20,7 +21,8 @@ motions and sequences"; ``benchmarks/bench_joins.py --sweep-context``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+import math
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,21 +33,24 @@ from .prompt import PromptError, Segment, parse_segment, parse_sequence, round_t
 from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult, check_cond_vector, validate_texts
 from .trajectory import align_to_pose
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .generate import MoMask
+#: A `momask_model.generate.MoMask` (not imported here: the model imports this module).
+MoMask = Any
 
-#: Tokens of the motion before a join that stay fixed in the next window (8 tokens = 1.6 s at 20 fps).
-DEFAULT_CONTEXT_TOKENS = 8
+#: Tokens of the motion before a join that stay fixed in the next window (12 tokens = 2.4 s at 20 fps):
+#: of the overlaps that inpaint (> 0), the one with the smoothest joins on the demo model (README).
+DEFAULT_CONTEXT_TOKENS = 12
+#: Frames over which a preempted motion's pose difference at the switch fades out (1 s at 20 fps).
+BLEND_FRAMES = 20
 #: Tokens before a window the VQ decoder is given when a window is decoded on its own (streaming);
 #: more than the decoder's receptive field, so the frames after the join decode as in one sequence.
 DECODE_CONTEXT_TOKENS = 32
 
 
-def max_tokens(model: "MoMask") -> int:
+def max_tokens(model: MoMask) -> int:
     return model.max_length // model.unit_length
 
 
-def check_context(model: "MoMask", context: int | None) -> int:
+def check_context(model: MoMask, context: int | None) -> int:
     """The fixed-token overlap to use: the default, or a checked value in [0, window)."""
     context = DEFAULT_CONTEXT_TOKENS if context is None else context
     if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or not 0 <= context < max_tokens(model):
@@ -53,12 +58,12 @@ def check_context(model: "MoMask", context: int | None) -> int:
     return int(context)
 
 
-def _empty(model: "MoMask") -> torch.Tensor:
+def _empty(model: MoMask) -> torch.Tensor:
     return torch.zeros((0, model.config.vq.num_quantizers), dtype=torch.long, device=model.device)
 
 
 def extend_windows(
-    model: "MoMask",
+    model: MoMask,
     histories: Sequence[torch.Tensor],
     cond_m: torch.Tensor,
     cond_r: torch.Tensor,
@@ -104,7 +109,7 @@ def extend_windows(
 
 
 def long_tokens(
-    model: "MoMask", cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
+    model: MoMask, cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
     overlap_tokens: int | None, generator: torch.Generator | None, fast: bool, sampling: dict,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens of motions of any length (B, max N, Q), -1 at padding, in chained windows."""
@@ -128,28 +133,61 @@ def pad_codes(codes: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def decode_features(model: "MoMask", codes: torch.Tensor) -> np.ndarray:
+def decode_features(model: MoMask, codes: torch.Tensor) -> np.ndarray:
     """Tokens (n, Q) -> de-normalised features (n * unit, D), one motion on its own."""
     feats = model.vq.decode(codes[None].to(model.device))[0].float().cpu().numpy()
     return np.asarray(model.normalizer.denormalize(feats), dtype=np.float32)
 
 
+def decoder_reach(model: MoMask) -> int:
+    """How many tokens to either side of a token the VQ decoder's output depends on (measured once
+    per model by changing one token: the decoder is a stack of convolutions, so its reach is fixed)."""
+    cached = model.__dict__.get("_decoder_reach")
+    if cached is not None:
+        return cached
+    unit, q, n = model.unit_length, model.config.vq.num_quantizers, 128
+    codes = torch.randint(0, model.config.vq.nb_code, (n, q), generator=torch.Generator().manual_seed(0))
+    other = codes.clone()
+    other[n // 2] = (other[n // 2] + 1) % model.config.vq.nb_code
+    with torch.inference_mode():
+        diff = np.abs(decode_features(model, codes) - decode_features(model, other)).max(axis=-1)
+    changed = np.flatnonzero(diff > 0)
+    frames = 0 if changed.size == 0 else max(n // 2 * unit - changed.min(), changed.max() - (n // 2 * unit + unit - 1))
+    reach = int(math.ceil(frames / unit)) + 1
+    model.__dict__["_decoder_reach"] = reach
+    return reach
+
+
 def decode_after(
-    model: "MoMask", before: torch.Tensor, new: torch.Tensor, anchor: np.ndarray | None
+    model: MoMask, before: torch.Tensor, new: torch.Tensor, anchor: np.ndarray | None,
+    after: torch.Tensor | None = None, *, blend: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features and joints of ``new`` tokens decoded after ``before`` (its last tokens are decoder
-    context), turned and shifted so the frame before ``new`` lands on ``anchor`` (J, 3)."""
+    """Features and joints of ``new`` tokens decoded between ``before`` and ``after`` (their nearest
+    tokens are decoder context, so the frames equal those of the whole sequence decoded at once),
+    turned and shifted so the frame before ``new`` lands on ``anchor`` (J, 3).
+
+    ``blend``: ``anchor`` is a pose that was already shown, decoded with other tokens after it (a
+    preempted motion); the pose difference at the join then fades out over the first
+    ``BLEND_FRAMES`` frames (a raised-cosine ramp), so the switch has no jump.
+    """
     unit = model.unit_length
-    d = min(before.shape[0], DECODE_CONTEXT_TOKENS)
-    feats = decode_features(model, torch.cat([before[before.shape[0] - d :], new]))
+    d = min(before.shape[0], max(DECODE_CONTEXT_TOKENS, decoder_reach(model)))
+    tail = after[: decoder_reach(model)] if after is not None else new[:0]
+    feats = decode_features(model, torch.cat([before[before.shape[0] - d :], new, tail]))
+    feats = feats[: feats.shape[0] - tail.shape[0] * unit]
     joints = features_to_joints(feats, model.config.dataset.joints_num).astype(np.float64)
     if d and anchor is not None:
         joints = align_to_pose(joints, d * unit - 1, anchor)
+        if blend:
+            k = min(BLEND_FRAMES, joints.shape[0] - d * unit)
+            ramp = 0.5 * (1.0 + np.cos(np.pi * (np.arange(k) + 1) / (k + 1)))
+            offset = np.asarray(anchor, dtype=np.float64) - joints[d * unit - 1]
+            joints[d * unit : d * unit + k] += ramp[:, None, None] * offset
     return feats[d * unit :], joints[d * unit :].astype(np.float32)
 
 
 def pack_results(
-    model: "MoMask", features: Sequence[np.ndarray], joints: Sequence[np.ndarray], tokens: Sequence[torch.Tensor],
+    model: MoMask, features: Sequence[np.ndarray], joints: Sequence[np.ndarray], tokens: Sequence[torch.Tensor],
     marks: tuple[tuple[int, int], ...] = (),
 ) -> GenerationResult:
     """Per-motion arrays -> one padded `GenerationResult` (joints past a motion's end hold its last pose)."""
@@ -165,7 +203,7 @@ def pack_results(
                             fps=model.config.dataset.fps, marks=marks)
 
 
-def _check_frames(model: "MoMask", value, name: str, *, low: int, high: int) -> int:
+def _check_frames(model: MoMask, value, name: str, *, low: int, high: int) -> int:
     unit = model.unit_length
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise GenerationError(f"{name} must be an integer number of frames, got {value!r}")
@@ -176,7 +214,7 @@ def _check_frames(model: "MoMask", value, name: str, *, low: int, high: int) -> 
 
 
 def continue_motion(
-    model: "MoMask",
+    model: MoMask,
     prev_tokens,
     prev_joints,
     at_frame: int,
@@ -227,18 +265,18 @@ def continue_motion(
         model, [history], cond_m, cond_r, [length // unit], context=check_context(model, context_tokens),
         generator=model._generator(seed), fast=fast, sampling=opts)]
     new = torch.cat(pieces)
-    feats, out_joints = decode_after(model, history, new, joints[at_frame - 1])
+    feats, out_joints = decode_after(model, history, new, joints[at_frame - 1], blend=True)
     return pack_results(model, [feats], [out_joints], [new])
 
 
-def generate_long(model: "MoMask", texts, length, *, overlap_tokens: int | None = None, **kwargs) -> GenerationResult:
+def generate_long(model: MoMask, texts, length, *, overlap_tokens: int | None = None, **kwargs) -> GenerationResult:
     """Motions of any length up to ``MAX_LONG_FRAMES`` (``MoMask.generate`` does the same for lengths
     past the window): windows with ``overlap_tokens`` fixed tokens, the whole chain decoded at once."""
     return model.generate(texts, length, overlap_tokens=overlap_tokens, **kwargs)
 
 
 def iter_windows(
-    model: "MoMask", texts, length: int, *, overlap_tokens: int | None = None, seed: int | None = None,
+    model: MoMask, texts, length: int, *, overlap_tokens: int | None = None, seed: int | None = None,
     fast: bool = True, cond: torch.Tensor | None = None, **sampling,
 ) -> Iterator[GenerationResult]:
     """The windows of `generate_long` (same tokens at the same seed), decoded and yielded one by one.
@@ -253,22 +291,51 @@ def iter_windows(
         check_cond_vector(cond, model.config.text_encoder.dim).shape[0] if cond is not None else 1)
     cond_m, cond_r = model.conditions(texts, cond, fast=fast, batch=batch)
     hist = [_empty(model)] * batch
-    anchors: list[np.ndarray | None] = [None] * batch
-    for active, pieces in extend_windows(
+    windows = extend_windows(
         model, hist, cond_m, cond_r, [int(length) // unit] * batch, context=check_context(model, overlap_tokens),
         generator=model._generator(seed), fast=fast, sampling=opts,
-    ):
+    )
+    decoder = _LaggedDecoder(model, batch)
+    for _, pieces in windows:  # every sample is active in every window (one length for all)
+        done = decoder.push(pieces)
+        if done is not None:
+            yield done
+    yield decoder.flush()
+
+
+class _LaggedDecoder:
+    """Decodes each chunk of new tokens once the next chunk is known, so its last frames see what
+    follows (as in one whole decode) and the yielded pieces join without a seam."""
+
+    def __init__(self, model: MoMask, batch: int) -> None:
+        self.model = model
+        self.hist = [_empty(model)] * batch
+        self.anchors: list[np.ndarray | None] = [None] * batch
+        self.pending: list[torch.Tensor] | None = None
+
+    def push(self, pieces: list[torch.Tensor]) -> GenerationResult | None:
+        out = None if self.pending is None else self._decode(pieces)
+        self.pending = pieces
+        return out
+
+    def flush(self) -> GenerationResult:
+        return self._decode(None)
+
+    def _decode(self, following: list[torch.Tensor] | None) -> GenerationResult:
         feats, joints = [], []
-        for b, piece in zip(active, pieces):
-            f, jt = decode_after(model, hist[b], piece, anchors[b])
-            hist[b], anchors[b] = torch.cat([hist[b], piece]), jt[-1]
+        for b, piece in enumerate(self.pending):
+            after = None if following is None else following[b]
+            f, jt = decode_after(self.model, self.hist[b], piece, self.anchors[b], after)
+            self.hist[b], self.anchors[b] = torch.cat([self.hist[b], piece]), jt[-1]
             feats.append(f)
             joints.append(jt)
-        yield pack_results(model, feats, joints, pieces)
+        result = pack_results(self.model, feats, joints, self.pending)
+        self.pending = None
+        return result
 
 
 # ------------------------------------------------------------------------------------------ sequences
-def parse_segments(model: "MoMask", segments) -> list[Segment]:
+def parse_segments(model: MoMask, segments) -> list[Segment]:
     """A prompt string (`momask_model.prompt`, ``then`` per the bundle) or a list of `Segment`/str."""
     limits = dict(fps=model.config.dataset.fps, unit=model.unit_length, max_frames=MAX_LONG_FRAMES)
     if isinstance(segments, str):
@@ -300,7 +367,7 @@ def parse_segments(model: "MoMask", segments) -> list[Segment]:
 
 
 def sequence_tokens(
-    model: "MoMask", segments, *, num_samples: int = 1, context_tokens: int | None = None, seed: int | None = None,
+    model: MoMask, segments, *, num_samples: int = 1, context_tokens: int | None = None, seed: int | None = None,
     fast: bool = True, **sampling,
 ) -> Iterator[tuple[int, Segment, list[torch.Tensor], list[torch.Tensor]]]:
     """Per segment: (index, segment, tokens before it per sample, its new tokens per sample).
@@ -336,23 +403,22 @@ def sequence_tokens(
         yield i, seg, before, new
 
 
-def generate_sequence(model: "MoMask", segments, **kwargs) -> Iterator[GenerationResult]:
+def generate_sequence(model: MoMask, segments, **kwargs) -> Iterator[GenerationResult]:
     """One `GenerationResult` per segment, each a continuation of the one before in one world frame
-    (concatenating their joints gives the whole motion). Keywords: num_samples, context_tokens, seed,
-    fast and the sampling options."""
-    anchors: list[np.ndarray | None] = []
-    for _, _, before, new in sequence_tokens(model, segments, **kwargs):
-        anchors = anchors or [None] * len(new)
-        feats, joints = [], []
-        for b, (h, n) in enumerate(zip(before, new)):
-            f, jt = decode_after(model, h, n, anchors[b])
-            anchors[b] = jt[-1]
-            feats.append(f)
-            joints.append(jt)
-        yield pack_results(model, feats, joints, new)
+    (concatenating their joints gives the whole motion, equal to `generate_sequence_motion`'s up to
+    float rounding). A segment is yielded once the next one's tokens exist (its last frames are
+    decoded knowing what follows). Keywords: num_samples, context_tokens, seed, fast, sampling options."""
+    decoder: _LaggedDecoder | None = None
+    for _, _, _, new in sequence_tokens(model, segments, **kwargs):
+        decoder = decoder or _LaggedDecoder(model, len(new))
+        done = decoder.push(new)
+        if done is not None:
+            yield done
+    if decoder is not None:
+        yield decoder.flush()
 
 
-def generate_sequence_motion(model: "MoMask", segments, **kwargs) -> GenerationResult:
+def generate_sequence_motion(model: MoMask, segments, **kwargs) -> GenerationResult:
     """The whole sequence as one motion, its token chain decoded at once (no seam); ``marks`` are the
     segments' frame ranges of the first motion. Same tokens as `generate_sequence` at the same seed."""
     unit = model.unit_length

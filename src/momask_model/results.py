@@ -5,6 +5,7 @@ modules, which the model calls, can use them without importing the model.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -62,8 +63,25 @@ def check_cond_vector(cond, dim: int, batch: int | None = None) -> torch.Tensor:
     return cond.float()
 
 
+def text_problem(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """What is wrong with one prompt ("is empty", ...), or None. Whitespace runs count as one space.
+
+    Control characters other than whitespace (NUL, ESC, DEL, ...) are refused, as the node refuses
+    them in a command: a NUL would cut the text short in any C string on the way.
+    """
+    clean = " ".join(text.split())
+    if not clean:
+        return "is empty"
+    if len(clean) > max_chars:
+        return f"has {len(clean)} characters; the limit is {max_chars}"
+    for i, ch in enumerate(clean):
+        if unicodedata.category(ch) == "Cc":
+            return f"contains control character U+{ord(ch):04X} at position {i}"
+    return None
+
+
 def validate_texts(texts: str | Sequence[str], max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    """Normalise a text or list of texts; empty, non-str or overlong texts raise `GenerationError`."""
+    """Normalise a text or list of texts; empty, non-str, overlong or control-character texts raise `GenerationError`."""
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, Sequence) or len(texts) == 0:
@@ -72,10 +90,8 @@ def validate_texts(texts: str | Sequence[str], max_chars: int = MAX_TEXT_CHARS) 
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise GenerationError(f"text {i} is {type(text).__name__}, expected str")
-        clean = " ".join(text.split())
-        if not clean:
-            raise GenerationError(f"text {i} is empty")
-        if len(clean) > max_chars:
-            raise GenerationError(f"text {i} has {len(clean)} characters; the limit is {max_chars}")
-        out.append(clean)
+        problem = text_problem(text, max_chars)
+        if problem:
+            raise GenerationError(f"text {i} {problem}")
+        out.append(" ".join(text.split()))
     return out
