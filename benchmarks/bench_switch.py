@@ -152,8 +152,8 @@ def main() -> int:
             text2 = args.second.split(" length=")[0]
             playing = h.wait_for(lambda: h.by_state("playing", text=text2)[run:], 30.0)[0]
             h.wait_for(lambda: h.by_state("done", text=text2)[run:], 30.0)
-            t_switch = playing.get("stamp_s") or playing["_received_s"]
-            t_start = first.get("stamp_s") or first["_received_s"]
+            t_switch = playing.get("stamp_s") or h.received_at(playing)  # sources without stamp_s
+            t_start = first.get("stamp_s") or h.received_at(first)
             row = analyse(robot, h.joint_states[n0:], h.poses[p0:], t_switch, t_start,
                           speed_window=args.speed_window, contact_z=args.contact_z, window=args.window)
             row.update(switch=playing.get("switch", "blend"), latency_ms=playing.get("latency_ms"),

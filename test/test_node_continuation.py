@@ -58,9 +58,7 @@ def check_stream(h, since=0, speed=1.0):
     js = list(h.joint_states)[since:]
     t = stamps(js)
     assert np.all(np.diff(t) > 0), "stamps must increase strictly"
-    gap = int(np.argmax(np.diff(t)))
-    near = [(s["state"], round(s["_received_s"] - t[gap], 3)) for s in h.statuses if abs(s["_received_s"] - t[gap]) < 1]
-    assert np.diff(t).max() <= 2.0 / RATE + 2e-3, f"gap of {np.diff(t).max() * 1e3:.0f} ms in the stream, {near}"
+    assert np.diff(t).max() <= 2.0 / RATE + 2e-3, f"gap of {np.diff(t).max() * 1e3:.0f} ms in the stream"
     pos = np.array([m.position for m in js])
     assert AngleRetargeter.joint_space.within(pos)
     joint_speed = (np.abs(np.diff(pos, axis=0)).max(axis=1) / np.diff(t)).max()
