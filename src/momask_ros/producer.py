@@ -299,12 +299,13 @@ class MotionProducer:
 
     def _lead_s(self) -> float:
         """Expected time from a continuation's generation start to its first retargeted chunk [s]:
-        the slowest of the last few switches measured online (the warm-up's before any), with a
-        margin of 20 % and one control period. Too short a lead falls back to a blend."""
+        the slowest of the last few switches measured online (twice the warm-up's short one before
+        any), with a margin of 50 % and one control period: on a loaded CPU generation times vary by
+        that much, and too short a lead falls back to a blend."""
         period = float(self._options().get("control_period_s", 0.02))
         recent = list(self._switch_lead_ms)[-5:]
-        measured = max(recent) if recent else self._warm_up_ms
-        return 1.2 * measured / 1e3 + period
+        measured = max(recent) if recent else 2.0 * self._warm_up_ms
+        return 1.5 * measured / 1e3 + period
 
     def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
