@@ -639,7 +639,8 @@ class MomaskNode(Node):
         """A small summary for tests and diagnostics."""
         prod = self._producer
         return status_payload("ready", waiting=prod.waiting(), generating=prod.generating is not None,
-                              model_ready=prod.model_ready, playing=self._active_job.id if self._active_job else None)
+                              model_ready=prod.model_ready, workers_alive=prod.alive,
+                              playing=self._active_job.id if self._active_job else None)
 
     def destroy_node(self) -> None:
         if not hasattr(self, "_producer"):  # construction failed half-way

@@ -117,6 +117,11 @@ class MotionProducer:
             thread.start()
             self._threads.append(thread)
 
+    @property
+    def alive(self) -> bool:
+        """Both workers are running."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     def waiting(self) -> int:
         """Commands accepted and waiting (not playing, not being generated)."""
         with self.lock:
