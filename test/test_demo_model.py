@@ -97,3 +97,14 @@ def test_heldout_captions_are_recognised_as_their_skill(demo, recognizer):
         hits.update(s for s, p in zip(skills, predicted) if s == p)
     recognised = [s for s in skills if hits[s] / 5 >= 0.8]
     assert len(recognised) >= 10, f"skills recognised in >= 80% of seeds: {recognised}; hits {hits}"
+
+
+def test_then_separates_segments_and_each_is_in_scope(demo, recognizer):
+    from momask_model.prompt import parse_sequence
+
+    assert demo.then_separates_segments  # derived from the bundle's skills (issue 13)
+    segments = parse_sequence("walk forward then do a cartwheel", then_separates=True)
+    assert [s.text for s in segments] == ["walk forward", "do a cartwheel"]
+    assert all(check_text(demo, s.text) is None for s in segments)
+    result = demo.generate_sequence_motion(segments, seed=0)
+    assert len(result.marks) == 2 and result.lengths[0] > 0
