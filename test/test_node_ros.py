@@ -144,6 +144,10 @@ def test_out_of_scope_commands_are_rejected_naming_the_closest_skills():
         assert refusal["reason"] == "out_of_scope" and refusal["similarity"] < refusal["threshold"] == 0.8
         assert refusal["closest_skills"][0]["skill"] == "walk" and "closest skills" in refusal["detail"]
         assert all("guitar" not in text for text, _, _ in pipeline.generator.calls)  # nothing generated for it
+        h.send("a person walks forward | a person plays the guitar")  # a sequence: judged per segment
+        h.wait_for(lambda: len(h.by_state("rejected")) >= 2, 5.0, "segment rejection")
+        seg = h.by_state("rejected")[-1]
+        assert seg["reason"] == "out_of_scope" and (seg["segment"], seg["segments"]) == (2, 2)
         h.send("a person walks forward length=1s")
         h.wait_state("done", 10.0, text="a person walks forward")
     finally:
