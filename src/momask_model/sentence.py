@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .text import TextEncoder, TextEncoderError, TextEncoderWeightsMissing
+from .text_base import TextEncoder, TextEncoderError, TextEncoderWeightsMissing
 
 logger = logging.getLogger(__name__)
 
