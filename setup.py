@@ -35,6 +35,8 @@ setup(
             "momask-import-official = momask_model.cli:import_official_main",
             "momask-bench = momask_model.cli:bench_main",
             "momask_node = momask_ros.node:main",
+            "momask_sim = momask_ros.sim_node:main",
+            "momask-check = momask_ros.check_cli:main",
         ],
     },
 )

@@ -34,6 +34,7 @@ import qpsolvers
 from scipy.spatial.transform import Rotation, Slerp
 
 from .robot import HUMAN_JOINT_NAMES, ProfileError, Robot
+from .self_collision import collision_limit
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class RobotTrajectory:
         max_penetration_m: deepest foot point below the floor over the samples [m] (0 = none).
         position_limits: (nj, 2) limits the samples respect, or None.
         velocity_limits: (nj,) limits the velocities respect, or None.
+        foot_contacts: (N, 2) bool, left / right foot in contact as the retargeter detected it (the
+            nearest input frame), or (0, 2) when unknown; the physical checks use it.
     """
 
     joint_names: tuple[str, ...]
@@ -147,6 +150,7 @@ class RobotTrajectory:
     max_penetration_m: float = 0.0
     position_limits: np.ndarray | None = None
     velocity_limits: np.ndarray | None = None
+    foot_contacts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
 
     def __len__(self) -> int:
         return len(self.times_s)
@@ -176,7 +180,9 @@ class RobotTrajectory:
             np.concatenate([p.velocities for p in parts]), np.concatenate([p.base_position for p in parts]),
             np.concatenate([p.base_quat_wxyz for p in parts]),
             np.concatenate([p.keypoint_error_m for p in parts]), max(p.max_penetration_m for p in parts),
-            parts[0].position_limits, parts[0].velocity_limits)
+            parts[0].position_limits, parts[0].velocity_limits,
+            np.concatenate([p.foot_contacts for p in parts]) if all(len(p.foot_contacts) == len(p) for p in parts)
+            else np.zeros((0, 2), bool))
 
 
 # ----------------------------------------------------------------------------------------------- resample
@@ -253,7 +259,10 @@ def resample(traj: RobotTrajectory, rate_hz: float) -> RobotTrajectory:
     vel /= stretch
     if traj.position_limits is not None:
         pos, vel = _clip_to_limits(pos, vel, traj.position_limits)
-    return replace(traj, times_s=new_t, positions=pos, velocities=vel, base_position=base,
+    contacts = traj.foot_contacts
+    if len(contacts) == len(t):  # nearest original sample
+        contacts = contacts[np.clip(np.searchsorted(t, src_t), 0, len(t) - 1)]
+    return replace(traj, times_s=new_t, positions=pos, velocities=vel, base_position=base, foot_contacts=contacts,
                    base_quat_wxyz=_slerp(t, traj.base_quat_wxyz, src_t))
 
 
@@ -326,7 +335,8 @@ def _human_segment_lengths(j: np.ndarray, *, hips_anchor: bool) -> dict[str, flo
 class _IkSolver:
     """mink problem for one robot: keypoint frame tasks, posture, limits; keeps the warm-start state."""
 
-    def __init__(self, robot: Robot, *, velocity_margin: float, damping: float, solver: str) -> None:
+    def __init__(self, robot: Robot, *, velocity_margin: float, damping: float, solver: str,
+                 self_collision: bool = True) -> None:
         model = robot.model
         self.robot = robot
         self.configuration = mink.Configuration(model)
@@ -344,6 +354,9 @@ class _IkSolver:
         self.posture.set_target(robot.rest_qpos)
         self.all_tasks = [*self.tasks, self.posture]
         self.position_limit = [mink.ConfigurationLimit(model)]
+        avoid = collision_limit(robot) if self_collision else None
+        if avoid is not None:  # self-collision avoidance (momask_ros.self_collision)
+            self.position_limit.append(avoid)
         self.velocity_limits = [*self.position_limit, mink.VelocityLimit(
             model, {n: velocity_margin * v for n, v in zip(robot.joint_names, robot.velocity_limits)})]
         self.constraints = [mink.DofFreezingTask(model, robot.frozen_dofs)] if robot.frozen_dofs else []
@@ -398,7 +411,7 @@ class RetargetStream:
         self.fps = float(fps)
         self.dt = 1.0 / self.fps
         self._ik = _IkSolver(self.robot, velocity_margin=retargeter.velocity_margin, damping=retargeter.damping,
-                             solver=retargeter.solver)
+                             solver=retargeter.solver, self_collision=retargeter.self_collision)
         self._data = mujoco.MjData(self.robot.model)
         self._pending: list[np.ndarray] = []     # Z-up human frames waiting for calibration
         self._scaling: _Scaling | None = None
@@ -697,8 +710,10 @@ class RetargetStream:
         err_hi = nk if final else max(first_piece, last_piece)
         errors = self._keypoint_errors(first_piece, err_hi)
         self._n_emitted_pieces = max(first_piece, last_piece) if not final else nk
+        nearest = np.clip(np.rint(times / self.dt).astype(int), 0, nk - 1)
+        contacts = np.array([self._contact[k] for k in nearest], bool).reshape(-1, 2)
         return RobotTrajectory(robot.joint_names, times, pos, vel, base, quat, errors, max(0.0, penetration),
-                               robot.position_limits, robot.velocity_limits)
+                               robot.position_limits, robot.velocity_limits, contacts)
 
 
 # ----------------------------------------------------------------------------------------------- public
@@ -725,6 +740,8 @@ class Retargeter:
             this height of its rest height and both move slower than this horizontally.
         replant_distance_m: a planted foot is re-anchored when the human foot drifts further than this.
         max_floor_pull_m: the floor pass lowers the body at most this much to make a contact foot touch.
+        self_collision: avoid self-collision in the IK on the profile's ``self_collision`` pairs
+            (`momask_ros.self_collision`); False, or ``enabled: false`` in the profile, turns it off.
     """
 
     def __init__(self, robot: Robot, *, rate_hz: float | None = None, smoothing: int = 2, iterations: int = 2,
@@ -732,8 +749,9 @@ class Retargeter:
                  solver: str = "daqp", calibration_frames: int = 20, ankle_rest_height_m: float = 0.055,
                  toe_rest_height_m: float = 0.01, foot_rest_pitch_rad: float = 0.35, contact_height_m: float = 0.03,
                  contact_speed_mps: float = 0.5, replant_distance_m: float = 0.1,
-                 max_floor_pull_m: float = 0.05) -> None:
+                 max_floor_pull_m: float = 0.05, self_collision: bool = True) -> None:
         self.robot = robot
+        self.self_collision = bool(self_collision)
         self.rate_hz = float(rate_hz if rate_hz is not None else robot.profile.control_rate_hz)
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")
