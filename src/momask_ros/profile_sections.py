@@ -22,7 +22,7 @@ Kept apart from `momask_ros.robot` so that the core profile stays short; `RobotP
       kp_default: null              # N m/rad; null = effort / saturation_error_rad
       kp: {left_knee_joint: 200.0}
       kd: {left_knee_joint: 4.0}    # N m s/rad; default = critical damping on the joint's inertia
-      saturation_error_rad: 0.25
+      saturation_error_rad: 0.1
       damping_ratio: 1.0
       self_collision: false         # collide the robot with itself in the simulator too
 """
@@ -82,7 +82,7 @@ class SimConfig:
     kp_default: float | None = None
     kp: Mapping[str, float] = field(default_factory=dict)
     kd: Mapping[str, float] = field(default_factory=dict)
-    saturation_error_rad: float = 0.25
+    saturation_error_rad: float = 0.1
     damping_ratio: float = 1.0
     self_collision: bool = False
 
@@ -138,7 +138,7 @@ def parse_sim(raw: Any) -> SimConfig:
         kp_default=_number(raw.get("kp_default"), "sim.kp_default", positive=True, allow_none=True),
         kp=_joint_map(raw.get("kp"), "sim.kp"),
         kd=_joint_map(raw.get("kd"), "sim.kd"),
-        saturation_error_rad=_number(raw.get("saturation_error_rad", 0.25), "sim.saturation_error_rad", positive=True),
+        saturation_error_rad=_number(raw.get("saturation_error_rad", 0.1), "sim.saturation_error_rad", positive=True),
         damping_ratio=_number(raw.get("damping_ratio", 1.0), "sim.damping_ratio", positive=True),
         self_collision=bool(raw.get("self_collision", False)),
     )
