@@ -21,7 +21,9 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
 * out ``base_pose`` geometry_msgs/PoseStamped: the floating base (after the first motion).
 * out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
   rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
-  (``generation_ms``, ``latency_ms`` = command received -> first JointState of its motion).
+  (``generation_ms``, ``latency_ms`` = command received -> first JointState of its motion), and with
+  ``physical_checks`` a ``physical`` summary (torque ratio, ZMP, feet, self-collision) in ``done`` or
+  in the ``rejected`` (reason ``physically_infeasible``) of a motion refused under ``reject``.
 * out ``momask/human_skeleton`` visualization_msgs/MarkerArray: the generated human, for RViz.
 """
 from __future__ import annotations
@@ -171,6 +173,10 @@ PARAMETERS: dict[str, _Param] = {
     "chunk_frames": _Param(20, "frames retargeted per chunk (smaller = earlier first JointState)",
                            check=_int_at_least(2)),
     "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
+    "physical_checks": _Param("warn", "physical checks of each motion (momask_ros.physical_checks): off; warn = "
+                              "summary in the done status; reject = retarget fully first, refuse motions over "
+                              "the torque limits or out of balance", read_only=False,
+                              check=_one_of("off", "warn", "reject")),
 }
 
 
@@ -474,11 +480,40 @@ class MomaskNode(Node):
             return
         clip = self.pipeline.new_clip(motion)
         job.clip = clip
+        mode = self._p["physical_checks"] if self._checker() is not None else "off"
+        if mode == "reject":  # a safety gate: nothing plays before the whole motion passed
+            self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
+            failures = self._check_clip(job)
+            if failures:
+                self._status("rejected", job, reason="physically_infeasible", detail="; ".join(failures)[:300],
+                             physical=job.fields.pop("physical"))
+                return
         with self._lock:
             if self._p["queue_mode"] == "preempt":
                 self._ready.clear()
             self._ready.append(job)
-        self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
+        if mode != "reject":
+            self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
+        if mode == "warn":
+            self._check_clip(job)
+
+    def _checker(self) -> Any:
+        """The physical checker of the pipeline's robot (None for retargeters without a robot model)."""
+        if not hasattr(self, "_physical_checker"):
+            from .physical_checks import MotionChecker
+            from .robot import Robot
+
+            robot = getattr(self.pipeline.retargeter, "robot", None)
+            self._physical_checker = MotionChecker(robot) if isinstance(robot, Robot) else None
+        return self._physical_checker
+
+    def _check_clip(self, job: _Job) -> list[str]:
+        """Run the physical checks on a filled clip; the summary goes into the job's status fields."""
+        times, positions, base, quat = job.clip.samples()
+        report = self._checker().check(times, positions, base, quat)
+        summary = report.summary()
+        job.fields["physical"] = summary
+        return summary["failures"]
 
     # ------------------------------------------------------------------ control loop
     def _start(self, playback: Any, job: _Job | None) -> None:
