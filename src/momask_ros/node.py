@@ -177,6 +177,12 @@ PARAMETERS: dict[str, _Param] = {
                               "summary in the done status; reject = retarget fully first, refuse motions over "
                               "the torque limits or out of balance", read_only=False,
                               check=_one_of("off", "warn", "reject")),
+    "physical_max_torque_ratio": _Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
+                                        check=_positive),
+    "physical_min_zmp_inside": _Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "
+                                      "samples than this fraction", read_only=False, check=_non_negative),
+    "physical_max_zmp_outside_m": _Param(0.1, "reject when the ZMP ever goes further outside the support "
+                                         "polygon [m]", read_only=False, check=_non_negative),
 }
 
 
@@ -510,8 +516,13 @@ class MomaskNode(Node):
     def _check_clip(self, job: _Job) -> list[str]:
         """Run the physical checks on a filled clip; the summary goes into the job's status fields."""
         times, positions, base, quat = job.clip.samples()
+        from .physical_checks import Thresholds
+
         report = self._checker().check(times, positions, base, quat)
-        summary = report.summary()
+        p = self._p
+        summary = report.summary(Thresholds(max_torque_ratio=p["physical_max_torque_ratio"],
+                                            min_zmp_inside=p["physical_min_zmp_inside"],
+                                            max_zmp_outside_m=p["physical_max_zmp_outside_m"]))
         job.fields["physical"] = summary
         return summary["failures"]
 
