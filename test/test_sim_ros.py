@@ -117,9 +117,7 @@ def test_harness_mode_tracks_the_demo_walk():
     per_joint = dict(zip(names, np.sqrt(np.mean(err ** 2, axis=0)).round(3)))
     assert rms < 0.05, f"joint RMS tracking error {rms:.4f} rad; per joint {per_joint}"
     worst = np.unravel_index(int(err.argmax()), err.shape)
-    # The issue's target is max < 0.2 rad; measured 0.22-0.23 rad (a hip pitch, when a foot strikes the floor
-    # under the stiff harness): not met yet, so this guards against regressions only (README, issue 17).
-    assert err.max() < 0.3, (f"max tracking error {err.max():.3f} rad on {names[worst[1]]} at "
+    assert err.max() < 0.2, (f"max tracking error {err.max():.3f} rad on {names[worst[1]]} at "
                              f"{mt[worst[0]] - ct[0]:.2f} s of {ct[-1] - ct[0]:.2f} s")
     assert not any(s.get("fallen") for s in h.sim_status)
 

@@ -54,6 +54,13 @@ class SimOptions:
         command_hold_s: streamed set-points (and the harness target) move on with their velocity for at
             most this long after a command, so a 50 Hz stream drives the 500 Hz physics smoothly; after
             it they hold (a stalled stream stops the robot, it does not run away).
+        friction: sliding friction of every collision geom (MuJoCo takes the larger of a pair's two), None =
+            the description's. 0.6 is between Isaac Sim's default ground material (0.5) and rubber on concrete;
+            at MuJoCo's default 1.0 the foot sliding a kinematic motion has (several mm per sample) is resisted
+            so hard in harness mode that it bends the stance hip by 0.2 rad.
+        command_blend_s: a new streamed command does not jump the set-point (or the harness target): the
+            gap to where the previous one had got fades out over this time (one 50 Hz period), since a
+            stiff drive turns every step in its set-point into a torque spike.
     """
 
     mode: str = "harness"
@@ -62,6 +69,8 @@ class SimOptions:
     fall_height_fraction: float = 0.6
     fall_tilt_rad: float = 1.0
     command_hold_s: float = 0.05
+    command_blend_s: float = 0.02
+    friction: float | None = 0.6
 
 
 class _Trajectory:
@@ -121,6 +130,10 @@ def _scene_spec(robot: Robot, opts: SimOptions, act: Actuation) -> mujoco.MjSpec
                     geom.contype = int(geom.contype) | 1
                 else:
                     geom.contype, geom.conaffinity = 2, 1
+    if opts.friction is not None:
+        for geom in spec.geoms:
+            if geom.contype or geom.conaffinity:
+                geom.friction = [opts.friction, *list(geom.friction)[1:]]
     for name, kp, kd, effort in zip(act.joint_names, act.kp, act.kd, act.effort):
         spec.add_actuator(name=f"momask_pd_{name}", target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT,
                           gaintype=mujoco.mjtGain.mjGAIN_FIXED, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
@@ -185,6 +198,8 @@ class Simulator:
         self._base_s = 0.0
         self._base_target = self.robot.rest_qpos[self.robot.base_qpos_index:][:3].copy()
         self._base_velocity = np.zeros(3)
+        self._joint_offset = np.zeros(len(self.joint_names))  # continuity offsets, fading over command_blend_s
+        self._base_offset = np.zeros(3)
         mujoco.mj_forward(m, d)
 
     @property
@@ -215,12 +230,22 @@ class Simulator:
         vel = np.zeros(len(cols)) if velocities is None or len(velocities) == 0 else np.asarray(velocities, float)
         if vel.shape != (len(cols),) or not np.all(np.isfinite(vel)):
             raise SimError(f"velocities must be empty or {len(cols)} finite values")
+        before = self._streamed_target() if self._trajectory is None else self.target_positions.copy()
         self._hold_targets()
         lims = self.robot.position_limits[cols]
         self.target_positions[cols] = np.clip(pos, lims[:, 0], lims[:, 1])
         self.target_velocities[cols] = vel
         self._command_s = self.time_s
         self._trajectory = None
+        self._joint_offset = before - self.target_positions
+
+    def _fade(self, since_s: float) -> float:
+        blend = self.options.command_blend_s
+        return max(0.0, 1.0 - (self.time_s - since_s) / blend) if blend > 0 else 0.0
+
+    def _streamed_target(self) -> np.ndarray:
+        """The set-point of a streamed command now: extrapolated, plus the fading continuity offset."""
+        return self._extrapolated() + self._fade(self._command_s) * self._joint_offset
 
     def _hold_targets(self) -> None:
         """Freeze the extrapolated set-points of the previous command (a new one replaces some of them)."""
@@ -258,6 +283,7 @@ class Simulator:
             if vel is not None:
                 vel = np.concatenate([self.target_velocities[cols][None], vel])
         self._trajectory = _Trajectory(cols, self.time_s + max(0.0, start_delay_s), times, pos, vel)
+        self._joint_offset[:] = 0.0
         return self._trajectory.end_s
 
     @property
@@ -277,10 +303,15 @@ class Simulator:
         v = np.zeros(3) if velocity is None else np.asarray(velocity, float)
         if v.shape != (3,) or not np.all(np.isfinite(v)):
             raise SimError("base velocity needs 3 finite values")
+        before = self._base_goal()
         self._base_target, self._base_velocity, self._base_s = p, v, self.time_s
+        self._base_offset = before - p
         if self._mocap >= 0:
-            self.data.mocap_pos[self._mocap] = p
             self.data.mocap_quat[self._mocap] = q / norm
+
+    def _base_goal(self) -> np.ndarray:
+        ahead = min(self.time_s - self._base_s, self.options.command_hold_s)
+        return self._base_target + ahead * self._base_velocity + self._fade(self._base_s) * self._base_offset
 
     # ------------------------------------------------------------------ stepping
     def step(self, n: int = 1) -> None:
@@ -295,10 +326,9 @@ class Simulator:
                 target, speed = self.target_positions, self.target_velocities
             else:  # streamed set-points: first-order hold on their velocities, then stop
                 fresh = self.time_s - self._command_s < self.options.command_hold_s
-                target, speed = self._extrapolated(), self.target_velocities if fresh else 0.0
+                target, speed = self._streamed_target(), self.target_velocities if fresh else 0.0
             if self._mocap >= 0:
-                ahead = min(self.time_s - self._base_s, self.options.command_hold_s)
-                d.mocap_pos[self._mocap] = self._base_target + ahead * self._base_velocity
+                d.mocap_pos[self._mocap] = self._base_goal()
             d.ctrl[self.actuator_index] = target + self._ratio * speed
             mujoco.mj_step(self.model, d)
 

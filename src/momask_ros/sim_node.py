@@ -43,6 +43,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "mode": ("harness", "base mode: fixed, harness or free"),
     "timestep": (0.0, "physics step [s]; 0 = profile sim.timestep_s, else the description's"),
     "harness_timeconst": (0.005, "harness mode: time constant of the soft weld pulling the pelvis [s]"),
+    "friction": (0.6, "sliding friction of the floor and the robot's collision geoms; < 0 = the description's"),
     "real_time_factor": (1.0, "simulated seconds per wall second to aim for; 0 = as fast as possible"),
     "publish_rate": (100.0, "joint_states / base pose / clock rate [Hz of simulated time]"),
     "publish_clock": (False, "publish /clock (and stamp everything with simulated time)"),
@@ -77,7 +78,8 @@ class SimNode(Node):
         self._p = p
         robot = robot if robot is not None else load_robot(p["robot"], description=p["description"] or None)
         self.sim = Simulator(robot, SimOptions(mode=p["mode"], timestep_s=float(p["timestep"]) or None,
-                                                  harness_timeconst_s=float(p["harness_timeconst"])))
+                                                  harness_timeconst_s=float(p["harness_timeconst"]),
+                                                  friction=None if p["friction"] < 0 else float(p["friction"])))
         self._steps_per_publish = max(1, int(round(1.0 / (p["publish_rate"] * self.sim.timestep_s))))
         self._lock = threading.Lock()
         self._pending_joints: JointState | None = None
