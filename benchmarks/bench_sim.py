@@ -4,7 +4,8 @@
 
 * real-time factor: simulated s per wall s, physics only (`Simulator.step` on this thread; 2 ms steps unless
   the profile says otherwise), and with what the node adds per 10 ms of simulated time (reading the state
-  it publishes), both as fast as possible on one core;
+  it publishes), both as fast as possible on one core; and the momask_sim node itself (harness mode,
+  publishing joint_states, base pose and /clock at 100 Hz of simulated time, stepping as fast as it can);
 * harness tracking: the demo walk (packaged demo model, "a person walks forward", 3 s, seed 3) streamed at
   50 Hz into harness mode as momask_node streams it (set-points with velocities, base pose), joint error
   against the linearly interpolated command: RMS and max [rad] (targets 0.05 / 0.2);
@@ -37,6 +38,33 @@ def rtf(robot, mode: str, seconds: float, with_state: bool) -> float:
         if with_state:
             sim.joint_positions(), sim.joint_velocities(), sim.joint_efforts(), sim.base_pose()
     return sim.time_s / (time.perf_counter() - start)
+
+
+def node_rtf(robot, mode: str = "harness", wall_s: float = 4.0) -> float:
+    """The momask_sim node stepping as fast as it can (publishing joint_states, base pose, /clock at 100 Hz)."""
+    import os
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from momask_ros.sim_node import SimNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "77")))
+    node = SimNode(robot=robot, context=context, parameter_overrides=[
+        Parameter("mode", value=mode), Parameter("real_time_factor", value=0.0), Parameter("publish_clock", value=True)])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    time.sleep(wall_s)
+    value = node._rtf
+    executor.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    return value
 
 
 def demo_walk(robot_name: str):
@@ -83,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--robots", nargs="+", default=["g1", "h1", "default"], choices=sorted(DESCRIPTIONS))
     parser.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per real-time-factor run")
     args = parser.parse_args(argv)
-    print(f"{'robot':8s} {'mode':8s} {'RTF physics':>12s} {'RTF + state':>12s}")
+    print(f"{'robot':8s} {'mode':8s} {'RTF physics':>12s} {'RTF + state':>12s} {'RTF node':>9s}")
     robots = {}
     for name in args.robots:
         rel = DESCRIPTIONS[name]
         robots[name] = robot = load_robot(name, description=args.data / rel if rel else None)
         for mode in ("fixed", "harness", "free"):
+            node = f"{node_rtf(robot, mode):9.1f}" if mode == "harness" else f"{'':9s}"
             print(f"{name:8s} {mode:8s} {rtf(robot, mode, args.seconds, False):12.1f} "
-                  f"{rtf(robot, mode, args.seconds, True):12.1f}")
+                  f"{rtf(robot, mode, args.seconds, True):12.1f} {node}")
     print(f"\n{'robot':8s} {'harness walk RMS / max [rad] (joint)':>44s}   {'free 10 s: fallen, tilt [rad], height [m]':>42s}")
     for name, robot in robots.items():
         rms, worst, joint = harness_tracking(robot, demo_walk(name if DESCRIPTIONS[name] is None else robot))
