@@ -7,8 +7,8 @@ Kept apart from `momask_ros.robot` so that the core profile stays short; `RobotP
 
     self_collision:
       enabled: true                 # false = IK without collision avoidance
-      pairs:                        # body groups; omitted = defaults from the keypoints (forearm/hand vs
-        - [[left_elbow_link], [pelvis, torso_link]]   # thighs, hips, pelvis, torso; left vs right leg)
+      pairs:                        # body groups; omitted = defaults from the keypoints (arms vs legs,
+        - [[left_elbow_link], [pelvis, torso_link]]   # pelvis, torso; legs vs torso, each other; arm vs arm)
       min_distance_m: 0.01          # clearance the IK keeps between counted geoms
       detection_distance_m: 0.03    # pairs closer than this are constrained
       gain: 0.5                     # fraction of the remaining gap one IK step may close

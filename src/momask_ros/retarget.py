@@ -357,6 +357,7 @@ class _IkSolver:
         avoid = collision_limit(robot) if self_collision else None
         if avoid is not None:  # self-collision avoidance (momask_ros.self_collision)
             self.position_limit.append(avoid)
+        self.avoid = avoid
         self.velocity_limits = [*self.position_limit, mink.VelocityLimit(
             model, {n: velocity_margin * v for n, v in zip(robot.joint_names, robot.velocity_limits)})]
         self.constraints = [mink.DofFreezingTask(model, robot.frozen_dofs)] if robot.frozen_dofs else []
@@ -372,6 +373,8 @@ class _IkSolver:
             quat = _mat_to_quat(rot @ self.site_rest_rot[row]) if rot is not None else np.array([1.0, 0, 0, 0])
             task.set_target(mink.SE3(np.concatenate([quat, targets_pos[row]])))
         limits = self.velocity_limits if velocity_limited else self.position_limit
+        start = self.configuration.q.copy()
+        start_depth = self.avoid.deepest(self.configuration) if self.avoid is not None else 0.0
         step = dt / iterations
         for _ in range(iterations):
             # build_ik + solve directly: mink.solve_ik would also re-check limits every call, which costs
@@ -381,6 +384,11 @@ class _IkSolver:
             if not result.found:
                 raise mink.NoSolutionFound(self.solver)
             self.configuration.integrate_inplace(result.x / step, step)
+        if self.avoid is not None and iterations < 16 and self.avoid.deepest(self.configuration) > start_depth + 1e-3:
+            # a large step outran the linearised collision constraint: redo the frame in smaller steps
+            self.configuration.update(start)
+            return self.solve(targets_pos, targets_rot, dt=dt, iterations=4 * iterations,
+                              velocity_limited=velocity_limited)
         return self.configuration.q.copy()
 
     def reset_base(self, position: np.ndarray, rot: np.ndarray) -> None:
@@ -639,6 +647,13 @@ class RetargetStream:
             quat = w @ quats
             quat /= np.linalg.norm(quat)
             qpos = robot.full_qpos(joints, base, quat)
+            if self._ik.avoid is not None:  # smoothing must not undo the IK's self-collision avoidance
+                qpos = self._ik.avoid.least_smoothing(self._ik_q[k], qpos, robot.qpos_index, b)
+                joints, base, quat = qpos[robot.qpos_index], qpos[b:b + 3], qpos[b + 3:b + 7]
+            if self._key_q:  # keep each step within the velocity budget whatever the blend did (module doc)
+                budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
+                joints = np.clip(joints, self._key_q[-1] - budget, self._key_q[-1] + budget)
+                qpos = robot.full_qpos(joints, base, quat)
             data = robot.forward(qpos, self._data)
             feet = robot.foot_points_z(data)
             contacts = self._contact[k]

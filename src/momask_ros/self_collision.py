@@ -8,9 +8,9 @@ with a non-zero ``contype`` or ``conaffinity`` that pass MuJoCo's contype/conaff
   geoms often overlap by design;
 * pairs already touching or overlapping at the rest pose (modelled that way, nothing a motion can fix).
 
-The IK side (`collision_limit`) turns the profile's ``self_collision.pairs`` (body groups; defaults: each
-forearm/hand against both thighs/hips, the pelvis and the torso, and left leg against right leg) into
-mink's `CollisionAvoidanceLimit` on exactly those counted geom pairs.
+The IK side (`collision_limit`) turns the profile's ``self_collision.pairs`` (body groups; defaults in
+`default_body_groups`: arms against legs, pelvis and torso, legs against the torso and each other, the two
+arms) into mink's `CollisionAvoidanceLimit` on exactly those counted geom pairs.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import mink
 import mujoco
 import numpy as np
 
@@ -161,39 +162,45 @@ def _subtree(model: mujoco.MjModel, root: int) -> list[int]:
 
 
 def default_body_groups(robot: "Robot") -> list[tuple[list[str], list[str]]]:
-    """Default avoidance pairs from the profile's keypoints: each forearm+hand (the elbow keypoint's body
-    and below) vs both thighs/hips (leg bodies above the knee keypoint's body), the pelvis and the torso;
-    and the left leg vs the right leg."""
+    """Default avoidance pairs from the profile's keypoints: each arm (from its shoulder down) vs both legs,
+    the pelvis and the torso; each leg vs the torso; left leg vs right leg; left arm vs right arm.
+
+    A leg is the subtree of the base's child leading to the knee keypoint's body; an arm the subtree of the
+    torso-side child leading to the elbow keypoint's body; the torso the bodies from the neck keypoint's body
+    down to (not including) the base. Pairs too close in the tree are dropped later (`counted_pairs`).
+    """
     model = robot.model
     kp = {k.human: model.body(k.body).id for k in robot.keypoints}
     base = robot.base_body_id
+    torso = [b for b in _ancestors(model, kp["neck"]) if b not in (0, base) and base in _ancestors(model, b)] \
+        if "neck" in kp else []
 
-    def leg_root(knee: int) -> int:
-        chain = _ancestors(model, knee)
-        return chain[chain.index(base) - 1] if base in chain and chain.index(base) > 0 else knee
+    def limb(end: int, parents: set[int]) -> list[int]:
+        chain = _ancestors(model, end)
+        for i, b in enumerate(chain[1:], start=1):
+            if b in parents:
+                return _subtree(model, chain[i - 1])
+        return _subtree(model, end)
 
+    legs = {s: limb(kp[f"{s}_knee"], {base}) for s in ("left", "right") if f"{s}_knee" in kp}
+    arms = {}
+    for side in ("left", "right"):
+        end = kp.get(f"{side}_elbow", kp.get(f"{side}_wrist"))
+        if end is not None:
+            arms[side] = limb(end, set(torso) | {base})
     names = lambda ids: sorted({model.body(b).name for b in ids})  # noqa: E731
+    all_legs = [b for leg in legs.values() for b in leg]
     groups: list[tuple[list[str], list[str]]] = []
-    legs, thighs = {}, {}
-    for side in ("left", "right"):
-        knee = kp.get(f"{side}_knee")
-        if knee is None:
-            continue
-        root = leg_root(knee)
-        legs[side] = _subtree(model, root)
-        thighs[side] = [b for b in legs[side] if b not in _subtree(model, knee)]
-    body_side = [base]
-    if "neck" in kp:
-        body_side += [b for b in _ancestors(model, kp["neck"]) if b not in (0,)]
-    for side in ("left", "right"):
-        elbow = kp.get(f"{side}_elbow", kp.get(f"{side}_wrist"))
-        if elbow is None:
-            continue
-        others = body_side + thighs.get("left", []) + thighs.get("right", [])
-        groups.append((names(_subtree(model, elbow)), names(others)))
-    if "left" in legs and "right" in legs:
+    for arm in arms.values():
+        groups.append((names(arm), names(all_legs + torso + [base])))
+    for leg in legs.values():
+        if torso:
+            groups.append((names(leg), names(torso)))
+    if len(legs) == 2:
         groups.append((names(legs["left"]), names(legs["right"])))
-    return groups
+    if len(arms) == 2:
+        groups.append((names(arms["left"]), names(arms["right"])))
+    return [g for g in groups if g[0] and g[1]]
 
 
 def avoidance_pairs(robot: "Robot", body_groups: Sequence[tuple[Sequence[str], Sequence[str]]]) -> np.ndarray:
@@ -211,7 +218,8 @@ def avoidance_pairs(robot: "Robot", body_groups: Sequence[tuple[Sequence[str], S
 
 
 def collision_limit(robot: "Robot"):
-    """mink's `CollisionAvoidanceLimit` on the profile's self-collision pairs, or None when disabled/empty."""
+    """mink's `CollisionAvoidanceLimit` on the profile's self-collision pairs (only the rows of pairs within
+    the detection distance reach the QP), or None when disabled or without pairs."""
     import mink
 
     cfg = robot.profile.self_collision
@@ -225,4 +233,52 @@ def collision_limit(robot: "Robot"):
         robot.model, [([int(a)], [int(b)]) for a, b in pairs], gain=cfg.gain,
         minimum_distance_from_collisions=cfg.min_distance_m,
         collision_detection_distance=cfg.detection_distance_m)
-    return limit
+    return _ActiveRows(limit)
+
+
+class _ActiveRows(mink.Limit):
+    """Passes on only the constraint rows of a limit that bind (finite bound).
+
+    Why: mink's collision limit returns one row per pair, +inf for pairs beyond the detection distance;
+    with G1's ~500 pairs those idle rows made DAQP's problem ~30x larger and retargeting 2.5x slower.
+    """
+
+    def __init__(self, limit) -> None:
+        self.limit = limit
+        self._meter: SelfCollisionMeter | None = None
+
+    def deepest(self, configuration) -> float:
+        """Deepest penetration [m] among the limit's pairs at `configuration` (kinematics up to date)."""
+        limit, data = self.limit, configuration.data
+        fromto = np.zeros(6)
+        depth = 0.0
+        for k in limit._broadphase_survivors(data):
+            a, b = limit.geom_id_pairs[k]
+            depth = max(depth, -mujoco.mj_geomDistance(limit.model, data, a, b, 0.0, fromto))
+        return depth
+
+    def least_smoothing(self, raw_qpos: np.ndarray, smoothed_qpos: np.ndarray, joint_index: np.ndarray,
+                        base_index: int) -> np.ndarray:
+        """The smoothed configuration, or the blend towards the raw IK one (which the limit kept clear) as
+        smooth as it can be without a deeper penetration than the raw one's: smoothing averages poses and
+        can push a knee into the other leg in a fast spin."""
+        if self._meter is None:
+            self._meter = SelfCollisionMeter(self.limit.model, np.array(self.limit.geom_id_pairs).reshape(-1, 2))
+        allowed = self._meter.frame_depth(raw_qpos)[0] + 1e-3
+        if self._meter.frame_depth(smoothed_qpos)[0] <= allowed:
+            return smoothed_qpos
+        for weight in (0.5, 0.25, 0.0):
+            qpos = raw_qpos.copy()
+            qpos[joint_index] += weight * (smoothed_qpos[joint_index] - raw_qpos[joint_index])
+            qpos[base_index:base_index + 3] += weight * (smoothed_qpos[base_index:base_index + 3]
+                                                         - raw_qpos[base_index:base_index + 3])
+            if weight == 0.0 or self._meter.frame_depth(qpos)[0] <= allowed:
+                return qpos
+        return raw_qpos
+
+    def compute_qp_inequalities(self, configuration, dt: float):
+        constraint = self.limit.compute_qp_inequalities(configuration, dt)
+        keep = np.isfinite(constraint.h)
+        if not keep.any():
+            return mink.Constraint()
+        return mink.Constraint(G=constraint.G[keep], h=constraint.h[keep])
