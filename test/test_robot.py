@@ -106,3 +106,70 @@ def test_profile_from_dict_requires_pelvis_keypoint():
     data["keypoints"] = [k for k in data["keypoints"] if k["human"] != "pelvis"]
     with pytest.raises(ProfileError, match="pelvis"):
         RobotProfile.from_dict(data)
+
+
+# --------------------------------------------------------------------------- MuJoCo Menagerie
+class _StandInMenagerie:
+    """Stands in for the optional `mujoco_menagerie` package (its get(name).xml(entry) API), no download."""
+
+    def __init__(self, files: dict, error: Exception | None = None) -> None:
+        self.files, self.error, self.calls = files, error, []
+
+    def get(self, name):
+        if name not in self.files:
+            raise LookupError(f"Unknown robot {name!r}.")
+        menagerie = self
+
+        class Model:
+            default_model = "g1"
+
+            @staticmethod
+            def xml(entry):
+                menagerie.calls.append((name, entry))
+                if menagerie.error is not None:
+                    raise menagerie.error
+                if entry not in menagerie.files[name]:
+                    raise LookupError(f"{name!r} has no entry point {entry!r}")
+                return menagerie.files[name][entry]
+
+        return Model()
+
+
+def test_menagerie_name_loads_the_fitted_profile_with_menageries_file(monkeypatch, shared_data):
+    import sys
+
+    stand_in = _StandInMenagerie({"unitree_g1": {"g1": str(shared_data / G1), "g1_mjx": str(shared_data / G1)}})
+    monkeypatch.setitem(sys.modules, "mujoco_menagerie", stand_in)
+    robot = load_robot("menagerie:unitree_g1")
+    assert robot.profile.name == "unitree_g1_29dof" and len(robot.joint_names) == 29
+    assert robot.description_path == shared_data / G1 and stand_in.calls == [("unitree_g1", "g1")]
+    load_robot("g1", description="menagerie:unitree_g1/g1_mjx")  # any profile, any entry point
+    assert stand_in.calls[-1] == ("unitree_g1", "g1_mjx")
+    with pytest.raises(ProfileError, match="no entry point 'nope'"):
+        load_robot("menagerie:unitree_g1/nope")
+    with pytest.raises(ProfileError, match="no packaged profile fits Menagerie's 'booster_t1'"):
+        load_robot("menagerie:booster_t1")
+
+
+def test_menagerie_errors_are_one_line(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mujoco_menagerie", None)  # not installed: import fails
+    with pytest.raises(ProfileError, match=r"pip install mujoco-menagerie.*robot_description_path") as info:
+        load_robot("menagerie:unitree_g1")
+    assert "\n" not in str(info.value)
+    offline = _StandInMenagerie({"unitree_g1": {}}, error=OSError("Network is unreachable"))
+    monkeypatch.setitem(sys.modules, "mujoco_menagerie", offline)
+    with pytest.raises(ProfileError, match=r"cannot fetch Menagerie model 'unitree_g1'.*offline.*unreachable"):
+        load_robot("menagerie:unitree_g1")
+    path = _write_profile(tmp_path, lambda d: d.update(description="menagerie:unitree_g2"))
+    with pytest.raises(ProfileError, match="menagerie:unitree_g2: Unknown robot"):
+        load_robot(path)
+
+
+def test_missing_description_names_the_parameter_fix(monkeypatch):
+    from momask_ros.robot import DescriptionNotFound
+
+    monkeypatch.delenv("MOMASK_ROS_G1_DESCRIPTION", raising=False)
+    with pytest.raises(DescriptionNotFound, match="robot_description_path:=/path/to/g1_29dof.xml.*menagerie:unitree_g1"):
+        load_robot("g1")

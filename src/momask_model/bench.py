@@ -285,8 +285,7 @@ def _devices(spec: str) -> list[torch.device]:
 
 def build_models(names: Sequence[str], notes: list[str]) -> dict[str, Any]:
     """The benchmark models: paper-size random ("paper") and the packaged demo bundle ("demo")."""
-    from .bundle import build_random_momask, load_bundle
-    from .cli import default_bundle_path
+    from .bundle import build_random_momask, default_bundle_path, load_bundle
     from .config import MoMaskConfig, TextEncoderConfig
 
     models: dict[str, Any] = {}

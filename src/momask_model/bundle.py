@@ -7,6 +7,7 @@ CLIP's weights are not stored (they are large and public): the config names wher
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ PARTS = ("vq", "mask_transformer", "residual_transformer", "length_estimator")
 
 class BundleError(RuntimeError):
     """A bundle file is missing, unreadable or inconsistent."""
+
+
+def default_bundle_path() -> Path:
+    """The demo bundle shipped inside the package (trained on real mocap, offline text encoder)."""
+    return Path(str(resources.files("momask_model") / "assets" / "demo_bundle.pt"))
 
 
 def build_parts(config: MoMaskConfig, text_state: dict | None = None) -> dict[str, torch.nn.Module]:
@@ -113,6 +119,9 @@ def load_bundle(
     payload = read_bundle(path)
     config = MoMaskConfig.from_dict(payload["config"])
     if text_weights is not None:
+        if config.text_encoder.kind != "clip":
+            raise BundleError(f"text weights {text_weights!r} apply to a CLIP text encoder; bundle {path} uses "
+                              f"the {config.text_encoder.kind!r} encoder, which has its words in the bundle")
         config = config.replace(text_encoder=config.text_encoder.replace(weights=text_weights))
     parts = build_parts(config, payload.get("text_encoder"))
     for name in PARTS:

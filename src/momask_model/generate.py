@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -54,8 +55,25 @@ class GenerationResult:
         return self.features[index, :n], self.joints[index, :n]
 
 
+def text_problem(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
+    """What is wrong with one prompt ("is empty", ...), or None. Whitespace runs count as one space.
+
+    Control characters other than whitespace (NUL, ESC, DEL, ...) are refused, as the node refuses
+    them in a command: a NUL would cut the text short in any C string on the way.
+    """
+    clean = " ".join(text.split())
+    if not clean:
+        return "is empty"
+    if len(clean) > max_chars:
+        return f"has {len(clean)} characters; the limit is {max_chars}"
+    for i, ch in enumerate(clean):
+        if unicodedata.category(ch) == "Cc":
+            return f"contains control character U+{ord(ch):04X} at position {i}"
+    return None
+
+
 def validate_texts(texts: str | Sequence[str], max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    """Normalise a text or list of texts; empty, non-str or overlong texts raise `GenerationError`."""
+    """Normalise a text or list of texts; empty, non-str, overlong or control-character texts raise `GenerationError`."""
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, Sequence) or len(texts) == 0:
@@ -64,12 +82,10 @@ def validate_texts(texts: str | Sequence[str], max_chars: int = MAX_TEXT_CHARS) 
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise GenerationError(f"text {i} is {type(text).__name__}, expected str")
-        clean = " ".join(text.split())
-        if not clean:
-            raise GenerationError(f"text {i} is empty")
-        if len(clean) > max_chars:
-            raise GenerationError(f"text {i} has {len(clean)} characters; the limit is {max_chars}")
-        out.append(clean)
+        problem = text_problem(text, max_chars)
+        if problem:
+            raise GenerationError(f"text {i} {problem}")
+        out.append(" ".join(text.split()))
     return out
 
 
@@ -219,6 +235,9 @@ class MoMask(nn.Module):
             raise GenerationError(f"timesteps must be >= 1, got {timesteps}")
         if not (temperature > 0 and math.isfinite(temperature)):
             raise GenerationError(f"temperature must be > 0, got {temperature}")
+        for name, scale in (("cond_scale", cond_scale), ("res_cond_scale", res_cond_scale)):
+            if not (scale >= 0 and math.isfinite(scale)):
+                raise GenerationError(f"{name} must be >= 0 (1 = text only, more = stronger guidance), got {scale}")
         texts = validate_texts(texts)
         generator = self._generator(seed)
         cond = self.encode_text(texts, cache=fast)

@@ -1,17 +1,11 @@
-"""Human previews: stick-figure MP4/GIF (matplotlib) and BVH export of joint positions.
-
-Positions are what MoMask produces reliably; the BVH rotations are solved from them per joint with
-scipy's `Rotation.align_vectors` (the rest pose uses the HumanML3D raw offset directions and the
-motion's mean bone lengths), so any BVH viewer or Blender can show or retarget the result.
-"""
+"""Human previews: stick-figure MP4/GIF (matplotlib). BVH export is ``momask_model.bvh_export``."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
-from .motion import JOINT_NAMES, T2M_SKELETON, SkeletonSpec
+from .motion import T2M_SKELETON, SkeletonSpec
 
 CHAIN_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
 
@@ -31,65 +25,171 @@ def _check_joints(joints: np.ndarray, joints_num: int | None = None) -> np.ndarr
     return joints
 
 
+def _camera(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
+    """Rows: screen right, screen up, towards the viewer, for an orthographic camera orbiting +Y.
+
+    Azimuth 0 looks at the figure's front (HumanML3D faces +Z); positive azimuth moves the camera to
+    the figure's left (+X).
+    """
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
+    right = np.array([np.cos(az), 0.0, -np.sin(az)])
+    toward = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+    return np.stack([right, np.cross(toward, right), toward])
+
+
+def _head_joint(joints: np.ndarray, skeleton: SkeletonSpec) -> int:
+    """The end of the chain that sits highest on the first frame (the head for every skeleton here)."""
+    ends = [chain[-1] for chain in skeleton.kinematic_chain]
+    return max(ends, key=lambda j: joints[0, j, 1])
+
+
 def render_frames(
     joints: np.ndarray,
     *,
     skeleton: SkeletonSpec = T2M_SKELETON,
     title: str = "",
+    fps: float = 20.0,
     size_px: int = 480,
-    radius: float = 1.5,
+    azimuth_deg: float = 35.0,
+    elevation_deg: float = 12.0,
 ) -> np.ndarray:
-    """Draw a Y-up skeleton motion as RGB frames (T, H, W, 3) uint8 with a ground grid and root trail."""
+    """Draw a Y-up skeleton motion as RGB frames (T, size, size, 3) uint8, one per motion frame.
+
+    The camera follows the figure at a fixed scale chosen for the whole clip, so the figure fills most
+    of the frame height (its largest pose 78%) and never leaves it; the
+    floor grid moves with the world, so travel shows, and the root's floor path is drawn (ahead
+    faint, behind dark). A head disc marks the facing; the title is the prompt, the corner the time.
+    """
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
 
     joints = _check_joints(joints, skeleton.joints_num)
+    T = joints.shape[0]
+    floor = joints[..., 1].min()
+    cam = _camera(azimuth_deg, elevation_deg)
+    screen = joints @ cam[:2].T  # (T, J, 2)
+    depth = joints @ cam[2]
+    ground = joints[:, 0] * np.array([1.0, 0.0, 1.0]) + np.array([0.0, floor, 0.0])
+    ground_screen = ground @ cam[:2].T  # the root's floor point: the camera's anchor
+    rel = screen - ground_screen[:, None]
+    height = max(float(rel[..., 1].max()), 1e-6)  # tallest point above the floor (the grid's scale)
+    # The camera follows the figure's box centre (smoothed over 0.25 s) at one scale for the clip: the
+    # largest pose fills 78% of the frame height, so a crouch or a jump still fills about half of it.
+    lo, hi = screen.min(axis=1), screen.max(axis=1)
+    centre = (lo + hi) / 2
+    k = min(5, T)
+    kernel = np.ones(k) / k
+    padded = np.pad(centre, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
+    smooth = np.stack([np.convolve(padded[:, i], kernel, mode="valid") for i in range(2)], axis=-1)
+    extent = hi - lo
+    span = max(float(extent[:, 1].max()) / 0.78, float(extent[:, 0].max()) / 0.85, 1e-6)
+    needed = 2 * float((np.abs(smooth - centre) + extent / 2).max())  # the lagging camera still holds it all
+    span = max(span, needed / 0.94)
+    head = _head_joint(joints, skeleton)
+    head_radius = 0.055 * height
+    grid_step = height / 3.4  # 0.5 m for a standing adult, in whatever unit the joints use
+
+    from matplotlib.collections import LineCollection
+
+    bones = [(a, b, color) for chain, color in zip(skeleton.kinematic_chain, CHAIN_COLORS)
+             for a, b in zip(chain[:-1], chain[1:])]
+    bone_colors = np.array([matplotlib.colors.to_rgba(c) for _, _, c in bones])
+    ticks = np.arange(-6, 7) * grid_step
     dpi = 100
     fig = Figure(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111, projection="3d")
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set_aspect("equal")
+    (grid,) = ax.plot([], [], color="#dddddd", lw=0.8, zorder=0)
+    ax.plot(ground_screen[:, 0], ground_screen[:, 1], color="#bbbbbb", lw=1.2, ls="--", zorder=1)  # whole path
+    (behind,) = ax.plot([], [], color="#444444", lw=2.0, zorder=2)
+    (here,) = ax.plot([], [], marker="o", color="#444444", ms=4, zorder=2)
+    limbs = LineCollection([], linewidths=4.0, capstyle="round", zorder=3)
+    ax.add_collection(limbs)
+    dots = ax.scatter(joints[0, :, 0], joints[0, :, 1], s=10, color="#222222", zorder=4)
+    head_disc = Circle((0, 0), head_radius, facecolor="#f2c9a0", edgecolor="#333333", lw=1.5, zorder=5)
+    ax.add_patch(head_disc)
+    if title:
+        ax.text(0.5, 0.985, "\n".join(textwrap.wrap(title, 48)[:2]), transform=ax.transAxes, ha="center", va="top",
+                fontsize=12, zorder=6)
+    clock = ax.text(0.98, 0.015, "", transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="#555555",
+                    zorder=6)
     frames = []
-    floor = joints[..., 1].min()
-    for t in range(joints.shape[0]):
-        ax.cla()
-        root = joints[t, 0]
-        ax.set_xlim(root[0] - radius, root[0] + radius)
-        ax.set_ylim(root[2] - radius, root[2] + radius)
-        ax.set_zlim(floor, floor + 2 * radius)
-        ax.view_init(elev=15, azim=-70)
-        ax.set_axis_off()
-        grid = np.linspace(-radius, radius, 7)
-        for g in grid:  # ground grid that moves with the root so motion is visible
-            ax.plot([root[0] + g] * 2, [root[2] - radius, root[2] + radius], [floor] * 2, color="#cccccc", lw=0.5)
-            ax.plot([root[0] - radius, root[0] + radius], [root[2] + g] * 2, [floor] * 2, color="#cccccc", lw=0.5)
-        trail = joints[: t + 1, 0]
-        ax.plot(trail[:, 0], trail[:, 2], np.full(len(trail), floor), color="#555555", lw=1)
-        for chain, color in zip(skeleton.kinematic_chain, CHAIN_COLORS):
-            pts = joints[t, list(chain)]
-            ax.plot(pts[:, 0], pts[:, 2], pts[:, 1], color=color, lw=3, marker="o", ms=2)
-        if title:
-            ax.set_title(title[:60], fontsize=9)
+    for t in range(T):
+        cx, cy = smooth[t]
+        ax.set_xlim(cx - span / 2, cx + span / 2)
+        ax.set_ylim(cy - span / 2, cy + span / 2)
+        # floor grid around the root, anchored in the world so that travel shows
+        gx = np.floor(joints[t, 0, 0] / grid_step) * grid_step + ticks
+        gz = np.floor(joints[t, 0, 2] / grid_step) * grid_step + ticks
+        segs = [np.array([[x, floor, gz[0]], [x, floor, gz[-1]]]) for x in gx]
+        segs += [np.array([[gx[0], floor, z], [gx[-1], floor, z]]) for z in gz]
+        pts3 = np.concatenate([np.vstack([seg, [[np.nan] * 3]]) for seg in segs]) @ cam[:2].T
+        grid.set_data(pts3[:, 0], pts3[:, 1])
+        behind.set_data(ground_screen[: t + 1, 0], ground_screen[: t + 1, 1])
+        here.set_data(ground_screen[t, :1], ground_screen[t, 1:])
+        pts, d = screen[t], depth[t]
+        far_first = np.argsort([(d[a] + d[b]) / 2 for a, b, _ in bones])  # nearer limbs over farther ones
+        limbs.set_segments([pts[[bones[k][0], bones[k][1]]] for k in far_first])
+        limbs.set_color(bone_colors[far_first])
+        dots.set_offsets(pts)
+        head_disc.center = tuple(pts[head])
+        clock.set_text(f"{t / fps:5.2f} s / {(T - 1) / fps:.2f} s")
         canvas.draw()
         frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return np.stack(frames)
 
 
-def save_video(
-    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = ""
-) -> Path:
-    """Write a stick-figure preview; the extension (.mp4 or .gif) picks the format."""
+def resample_by_stamps(stamps_s: np.ndarray, frames: np.ndarray, fps: float,
+                       start_s: float | None = None, duration_s: float | None = None) -> np.ndarray:
+    """Frames (N, ...) received at irregular ``stamps_s`` -> frames on a uniform ``fps`` grid.
+
+    A preview built from a stream (markers sent when a control tick allows, 60 ms apart when 50 ms is
+    asked for) plays at the right speed only on its own clock: sample k shows time
+    ``start_s + k / fps`` (linear interpolation between the received frames), for
+    ``round(duration_s * fps) + 1`` samples (default: the stamps' span).
+    """
+    stamps = np.asarray(stamps_s, dtype=np.float64)
+    frames = np.asarray(frames, dtype=np.float64)
+    if stamps.ndim != 1 or len(stamps) != len(frames) or len(stamps) < 1:
+        raise RenderError(f"need one stamp per frame, got {stamps.shape} stamps for {frames.shape} frames")
+    if not fps > 0:
+        raise RenderError(f"fps must be positive, got {fps}")
+    order = np.argsort(stamps, kind="stable")
+    stamps, frames = stamps[order], frames[order]
+    start = stamps[0] if start_s is None else float(start_s)
+    duration = stamps[-1] - start if duration_s is None else float(duration_s)
+    grid = start + np.arange(int(round(max(duration, 0.0) * fps)) + 1) / fps
+    flat = frames.reshape(len(frames), -1)
+    out = np.stack([np.interp(grid, stamps, flat[:, k]) for k in range(flat.shape[1])], axis=-1)
+    return out.reshape((len(grid),) + frames.shape[1:])
+
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_video_path(path: str | Path) -> Path:
+    """The path, if its extension names a format the previews can write (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise RenderError(f"video must end in {' or '.join(VIDEO_SUFFIXES)}, got {path.name}")
+    return path
+
+
+def write_frames(frames: np.ndarray, path: str | Path, *, fps: float) -> Path:
+    """Write RGB frames (N, H, W, 3) uint8 as MP4 (H.264) or GIF, at ``fps`` so N frames last N / fps s."""
     import imageio.v2 as imageio
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".mp4", ".gif"):
-        raise RenderError(f"video must end in .mp4 or .gif, got {path.name}")
-    frames = render_frames(joints, skeleton=skeleton, title=title)
+    path = check_video_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".mp4":
+    if path.suffix.lower() == ".mp4":
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=16) as writer:
             for frame in frames:
                 writer.append_data(frame)
@@ -98,116 +198,9 @@ def save_video(
     return path
 
 
-# ----------------------------------------------------------------------------- BVH
-def _children(parents: tuple[int, ...]) -> list[list[int]]:
-    kids: list[list[int]] = [[] for _ in parents]
-    for j, p in enumerate(parents):
-        if p >= 0:
-            kids[p].append(j)
-    return kids
-
-
-def joints_to_bvh_rotations(joints: np.ndarray, skeleton: SkeletonSpec = T2M_SKELETON):
-    """Solve local joint rotations that reproduce ``joints`` on a fixed-length rest skeleton.
-
-    Returns (offsets (J,3) [m], local rotations (T, J) as a scipy Rotation array of shape (T*J,),
-    root positions (T,3)).
-    """
-    joints = _check_joints(joints, skeleton.joints_num)
-    parents = skeleton.parents
-    kids = _children(parents)
-    raw = np.asarray(skeleton.raw_offsets, dtype=np.float64)
-    lengths = np.zeros(len(parents))
-    for j, p in enumerate(parents):
-        if p >= 0:
-            lengths[j] = np.linalg.norm(joints[:, j] - joints[:, p], axis=-1).mean()
-    offsets = raw * lengths[:, None]
-    T, J = joints.shape[:2]
-    global_rot = [None] * J
-    local = np.tile(np.array([0.0, 0.0, 0.0, 1.0]), (T, J, 1))  # xyzw quaternions
-    for j in range(J):  # parents precede children in SMPL order
-        p = parents[j]
-        if kids[j]:
-            rest = np.stack([offsets[c] for c in kids[j]])
-            rots = []
-            for t in range(T):
-                cur = np.stack([joints[t, c] - joints[t, j] for c in kids[j]])
-                if len(kids[j]) == 1:
-                    rot, _ = Rotation.align_vectors(cur, rest)
-                else:
-                    rot, _ = Rotation.align_vectors(cur, rest, weights=np.ones(len(kids[j])))
-                rots.append(rot)
-            g = Rotation.concatenate(rots)
-        else:
-            g = global_rot[p] if p >= 0 else Rotation.identity(T)
-        global_rot[j] = g
-        loc = g if p < 0 else global_rot[p].inv() * g
-        local[:, j] = loc.as_quat()
-    return offsets, Rotation.from_quat(local.reshape(-1, 4)), joints[:, 0].copy()
-
-
-def bvh_forward_kinematics(offsets: np.ndarray, local: Rotation, root: np.ndarray, parents) -> np.ndarray:
-    """Positions (T, J, 3) of a rest skeleton posed by local rotations (inverse of the solver)."""
-    T, J = root.shape[0], len(parents)
-    quats = local.as_quat().reshape(T, J, 4)
-    pos = np.zeros((T, J, 3))
-    glob: list[Rotation] = [None] * J  # type: ignore[list-item]
-    for j, p in enumerate(parents):
-        r = Rotation.from_quat(quats[:, j])
-        if p < 0:
-            glob[j], pos[:, j] = r, root
-        else:
-            glob[j] = glob[p] * r
-            pos[:, j] = pos[:, p] + glob[p].apply(offsets[j])
-    return pos
-
-
-def save_bvh(joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON) -> Path:
-    """Export joint positions (T, 22, 3) [m, Y-up] as a BVH file (ZYX Euler channels, degrees)."""
-    offsets, local, root = joints_to_bvh_rotations(joints, skeleton)
-    parents, kids = skeleton.parents, _children(skeleton.parents)
-    names = JOINT_NAMES if skeleton.joints_num == len(JOINT_NAMES) else [f"joint{j}" for j in range(skeleton.joints_num)]
-    lines = ["HIERARCHY"]
-
-    def emit(j: int, depth: int) -> None:
-        pad = "  " * depth
-        kind = "ROOT" if parents[j] < 0 else "JOINT"
-        lines.append(f"{pad}{kind} {names[j]}")
-        lines.append(f"{pad}{{")
-        ox, oy, oz = offsets[j]
-        lines.append(f"{pad}  OFFSET {ox:.6f} {oy:.6f} {oz:.6f}")
-        if parents[j] < 0:
-            lines.append(f"{pad}  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation")
-        else:
-            lines.append(f"{pad}  CHANNELS 3 Zrotation Yrotation Xrotation")
-        if kids[j]:
-            for c in kids[j]:
-                emit(c, depth + 1)
-        else:
-            lines.append(f"{pad}  End Site")
-            lines.append(f"{pad}  {{")
-            lines.append(f"{pad}    OFFSET 0.000000 0.050000 0.000000")
-            lines.append(f"{pad}  }}")
-        lines.append(f"{pad}}}")
-
-    emit(0, 0)
-    order = []
-
-    def walk(j: int) -> None:
-        order.append(j)
-        for c in kids[j]:
-            walk(c)
-
-    walk(0)
-    T = root.shape[0]
-    euler = local.as_euler("ZYX", degrees=True).reshape(T, -1, 3)  # intrinsic Z then Y then X
-    lines += ["MOTION", f"Frames: {T}", f"Frame Time: {1.0 / fps:.6f}"]
-    for t in range(T):
-        vals = list(root[t])
-        for j in order:
-            vals.extend(euler[t, j])
-        lines.append(" ".join(f"{v:.5f}" for v in vals))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def save_video(
+    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = ""
+) -> Path:
+    """Write a stick-figure preview, one video frame per motion frame; the extension (.mp4 or .gif) picks the format."""
+    check_video_path(path)
+    return write_frames(render_frames(joints, skeleton=skeleton, title=title, fps=fps), path, fps=fps)

@@ -4,7 +4,13 @@
 2. publishes a text command to it from this process;
 3. records the JointState stream, base pose, status and human-skeleton markers it publishes;
 4. saves the stream to ``joint_states.npz`` and renders the human (stick figure) and robot (MuJoCo)
-   previews from what was received, so what you see is what a robot would be told.
+   previews from what was received, so what you see is what a robot would be told: ``human.mp4``,
+   ``robot.mp4`` and both side by side in ``side_by_side.mp4``.
+
+The previews are time-correct by construction: every received message carries its stamp, and the
+human and side-by-side videos are resampled on the stamps to a uniform 20 fps grid covering the
+motion (from its first marker for the ``duration_s`` that its ``done`` status reports), so they last
+as long as the motion, whatever rate the markers arrived at.
 """
 from __future__ import annotations
 
@@ -80,7 +86,8 @@ def record(text: str, *, domain_id: int, timeout_s: float, marker_topic: str, no
     def on_markers(msg: MarkerArray) -> None:
         for m in msg.markers:
             if m.type == m.SPHERE_LIST and m.points:
-                got["markers"].append(np.array([[p.x, p.y, p.z] for p in m.points]))
+                t = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+                got["markers"].append((t, np.array([[p.x, p.y, p.z] for p in m.points])))
 
     node.create_subscription(JointState, "joint_states", on_js, 100)
     node.create_subscription(PoseStamped, "base_pose", on_pose, 100)
@@ -115,6 +122,42 @@ def record(text: str, *, domain_id: int, timeout_s: float, marker_topic: str, no
     return got
 
 
+PREVIEW_FPS = 20.0
+
+
+def write_previews(markers, js_stamps, js_positions, base_position, base_quat_wxyz, description, joint_names,
+                   human_path: Path, side_path: Path, *, title: str, duration_s: float | None) -> int:
+    """Human and side-by-side (human | robot) previews of the received motion, on one uniform time grid.
+
+    ``markers``: (stamp, (22, 3) ROS-frame joints) as received; the grid starts at the first marker and
+    lasts ``duration_s`` (the motion's, from its ``done`` status; default: the markers' span). Returns
+    the number of frames written to each video.
+    """
+    from momask_model.render import render_frames, resample_by_stamps, write_frames
+    from momask_ros.playback import render_trajectory, scene_model
+
+    stamps = np.array([t for t, _ in markers])
+    human_ros = np.stack([p for _, p in markers])
+    start = float(stamps.min())
+    human = ros_frame_to_humanml3d(resample_by_stamps(stamps, human_ros, PREVIEW_FPS, start, duration_s))
+    # the same viewpoint as the robot camera of momask_ros.playback (front right, looking slightly down)
+    human_frames = render_frames(human, title=title, fps=PREVIEW_FPS, azimuth_deg=-45.0, elevation_deg=15.0)
+    write_frames(human_frames, human_path, fps=PREVIEW_FPS)
+
+    def on_grid(values):
+        return None if values is None else resample_by_stamps(js_stamps, values, PREVIEW_FPS, start, duration_s)
+
+    quat = on_grid(base_quat_wxyz)
+    if quat is not None:
+        quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    size = human_frames.shape[1]
+    robot_frames = render_trajectory(scene_model(description), joint_names, on_grid(js_positions),
+                                     base_position=on_grid(base_position), base_quat_wxyz=quat,
+                                     width=size, height=size)
+    write_frames(np.concatenate([human_frames, robot_frames], axis=2), side_path, fps=PREVIEW_FPS)
+    return len(human_frames)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="momask-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", default="a person walks forward")
@@ -126,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-rate", type=float, default=50.0)
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the motion")
     args = parser.parse_args(argv)
+    from momask_ros.commands import CommandRejected, parse_command
+
+    try:  # the node would reject it too; a NUL would even be cut off silently on the way (C strings)
+        parse_command(args.text)
+    except CommandRejected as exc:
+        print(f"momask-demo: error: --text: {exc}", file=sys.stderr)
+        return 2
 
     args.out.mkdir(parents=True, exist_ok=True)
     domain_id = random.randint(100, 200)
@@ -136,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "robot": args.robot,
         "seed": args.seed,
         "control_rate": args.control_rate,
-        "marker_rate": 20.0,
+        "marker_rate": args.control_rate,  # a marker every control tick: the preview is resampled on stamps
         "markers_topic": marker_topic,
     }
     node_log = args.out / "node.log"
@@ -167,14 +217,9 @@ def main(argv: list[str] | None = None) -> int:
              base_stamps_s=pose_t, base_position=base_pos, base_quat_wxyz=base_quat, text=args.text)
     (args.out / "status.json").write_text(json.dumps(got["status"], indent=1))
 
-    from momask_model.render import save_video
     from momask_ros.playback import save_robot_video
     from momask_ros.robot import load_robot
 
-    human_path = args.out / "human.mp4"
-    if got["markers"]:
-        human = ros_frame_to_humanml3d(np.stack(got["markers"]))
-        save_video(human, human_path, fps=20.0, title=args.text)
     robot = load_robot(args.robot)
     robot_path = args.out / "robot.mp4"
     # base pose aligned to each JointState by nearest stamp
@@ -185,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         bp = bq = None
     save_robot_video(robot.description_path, got["names"], positions, robot_path, fps=args.control_rate,
                      base_position=bp, base_quat_wxyz=bq)
+    human_path, side_path = args.out / "human.mp4", args.out / "side_by_side.mp4"
+    done = next((s for s in got["status"] if s.get("state") == "done"), {})
+    if got["markers"]:
+        write_previews(got["markers"], times, positions, bp, bq, robot.description_path, got["names"],
+                       human_path, side_path, title=args.text, duration_s=done.get("duration_s"))
     gen_ms = [s.get("generation_ms") for s in got["status"] if s.get("generation_ms") is not None]
     lat_ms = [s.get("latency_ms") for s in got["status"] if s.get("latency_ms") is not None]
     print(f"\nmotion for {args.text!r}: {len(times)} JointState messages over {times[-1] - times[0]:.1f} s "
@@ -194,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if got["markers"]:
         print(f"  human preview:     {human_path}")
     print(f"  robot preview:     {robot_path}")
+    if got["markers"]:
+        print(f"  side by side:      {side_path}")
     print(f"  node log, status:  {node_log}, {args.out / 'status.json'}")
     return 0
 

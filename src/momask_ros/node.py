@@ -25,6 +25,9 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
   ``physical_checks`` a ``physical`` summary (torque ratio, ZMP, feet, self-collision) in ``done`` or
   in the ``rejected`` (reason ``physically_infeasible``) of a motion refused under ``reject``.
 * out ``momask/human_skeleton`` visualization_msgs/MarkerArray: the generated human, for RViz.
+
+With ``record`` set to a folder, each played motion is also written there as an MCAP bag of what was
+published while it played (`momask_ros.recording`); the bag's path is in its ``playing`` status.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ from .messages import (
     status_msg,
     status_payload,
 )
+from .recording import MotionRecorder
 from .pipeline import (
     BlendToPosePlayback,
     HoldPlayback,
@@ -107,6 +111,10 @@ def _device(v: Any) -> str | None:
     return None if ok else "must be auto, cpu, cuda or cuda:N"
 
 
+def _string(v: Any) -> str | None:
+    return None if isinstance(v, str) else "must be a string"
+
+
 def _topic(optional: bool) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
@@ -125,6 +133,10 @@ PARAMETERS: dict[str, _Param] = {
     "device": _Param("auto", "where the model runs: auto (CUDA if present), cpu, cuda, cuda:N", check=_device),
     "robot": _Param("default", "robot profile name (momask_ros/robots) or path to a profile YAML",
                     check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
+    "robot_description_path": _Param("", "MJCF or URDF file of the robot, for any profile (e.g. your copy of "
+                                         "Unitree's h1.xml); '' = the profile's own", check=_string),
+    "record": _Param("", "folder: write each played motion there as an MCAP bag (ROS 2 profile); '' = off",
+                     check=_string),
     "control_rate": _Param(50.0, "JointState publishing rate [Hz]",
                            check=lambda v: _positive(v) or (None if v <= 1000 else "must be <= 1000 Hz")),
     "joint_state_topic": _Param("joint_states", "JointState stream (robot_state_publisher reads joint_states)",
@@ -266,8 +278,12 @@ class MomaskNode(Node):
         if pipeline is None:
             # Loading happens here (not in the worker) so a missing bundle or device stops start-up
             # with a clear error instead of leaving a node that silently never moves.
+            from .robot import load_robot
+
+            # The robot first: a missing description fails in milliseconds, before the model loads.
+            robot = load_robot(self._p["robot"], description=self._p["robot_description_path"] or None)
             pipeline = MotionPipeline.from_bundle(
-                self._p["bundle_path"] or None, robot=self._p["robot"], device=self._p["device"],
+                self._p["bundle_path"] or None, robot=robot, device=self._p["device"],
                 chunk_frames=self._p["chunk_frames"],
             )
         self.pipeline = pipeline
@@ -311,6 +327,11 @@ class MomaskNode(Node):
         self._status_pub = self.create_publisher(String, self._p["status_topic"], reliable)
         self.create_subscription(String, self._p["command_topic"], self._on_command, reliable, raw=True)
         self.create_subscription(Empty, self._p["stop_topic"], self._on_stop, 10)
+        self._recorder = None
+        if self._p["record"]:  # an unusable folder stops start-up (BagError)
+            self._recorder = MotionRecorder(
+                self._p["record"], qos_depth={self._status_pub.topic_name: 50},
+                on_error=lambda reason: self._status("error", reason="record_failed", detail=reason[:300]))
         self._timer = self.create_timer(self._tick_dt, self._on_tick)
 
         self._worker = threading.Thread(target=self._work, name="momask_worker", daemon=True)
@@ -369,6 +390,10 @@ class MomaskNode(Node):
             state, fields = self._events.popleft()
             msg = status_msg(state, **fields)
             self._status_pub.publish(msg)
+            if self._recorder is not None:
+                active = self._active_job.id if self._active_job is not None else None
+                self._recorder.write_status(fields.get("id", active), state, self._status_pub.topic_name, msg,
+                                            self.get_clock().now().nanoseconds)
             if state in ("rejected", "error"):
                 self.get_logger().warning(f"{state}: {msg.data}", throttle_duration_sec=1.0)
             else:
@@ -534,6 +559,16 @@ class MomaskNode(Node):
         self._t_served = 0.0
         self._playing_sent = False
         self._trajectory_sent = False
+        if self._recorder is not None and job is not None:
+            path = self._recorder.open(job.id, job.command.text)
+            if path is not None:
+                job.fields["bag"] = str(path)
+
+    def _record(self, publisher: Any, msg: Any, stamp: Any) -> None:
+        """Write a message just published into the bag of the motion playing (when recording)."""
+        if self._recorder is not None and self._active_job is not None:
+            ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            self._recorder.write(self._active_job.id, publisher.topic_name, msg, ns)
 
     def _next_ready(self, preempt: bool) -> _Job | None:
         with self._lock:
@@ -626,18 +661,23 @@ class MomaskNode(Node):
     def _publish_sample(self, sample: Sample, now_s: float, stamp: Any) -> None:
         msg = joint_state_msg(self._names, sample.positions, sample.velocities, stamp)
         self._js_pub.publish(msg)
+        self._record(self._js_pub, msg, stamp)
         if self._cmd_pub is not None:
             self._cmd_pub.publish(msg)
+            self._record(self._cmd_pub, msg, stamp)
         if self._pose_pub is not None and sample.base_valid:
-            self._pose_pub.publish(pose_stamped_msg(sample.base_position, sample.base_quat_wxyz, stamp,
-                                                    self._p["frame_id"]))
+            pose = pose_stamped_msg(sample.base_position, sample.base_quat_wxyz, stamp, self._p["frame_id"])
+            self._pose_pub.publish(pose)
+            self._record(self._pose_pub, pose, stamp)
         rate = self._p["marker_rate"]
         human = sample.human_joints
         if (self._marker_pub is not None and rate > 0 and human is not None
                 and now_s - self._last_marker_s >= 1.0 / rate - 1e-6):
             self._last_marker_s = now_s
             parents = self._human_parents(human.shape[0])
-            self._marker_pub.publish(skeleton_marker_array(human, parents, stamp, self._p["frame_id"]))
+            markers = skeleton_marker_array(human, parents, stamp, self._p["frame_id"])
+            self._marker_pub.publish(markers)
+            self._record(self._marker_pub, markers, stamp)
 
     def _publish_trajectory(self) -> None:
         if self._traj_pub is None:
@@ -646,7 +686,9 @@ class MomaskNode(Node):
         # time_from_start 0 is when this playback started streaming, so the controller and the
         # JointState stream follow the same timeline.
         stamp = Time(nanoseconds=int(self._t0 * 1e9), clock_type=self.get_clock().clock_type).to_msg()
-        self._traj_pub.publish(joint_trajectory_msg(self._names, times, positions, velocities, stamp))
+        trajectory = joint_trajectory_msg(self._names, times, positions, velocities, stamp)
+        self._traj_pub.publish(trajectory)
+        self._record(self._traj_pub, trajectory, self.get_clock().now().to_msg())
 
     # ------------------------------------------------------------------ introspection and shutdown
     def status_snapshot(self) -> dict:
@@ -665,6 +707,8 @@ class MomaskNode(Node):
                 self._current_job.cancelled = True
             self._lock.notify_all()
         self._worker.join(timeout=5.0)
+        if self._recorder is not None:
+            self._recorder.close_all()  # an MCAP file is readable only once finished
         super().destroy_node()
 
 

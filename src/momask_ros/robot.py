@@ -8,8 +8,11 @@ silently producing a wrong motion later.
 Profile schema (YAML; see ``robots/README.md`` for a worked example)::
 
     name: unitree_h1                      # free text, used in logs
-    description: unitree_h1/h1.xml        # MJCF/URDF; relative to the profile file, or absolute
+    description: unitree_h1/h1.xml        # MJCF/URDF; relative to the profile file, or absolute, or
+                                          #   menagerie:<name>[/<entry>] (MuJoCo Menagerie, see below)
     description_env: MOMASK_ROS_H1_DESCRIPTION   # optional env var that overrides `description`
+    menagerie: unitree_h1                 # optional: the Menagerie model this profile fits, so that
+                                          #   load_robot("menagerie:unitree_h1") picks this profile
     base_body: pelvis                     # floating-base body (a free joint is added if it has none)
     control_rate_hz: 50.0                 # default output rate of the retargeter
     driven_joints: [left_hip_yaw_joint, ...]     # output order; every other joint is frozen at rest
@@ -36,6 +39,10 @@ Profile schema (YAML; see ``robots/README.md`` for a worked example)::
 
 Auto scaling needs, per part, keypoints for: legs = hip, knee, ankle (left or right); arms = shoulder,
 elbow, wrist; torso = pelvis and both shoulders.
+
+MuJoCo Menagerie: with the optional ``mujoco-menagerie`` package installed, a description
+``menagerie:<name>[/<entry>]`` is fetched through it (downloaded once, then cached by that package), and
+``load_robot("menagerie:<name>")`` loads the packaged profile that names ``<name>`` in its ``menagerie`` key.
 """
 from __future__ import annotations
 
@@ -69,13 +76,48 @@ SCALE_PARTS: tuple[str, ...] = ("legs", "torso", "arms")
 
 _TOP_KEYS = {
     "name", "description", "description_env", "base_body", "control_rate_hz", "driven_joints", "rest_pose",
-    "posture_weight", "keypoints", "scale", "limits", "floor", "self_collision", "sim",
+    "posture_weight", "keypoints", "scale", "limits", "floor", "menagerie", "self_collision", "sim",
 }
+MENAGERIE = "menagerie:"
+
 _KEYPOINT_KEYS = {"human", "body", "offset_m", "position_weight", "orientation", "orientation_weight"}
 
 
 class ProfileError(ValueError):
     """A robot profile or description is invalid; the message names the offending entry."""
+
+
+class DescriptionNotFound(ProfileError):
+    """The profile's robot description (MJCF/URDF) is not on this machine (`file_name`: what to look for)."""
+
+    def __init__(self, message: str, file_name: str) -> None:
+        super().__init__(message)
+        self.file_name = file_name
+
+
+def menagerie_description(reference: str) -> Path:
+    """The XML of a MuJoCo Menagerie model, ``<name>`` or ``<name>/<entry>`` (default: the robot alone).
+
+    The optional ``mujoco-menagerie`` package downloads the model once and caches it.
+
+    Raises:
+        ProfileError: the package is not installed, the name or entry is unknown, or the download failed.
+    """
+    name, _, entry = reference.removeprefix(MENAGERIE).partition("/")
+    try:
+        import mujoco_menagerie
+    except ImportError:
+        raise ProfileError(f"{MENAGERIE}{reference.removeprefix(MENAGERIE)} needs the optional package "
+                           "mujoco-menagerie (pip install mujoco-menagerie), or give the MJCF/URDF file "
+                           "itself (robot_description_path)") from None
+    try:
+        model = mujoco_menagerie.get(name)
+        return Path(model.xml(entry or model.default_model))
+    except LookupError as exc:  # unknown robot or entry point: the package names the near matches
+        raise ProfileError(f"{MENAGERIE}{name}: {exc}") from None
+    except Exception as exc:  # offline, checksum, disk: say what failed on one line
+        raise ProfileError(f"cannot fetch Menagerie model {name!r} (it is downloaded once, then cached; offline?): "
+                           f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -127,10 +169,12 @@ class RobotProfile:
     right_foot_body: str
     control_rate_hz: float = 50.0
     description_env: str | None = None
+    menagerie: str | None = None
     rest_pose: Mapping[str, float] = field(default_factory=dict)
     posture_weight: float = 0.05
     scale: Mapping[str, float | None] = field(default_factory=dict)
     velocity_default: float = 10.0
+    velocity_default_given: bool = False
     velocity_limits: Mapping[str, float] = field(default_factory=dict)
     position_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     base_dir: Path | None = None
@@ -246,9 +290,10 @@ class RobotProfile:
             driven_joints=tuple(driven), keypoints=tuple(keypoints),
             left_foot_body=str(floor["left_foot_body"]), right_foot_body=str(floor["right_foot_body"]),
             control_rate_hz=rate, description_env=data.get("description_env"), rest_pose=rest,
+            menagerie=None if data.get("menagerie") is None else str(data["menagerie"]),
             posture_weight=_as_float(data.get("posture_weight", 0.05), "posture_weight"), scale=scale,
-            velocity_default=vdef, velocity_limits=vel, position_limits=pos, base_dir=base_dir,
-            **sections,
+            velocity_default=vdef, velocity_default_given="velocity_default" in limits, velocity_limits=vel,
+            position_limits=pos, base_dir=base_dir, **sections,
         )
 
     @classmethod
@@ -266,23 +311,66 @@ class RobotProfile:
     def resolve_description(self, override: str | os.PathLike | None = None) -> Path:
         """Find the description file: `override`, else ``$description_env``, else `description`.
 
+        Each may be ``menagerie:<name>[/<entry>]`` (`menagerie_description`).
+
         Raises:
-            ProfileError: the file does not exist (the message says how to point at a copy).
+            DescriptionNotFound: the file does not exist (the message says how to point at a copy).
+            ProfileError: a Menagerie description cannot be had.
         """
         if override is not None:
-            candidate, source = Path(override), "the description argument"
+            candidate, source = str(override), "the description argument"
         elif self.description_env and os.environ.get(self.description_env):
-            candidate, source = Path(os.environ[self.description_env]), f"${self.description_env}"
+            candidate, source = os.environ[self.description_env], f"${self.description_env}"
         else:
-            candidate, source = Path(self.description), "the profile's description"
-            if not candidate.is_absolute() and self.base_dir is not None:
-                candidate = self.base_dir / candidate
-        if not candidate.is_file():
-            hint = f" (or set ${self.description_env})" if self.description_env else ""
-            raise ProfileError(
-                f"robot description for {self.name!r} not found at {candidate} (from {source}); "
-                f"pass load_robot(..., description=PATH){hint}")
-        return candidate
+            candidate, source = self.description, "the profile's description"
+        if candidate.startswith(MENAGERIE):
+            return menagerie_description(candidate)
+        path = Path(candidate).expanduser()
+        if source == "the profile's description" and not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        if not path.is_file():
+            wanted = Path(self.description).name
+            hints = [f"give the MJCF/URDF: robot_description_path:=/path/to/{wanted} (Python: load_robot(..., "
+                     "description=PATH))"]
+            if self.description_env:
+                hints.append(f"${self.description_env}")
+            if self.menagerie:
+                hints.append(f"robot:={MENAGERIE}{self.menagerie} with mujoco-menagerie installed")
+            raise DescriptionNotFound(
+                f"robot description for {self.name!r} not found at {path} (from {source}); {' or '.join(hints)}",
+                wanted)
+        return path
+
+
+def profile_warnings(profile: RobotProfile) -> list[str]:
+    """What a profile leaves to defaults that may not fit the robot (loads, but deserves a look).
+
+    * driven joints whose velocity limit is the built-in default (no ``limits.velocity`` entry and no
+      explicit ``limits.velocity_default``): MJCF carries no velocity limits, so the profile must;
+    * ``scale`` parts left ``auto`` without the keypoints that measure them, which then fall back to
+      the legs' ratio.
+    """
+    out = []
+    if not profile.velocity_default_given:
+        defaulted = [j for j in profile.driven_joints if j not in profile.velocity_limits]
+        if defaulted:
+            out.append(f"velocity limit of {len(defaulted)} driven joint(s) defaults to {profile.velocity_default:g} "
+                       f"rad/s (the description has none, the profile sets none): {', '.join(defaulted)}; set "
+                       f"limits.velocity from the datasheet, or limits.velocity_default")
+    humans = {k.human for k in profile.keypoints}
+    needs = {"arms": [("shoulder", "elbow", "wrist")], "legs": [("hip", "knee", "ankle")]}
+    for part, (chain,) in needs.items():
+        if profile.scale.get(part) is None:
+            sides = [[f"{side}_{n}" for n in chain if f"{side}_{n}" not in humans] for side in ("left", "right")]
+            if all(sides):
+                missing = sorted({m for side in sides for m in side})
+                fallback = "the legs' ratio" if part == "arms" else "nothing (retargeting will fail)"
+                out.append(f"scale.{part} is auto but no side has {', '.join(chain)} keypoints (missing: "
+                           f"{', '.join(missing)}), so it falls back to {fallback}; add them or give a number")
+    if profile.scale.get("torso") is None and not {"left_shoulder", "right_shoulder"} <= humans:
+        out.append("scale.torso is auto but the profile lacks left_shoulder/right_shoulder keypoints, so it falls "
+                   "back to the legs' ratio; add them (weight 0 is fine) or give a number")
+    return out
 
 
 def _joint_dofs(model: mujoco.MjModel, jid: int) -> int:
@@ -336,6 +424,13 @@ class Robot:
         base = spec.body(profile.base_body)
         if base is None:
             raise ProfileError(f"base_body {profile.base_body!r} is not a body of {description_path.name}")
+        if base.parent.name != spec.worldbody.name:
+            top = base
+            while top.parent.name != spec.worldbody.name:
+                top = top.parent
+            raise ProfileError(
+                f"base_body {profile.base_body!r} is inside body {base.parent.name!r}: the floating base must be a "
+                f"direct child of the world (<worldbody>); use the top body {top.name!r} as base_body")
         for kp in profile.keypoints:
             body = spec.body(kp.body)
             if body is None:
@@ -391,6 +486,9 @@ class Robot:
         self.position_limits = lims
         self.velocity_limits = np.array([profile.velocity_limits.get(j, profile.velocity_default)
                                          for j in self.joint_names])
+        self.warnings: list[str] = profile_warnings(profile)
+        for warning in self.warnings:
+            logger.warning("%s: %s", profile.name, warning)
         # Joints that are neither driven nor the floating base stay frozen at rest.
         driven_set = set(jids)
         self.frozen_dofs = [int(model.jnt_dofadr[j]) + k for j in range(model.njnt)
@@ -456,13 +554,33 @@ def packaged_profile_path(name: str) -> Path:
     return Path(str(resource))
 
 
+def menagerie_profile_path(name: str) -> Path:
+    """The packaged profile whose ``menagerie`` key names this Menagerie model.
+
+    Raises:
+        ProfileError: no packaged profile fits it.
+    """
+    fits = {}
+    for robot in PACKAGED_ROBOTS:
+        path = packaged_profile_path(robot)
+        key = (yaml.safe_load(path.read_text()) or {}).get("menagerie")
+        if key is not None:
+            fits[str(key).partition("/")[0]] = path
+    if name.partition("/")[0] not in fits:
+        raise ProfileError(f"no packaged profile fits Menagerie's {name!r} (fitted: {', '.join(sorted(fits))}); "
+                           f"write one (robots/README.md) with description: {MENAGERIE}{name}")
+    return fits[name.partition("/")[0]]
+
+
 def load_robot(name_or_path: str | os.PathLike, description: str | os.PathLike | None = None) -> Robot:
-    """Load a robot from a packaged profile name or a profile YAML path.
+    """Load a robot from a packaged profile name, a Menagerie name or a profile YAML path.
 
     Args:
-        name_or_path: ``"default"``, ``"h1"``, ``"g1"``, or a path to a profile YAML.
-        description: optional MJCF/URDF path overriding the profile's description (users point the
-            shipped H1/G1 profiles at their own copy of Unitree's files this way).
+        name_or_path: ``"default"``, ``"h1"``, ``"g1"``, ``"menagerie:<name>[/<entry>]"`` (the packaged
+            profile fitted to that Menagerie model, described by Menagerie's file), or a profile YAML.
+        description: optional MJCF/URDF path (or ``menagerie:<name>``) overriding the profile's
+            description (users point the shipped H1/G1 profiles at their own copy of Unitree's files
+            this way).
 
     Returns:
         The validated `Robot`.
@@ -470,11 +588,16 @@ def load_robot(name_or_path: str | os.PathLike, description: str | os.PathLike |
     Raises:
         ProfileError: unknown name, missing file, or a profile entry that does not match the model.
     """
+    if isinstance(name_or_path, str) and name_or_path.startswith(MENAGERIE):
+        reference = name_or_path.removeprefix(MENAGERIE)
+        profile = RobotProfile.from_yaml(menagerie_profile_path(reference))
+        return Robot(profile, profile.resolve_description(description or name_or_path))
     if isinstance(name_or_path, str) and name_or_path in PACKAGED_ROBOTS:
         path = packaged_profile_path(name_or_path)
     else:
         path = Path(name_or_path)
         if not path.suffix and not path.exists():
-            raise ProfileError(f"unknown robot {str(name_or_path)!r}; packaged: {PACKAGED_ROBOTS}, or give a YAML path")
+            raise ProfileError(f"unknown robot {str(name_or_path)!r}; packaged: {PACKAGED_ROBOTS}, "
+                               f"{MENAGERIE}<name>, or give a YAML path")
     profile = RobotProfile.from_yaml(path)
     return Robot(profile, profile.resolve_description(description))

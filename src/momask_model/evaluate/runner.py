@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from momask_model.motion import Normalizer, features_to_joints
 
 from . import metrics as M
+from .config import EvalConfig
 from .evaluator import EvaluatorError, TextMotionEvaluator, batch_tokens
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ COLUMNS = (
 
 
 def _eval_config(config: Any):
-    from momask_model.train.config import EvalConfig
-
     return config if config is not None else EvalConfig()
 
 

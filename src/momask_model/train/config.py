@@ -14,6 +14,7 @@ import yaml
 
 from momask_model.config import ConfigBase, ConfigError, MoMaskConfig
 
+from ..evaluate.config import EvalConfig
 from ..evaluate.evaluator import EvaluatorConfig
 from .trainer import TrainConfig
 
@@ -42,37 +43,6 @@ class VQLossConfig(ConfigBase):
 
     commit: float = 0.02
     loss_vel: float = 0.5
-
-
-@dataclass(frozen=True)
-class EvalConfig(ConfigBase):
-    """Evaluation protocol (§6.2) and which evaluator to use.
-
-    evaluator: a checkpoint written by ``train_evaluator`` (``save_evaluator`` format).
-    official_checkpoint / glove_dir / meta_dir: the official ``text_mot_match/model/finest.tar``, the
-        GloVe ``our_vab_*`` folder and ``Comp_v6_KLD005/meta``, used instead when all are given.
-    val_during_training: compute evaluator metrics (FID...) during training validation if an
-        evaluator is configured (one replication on the val split).
-    """
-
-    evaluator: str = ""
-    official_checkpoint: str = ""
-    glove_dir: str = ""
-    meta_dir: str = ""
-    repeats: int = 20
-    batch_size: int = 32
-    diversity_times: int = 300
-    mm_batches: int = 3
-    mm_repeats: int = 30
-    mm_times: int = 10
-    seed: int = 10107
-    timesteps: int = 10
-    cond_scale: float = 4.0
-    res_cond_scale: float = 5.0
-    temperature: float = 1.0
-    topk_filter_thres: float = 0.9
-    gsample: bool = False
-    val_during_training: bool = True
 
 
 def _vq_train() -> TrainConfig:

@@ -1,0 +1,58 @@
+"""momask-generate's argument errors: one line on stderr, exit status 2, decided before any model work."""
+import logging
+
+import pytest
+
+import momask_model.bundle as bundle_module
+from momask_model.cli import generate_main
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any attempt to load a model fails the test: bad arguments must be caught before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("model loaded although an argument was bad")
+
+    monkeypatch.setattr(bundle_module, "load_bundle", refuse)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--text", ""], "--text '' is empty"),
+    (["--text", "a person\x00 walks"], "control character U+0000"),
+    (["--device", "banana"], "--device 'banana' is not a device"),
+    (["--video", "{tmp}/x.avi"], "--video {tmp}/x.avi: the file name must end in .mp4 or .gif"),
+    (["--out", "/proc/nope/x.npz"], "--out /proc/nope/x.npz: cannot write there"),
+    (["--out", "{tmp}/x.txt"], "must end in .npz"),
+    (["--out", "{tmp}"], "must end in .npz"),
+    (["--bvh", "{tmp}/x.txt"], "--bvh {tmp}/x.txt: the file name must end in .bvh"),
+    (["--seed", "-1"], "--seed -1: a seed is an integer from 0"),
+    (["--cond-scale", "-2"], "--cond-scale -2.0: guidance scales are >= 0"),
+    (["--res-cond-scale", "nan"], "--res-cond-scale nan"),
+    (["--temperature", "0"], "--temperature 0.0: must be > 0"),
+    (["--timesteps", "0"], "--timesteps 0"),
+    (["--bundle", "{tmp}/none.pt"], "no such file"),
+    (["--text-weights", "{tmp}/clip.bin"], "--text-weights {tmp}/clip.bin: no such file"),
+])
+def test_bad_argument_is_one_line_and_status_2(tmp_path, capsys, no_model, extra, message):
+    extra = [e.replace("{tmp}", str(tmp_path)) for e in extra]
+    argv = ["--text", "a person walks forward", "--out", str(tmp_path / "m.npz"), "--device", "cpu"]
+    assert generate_main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("momask-generate: error: "), err
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert "Traceback" not in err and not (tmp_path / "m.npz").exists()
+
+
+def test_text_weights_with_a_bag_of_words_bundle_is_refused(tmp_path, capsys):
+    rc = generate_main(["--text", "a person walks", "--out", str(tmp_path / "m.npz"), "--device", "cpu",
+                        "--text-weights", "openai"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "CLIP" in err and "'bow'" in err
+
+
+def test_log_prints_plain_numbers(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="momask"):
+        assert generate_main(["--text", "a person walks forward", "--seed", "2", "--device", "cpu",
+                              "--out", str(tmp_path / "m.npz")]) == 0
+    line = next(r.getMessage() for r in caplog.records if "lengths" in r.getMessage())
+    assert "np." not in line and "frames at 20 fps" in line
