@@ -70,7 +70,7 @@ class SimOptions:
     fall_tilt_rad: float = 1.0
     command_hold_s: float = 0.05
     command_blend_s: float = 0.02
-    friction: float | None = 0.6
+    friction: float | None = 0.5
 
 
 class _Trajectory:
@@ -314,19 +314,24 @@ class Simulator:
         return self._base_target + ahead * self._base_velocity + self._fade(self._base_s) * self._base_offset
 
     # ------------------------------------------------------------------ stepping
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The set-points (positions, velocities) the drives track now (a trajectory sampled, or the
+        streamed command moved on by its velocity): the reference of ros2_control's controller_state."""
+        traj = self._trajectory
+        if traj is not None:
+            pos, vel = traj.sample(self.time_s)
+            self.target_positions[traj.columns] = pos
+            self.target_velocities[traj.columns] = vel
+            return self.target_positions.copy(), self.target_velocities.copy()
+        fresh = self.time_s - self._command_s < self.options.command_hold_s
+        speed = self.target_velocities.copy() if fresh else np.zeros(len(self.joint_names))
+        return self._streamed_target(), speed
+
     def step(self, n: int = 1) -> None:
         """Advance `n` physics steps."""
         d = self.data
         for _ in range(n):
-            traj = self._trajectory
-            if traj is not None:
-                pos, vel = traj.sample(self.time_s)
-                self.target_positions[traj.columns] = pos
-                self.target_velocities[traj.columns] = vel
-                target, speed = self.target_positions, self.target_velocities
-            else:  # streamed set-points: first-order hold on their velocities, then stop
-                fresh = self.time_s - self._command_s < self.options.command_hold_s
-                target, speed = self._streamed_target(), self.target_velocities if fresh else 0.0
+            target, speed = self.reference()
             if self._mocap >= 0:
                 d.mocap_pos[self._mocap] = self._base_goal()
             d.ctrl[self.actuator_index] = target + self._ratio * speed

@@ -11,6 +11,8 @@ incoming commands. Topics (defaults; relative names resolve in the node's namesp
 * in  ``base_command_topic`` (base_pose) geometry_msgs/PoseStamped: harness mode's base target.
 * out ``joint_state_topic`` (joint_states) sensor_msgs/JointState: measured position, velocity, effort.
 * out ``base_pose_topic`` (sim/base_pose) geometry_msgs/PoseStamped: the measured pelvis pose.
+* out ``reference_topic`` (sim/joint_reference) sensor_msgs/JointState: the set-points the drives track,
+  stamped like the joint_states they go with (reference vs feedback, as ros2_control's controller_state).
 * out ``/clock`` rosgraph_msgs/Clock when ``publish_clock`` (other nodes then run with use_sim_time).
 * out ``status_topic`` (sim/status) std_msgs/String JSON, 2 Hz and on events: mode, sim time, measured
   real-time factor, ``fallen``, trajectory state, the last rejected command and why.
@@ -43,7 +45,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "mode": ("harness", "base mode: fixed, harness or free"),
     "timestep": (0.0, "physics step [s]; 0 = profile sim.timestep_s, else the description's"),
     "harness_timeconst": (0.005, "harness mode: time constant of the soft weld pulling the pelvis [s]"),
-    "friction": (0.6, "sliding friction of the floor and the robot's collision geoms; < 0 = the description's"),
+    "friction": (0.5, "sliding friction of the floor and the robot's collision geoms; < 0 = the description's"),
     "real_time_factor": (1.0, "simulated seconds per wall second to aim for; 0 = as fast as possible"),
     "publish_rate": (100.0, "joint_states / base pose / clock rate [Hz of simulated time]"),
     "publish_clock": (False, "publish /clock (and stamp everything with simulated time)"),
@@ -52,6 +54,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "base_command_topic": ("base_pose", "PoseStamped base target (harness mode)"),
     "joint_state_topic": ("joint_states", "measured JointState"),
     "base_pose_topic": ("sim/base_pose", "measured pelvis PoseStamped"),
+    "reference_topic": ("sim/joint_reference", "set-points the drives track (JointState), stamped as joint_states"),
     "status_topic": ("sim/status", "status JSON"),
     "frame_id": ("odom", "frame of the base poses"),
     "record_path": ("", "write an MP4 of the physics here ('' = off); closed on shutdown"),
@@ -93,6 +96,7 @@ class SimNode(Node):
 
         self._js_pub = self.create_publisher(JointState, p["joint_state_topic"], 10)
         self._pose_pub = self.create_publisher(PoseStamped, p["base_pose_topic"], 10)
+        self._ref_pub = self.create_publisher(JointState, p["reference_topic"], 10)
         self._status_pub = self.create_publisher(String, p["status_topic"], 10)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] else None
         self.create_subscription(JointState, p["joint_command_topic"], self._on_joints, 10)
@@ -226,6 +230,10 @@ class SimNode(Node):
         msg.velocity = self.sim.joint_velocities().tolist()
         msg.effort = self.sim.joint_efforts().tolist()
         self._js_pub.publish(msg)
+        target, speed = self.sim.reference()
+        ref = JointState(name=msg.name, position=target.tolist(), velocity=speed.tolist())
+        ref.header.stamp = stamp
+        self._ref_pub.publish(ref)
         pos, quat = self.sim.base_pose()
         self._pose_pub.publish(pose_stamped_msg(pos, quat, stamp, self._p["frame_id"]))
 
