@@ -55,8 +55,7 @@ class SimOptions:
             most this long after a command, so a 50 Hz stream drives the 500 Hz physics smoothly; after
             it they hold (a stalled stream stops the robot, it does not run away).
         friction: sliding friction of every collision geom (MuJoCo takes the larger of a pair's two), None =
-            the description's. 0.6 is between Isaac Sim's default ground material (0.5) and rubber on concrete;
-            at MuJoCo's default 1.0 the foot sliding a kinematic motion has (several mm per sample) is resisted
+            the description's. 0.5 is Isaac Sim's default ground material; at MuJoCo's default 1.0 the foot sliding a kinematic motion has (several mm per sample) is resisted
             so hard in harness mode that it bends the stance hip by 0.2 rad.
         command_blend_s: a new streamed command does not jump the set-point (or the harness target): the
             gap to where the previous one had got fades out over this time (one 50 Hz period), since a
