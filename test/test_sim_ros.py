@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -23,7 +22,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from momask_ros.messages import duration_msg
 from momask_ros.sim_node import SimNode
 
-from ros_harness import DEEP, DOMAIN_ID, RELIABLE
+from ros_harness import DEEP, DOMAIN_ID, RELIABLE, wait_until
 
 
 class SimHarness:
@@ -77,13 +76,7 @@ class SimHarness:
             pass
 
     def wait_for(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}; momask {self.statuses[-4:]}; sim {self.sim_status[-2:]}")
+        return wait_until(predicate, timeout, lambda: f"{what}; momask {self.statuses[-4:]}; sim {self.sim_status[-2:]}")
 
     def close(self):
         if self.sim_process is not None:

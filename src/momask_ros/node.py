@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -714,24 +713,9 @@ class MomaskNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``momask_node`` executable."""
-    from rclpy.executors import ExternalShutdownException
+    from .ros_main import run_node
 
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MomaskNode()
-    except Exception as exc:  # missing bundle, no CUDA, bad parameter: say why and exit non-zero
-        rclpy.logging.get_logger("momask_node").fatal(f"cannot start: {type(exc).__name__}: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MomaskNode, "momask_node", args)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import threading
 import time
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -255,23 +254,9 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``momask_sim`` executable."""
-    from rclpy.executors import ExternalShutdownException
+    from .ros_main import run_node
 
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except Exception as exc:
-        rclpy.logging.get_logger("momask_sim").fatal(f"cannot start: {type(exc).__name__}: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, "momask_sim", args)
 
 
 if __name__ == "__main__":
