@@ -121,7 +121,7 @@ def run_fuzz(*, messages: int = 10_000, burst: int = 1_000, big_every: int = 500
         for s in statuses:
             if s["state"] == "rejected":
                 reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-        alive = h.node.context.ok() and h.node._worker.is_alive()
+        alive = h.node.context.ok() and h.node.status_snapshot()["workers_alive"]
         report = {
             "messages": messages, "received": received, "burst": burst, "kinds": kinds, "fuzz_send_s": round(fuzz_s, 2),
             "burst_send_s": round(burst_s, 2), "statuses": len(statuses), "rejections": reasons,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from momask_model.data.synthetic import synthetic_walk
-from momask_ros.pipeline import JointSpace
+from momask_ros.state import JointSpace
 
 FAKE_JOINTS = ("left_knee", "right_knee", "left_elbow", "right_elbow", "waist_yaw")
 
@@ -21,10 +21,19 @@ class FakeResult:
     joints: np.ndarray
     lengths: np.ndarray
     fps: float
+    tokens: np.ndarray | None = None
 
 
 class WalkGenerator:
-    """A walking stick figure; the seed sets the gait phase, the text's length sets the speed."""
+    """A walking stick figure; the seed sets the gait phase, the text's length sets the speed.
+
+    ``continue_motion`` follows issue 13's contract: the new walk starts in the previous one's pose,
+    gait phase, heading and place at the switch frame, at the new text's speed. Each motion's token
+    ids are its number in ``self.motions`` (which holds the walk's parameters), so a continuation
+    knows what it continues.
+    """
+
+    unit_length = 4
 
     def __init__(self, *, fps: float = 20.0, default_frames: int = 60, delay_s: float = 0.0,
                  fail_on: str | None = None) -> None:
@@ -33,20 +42,48 @@ class WalkGenerator:
         self.delay_s = delay_s
         self.fail_on = fail_on
         self.calls: list[tuple[str, int, int | None]] = []
+        self.continuations: list[tuple[str, int, int]] = []  # (text, at_frame, length)
+        self.motions: list[dict] = []
 
-    def generate(self, texts, lengths=None, *, seed=None, **kwargs):
+    def _speed(self, text):
+        return 0.5 + 0.02 * (len(text) % 20)
+
+    def _walk(self, text, n, phase, heading, origin):
         import time
 
-        text = texts[0]
         if self.fail_on is not None and self.fail_on in text:
             raise ValueError(f"cannot generate {text!r}")
-        n = int(lengths[0]) if lengths is not None else self.default_frames
-        self.calls.append((text, n, seed))
         if self.delay_s:
             time.sleep(self.delay_s)
+        joints = synthetic_walk(n, fps=self.fps, speed=self._speed(text), phase=phase, heading=heading)
+        joints[..., [0, 2]] += origin - joints[0, 0, [0, 2]]
+        self.motions.append({"text": text, "phase": phase, "heading": heading})
+        tokens = np.full((1, n // self.unit_length, 1), len(self.motions) - 1)
+        return FakeResult(joints[None], np.array([n]), self.fps, tokens)
+
+    def generate(self, texts, lengths=None, *, seed=None, **kwargs):
+        text = texts[0]
+        n = int(lengths[0]) if lengths is not None else self.default_frames
+        self.calls.append((text, n, seed))
         phase = 0.0 if seed is None else (seed % 628) / 100.0
-        joints = synthetic_walk(n, fps=self.fps, speed=0.5 + 0.02 * (len(text) % 20), phase=phase)
-        return FakeResult(joints[None], np.array([n]), self.fps)
+        return self._walk(text, n, phase, 0.0, np.zeros(2))
+
+    def continue_motion(self, prev_tokens, prev_joints, at_frame, text, length, *, context_tokens=None, seed=None,
+                        fast=True, cond=None, **kwargs):
+        prev_tokens, prev_joints = np.asarray(prev_tokens), np.asarray(prev_joints)
+        if at_frame % self.unit_length or not self.unit_length <= at_frame <= len(prev_joints):
+            raise ValueError(f"at_frame {at_frame} is not a unit multiple in [4, {len(prev_joints)}]")
+        if length % self.unit_length or prev_tokens.shape[0] * self.unit_length != len(prev_joints):
+            raise ValueError("bad length or tokens")
+        self.continuations.append((text, int(at_frame), int(length)))
+        walk = self.motions[int(prev_tokens[min(at_frame // self.unit_length, len(prev_tokens) - 1), 0])]
+        t = at_frame / self.fps
+        phase = walk["phase"] + 2 * np.pi * 0.9 * t  # synthetic_walk's step_hz and turn_rate defaults
+        heading = walk["heading"] + 0.3 * t
+        last = prev_joints[min(at_frame, len(prev_joints) - 1)]
+        if at_frame == len(prev_joints):  # queue: one frame past the end, extrapolated
+            last = 2 * prev_joints[-1] - prev_joints[-2]
+        return self._walk(text, int(length), phase, heading, last[0, [0, 2]])
 
     def unknown_words(self, text):
         return [w for w in text.split() if w.lower() == "xyzzy"]
@@ -112,3 +149,10 @@ class ChunkStream:
     def finish(self):
         out = self.r.retarget(np.zeros((0, 22, 3)), self.fps)
         return out
+
+    def cut_time(self, frame):
+        return frame / self.fps  # frame-wise: nothing before the switch changes
+
+    def rewind(self, frame):
+        self.seen = frame
+        return self.cut_time(frame)

@@ -60,6 +60,7 @@ class Harness:
         self.joint_states: list[JointState] = []
         self.joint_commands: list[JointState] = []
         self.statuses: list[dict] = []
+        self.received_s: list[float] = []
         self.trajectories: list[JointTrajectory] = []
         self.markers: list[MarkerArray] = []
         self.poses: list[PoseStamped] = []
@@ -90,7 +91,12 @@ class Harness:
             pass
 
     def _on_status(self, msg: String) -> None:
+        self.received_s.append(time.time())  # wall clock = ROS time without sim time
         self.statuses.append(json.loads(msg.data))
+
+    def received_at(self, status: dict) -> float:
+        """When the probe received ``status`` (wall clock) [s]."""
+        return next(t for s, t in zip(list(self.statuses), list(self.received_s)) if s is status)
 
     # ------------------------------------------------------------------ helpers
     def send(self, text: str) -> None:

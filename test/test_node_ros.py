@@ -13,7 +13,8 @@ import rclpy
 from rclpy.parameter import Parameter
 
 from momask_ros.node import MomaskNode, ParameterError, decode_string_cdr
-from momask_ros.pipeline import BundleNotFound, MotionPipeline
+from momask_ros.loading import BundleNotFound
+from momask_ros.pipeline import MotionPipeline
 
 from motion_fakes import FAKE_JOINTS, AngleRetargeter, ChunkStream, WalkGenerator
 from ros_harness import DOMAIN_ID, Harness

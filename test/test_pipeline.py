@@ -5,23 +5,11 @@ import numpy as np
 import pytest
 
 from momask_ros.commands import MotionCommand
-from momask_ros.pipeline import (
-    FIRST_CHUNK_FRAMES,
-    BlendToPosePlayback,
-    BundleNotFound,
-    DeviceUnavailable,
-    HoldPlayback,
-    JointSpace,
-    MotionPipeline,
-    MotionPlayback,
-    PipelineError,
-    RobotPose,
-    StopPlayback,
-    default_bundle_path,
-    human_yup_to_ros,
-    resolve_bundle_path,
-    select_device,
-)
+from momask_ros.frames import human_yup_to_ros
+from momask_ros.loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
+from momask_ros.pipeline import FIRST_CHUNK_FRAMES, MotionPipeline
+from momask_ros.players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
+from momask_ros.state import JointSpace, PipelineError, RobotPose
 
 from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
 
@@ -261,5 +249,45 @@ def test_real_tiny_momask_and_default_robot_through_pipeline():
     assert all(p.joint_space.within(play.sample(t).positions) for t in np.arange(0, play.duration_s, 0.02))
     assert np.allclose(play.sample(0.0).base_position, base[0])  # no base known yet: the clip's own path
     limits = p.command_limits()
-    assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 196, 20.0)
+    assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 1200, 20.0)  # 60 s: windows continue
     assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]
+
+
+def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one():
+    """A session continues its clip from a frame: the samples before the cut stay, those after come
+    from the joined motion; a cut already played is refused (`SwitchTooLate`) and leaves the clip as is."""
+    from momask_ros.clip import SwitchTooLate
+
+    r = AngleRetargeter()
+    gen = WalkGenerator()
+    p = MotionPipeline(gen, r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    clip = session.clip
+    before = clip.samples()[1].copy()
+    play = MotionPlayback(clip, rest_pose(r.joint_space), blend_s=0.0)
+    play.sample(0.5)  # played up to ~0.5 s
+    second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
+    cuts = []
+    session.push(second.joints_yup, at_frame=24, on_commit=cuts.append)
+    assert cuts == [pytest.approx(24 / 20)] and clip.complete and session.frames == 64
+    times, positions, _, _ = clip.samples()
+    assert np.allclose(positions[:24], before[:24]) and times[-1] == pytest.approx(63 / 20)
+    joined = np.concatenate([first.joints_yup[:24], second.joints_yup])
+    assert np.allclose(positions, r.joint_space.clip(r.retarget(joined).positions))  # as if in one piece
+    assert np.allclose(clip.human_joints, human_yup_to_ros(joined))
+    play.sample(2.0)
+    with pytest.raises(SwitchTooLate):
+        session.push(second.joints_yup, at_frame=32)
+    assert np.allclose(clip.samples()[1], positions)  # untouched
+
+
+def test_playback_speed_changes_keep_positions_continuous(pipeline):
+    clip = pipeline.run(MotionCommand("walk", length_frames=60))
+    play = MotionPlayback(clip, rest_pose(pipeline.joint_space), blend_s=0.0)
+    before = play.sample(1.0).positions
+    play.change_speed(1.0, 2.0)
+    assert np.allclose(play.sample(1.0).positions, before)
+    assert play.clip_time(1.5) == pytest.approx(2.0) and play.play_time(2.0) == pytest.approx(1.5)
+    assert play.duration_s == pytest.approx(1.0 + (clip.duration_s - 1.0) / 2)

@@ -168,3 +168,30 @@ def test_single_frame_and_short_clip(robots, motion):
     short = rt.retarget(motion[:3])
     assert short.times_s[-1] == pytest.approx(0.1)
     _assert_within_limits(short, robots["default"])
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_rewind_continues_from_the_streams_own_state(robots, motion, finished):
+    """Rewinding to a switch frame and pushing a continuation gives what retargeting the joined human
+    motion in one go gives: the samples before the cut are untouched, those after equal the batch."""
+    rt = Retargeter(robots["default"])
+    first, other = motion[:60], motion[20:60] + np.array([0.3, 0.0, 0.2])  # a different motion after frame 36
+    switch = 36
+    stream = rt.stream()
+    parts = [stream.push(first[:24]), stream.push(first[24:])]
+    if finished:
+        parts.append(stream.finish())
+    played = RobotTrajectory.concatenate(parts)
+    cut = stream.rewind(switch)
+    assert cut == pytest.approx(stream.cut_time(switch)) and 0 < cut < switch / 20
+    after = RobotTrajectory.concatenate([stream.push(other), stream.finish()])
+    joined = np.concatenate([first[:switch], other])
+    batch = rt.retarget(joined)
+    keep = played.times_s < cut - 1e-9
+    assert after.times_s[0] == pytest.approx(cut)
+    assert np.allclose(np.concatenate([played.times_s[keep], after.times_s]), batch.times_s)
+    assert np.allclose(np.concatenate([played.positions[keep], after.positions]), batch.positions, atol=1e-9)
+    assert np.allclose(np.concatenate([played.base_position[keep], after.base_position]), batch.base_position,
+                       atol=1e-9)
+    with pytest.raises(ValueError, match="rewind"):
+        stream.rewind(10_000)

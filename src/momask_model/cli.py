@@ -9,8 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .bundle import default_bundle_path  # noqa: F401  (also imported from here by older callers)
 
 log = logging.getLogger("momask")
@@ -99,8 +97,9 @@ def check_generate_args(args: argparse.Namespace) -> None:
 
 def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="momask-generate", description="Text -> 3D human motion with MoMask.")
-    p.add_argument("--text", action="append", required=True, help="prompt; repeat for a batch")
-    p.add_argument("--length", type=int, action="append", help="frames per prompt (20 fps); default: estimated")
+    p.add_argument("--text", action="append", required=True,
+                   help="prompt; repeat for a batch. Options per prompt (length=3s seed=4) and sequences "
+                        "('a person walks length=3s | a person jumps') as the node's commands")
     p.add_argument("--seed", type=int, default=None, help=f"0..{SEED_MAX}; default: random")
     p.add_argument("--bundle", type=Path, default=None, help="bundle checkpoint (default: packaged demo model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps")
@@ -122,6 +121,9 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=None, help="> 0")
     p.add_argument("--reference", action="store_true", help="run the reference loop instead of the fast path")
     p.add_argument("--text-weights", default=None, help="override CLIP weights: local file or 'openai' (CLIP bundles)")
+    from .cli_requests import add_request_arguments
+
+    add_request_arguments(p)
     return p.parse_args(argv)
 
 
@@ -136,6 +138,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
     from .bundle import BundleError, load_bundle
+    from .cli_requests import RequestError, save_request, serve
     from .bvh_export import BvhExportError, save_bvh
     from .generate import GenerationError
     from .render import save_video
@@ -146,41 +149,24 @@ def generate_main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
-    lengths = args.length
-    if lengths is not None and len(lengths) == 1 and len(args.text) > 1:
-        lengths = lengths * len(args.text)
-    unknown = {t: model.unknown_words(t) for t in args.text}
-    for text, words in unknown.items():
-        if words:
-            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    sampling = dict(timesteps=args.timesteps, cond_scale=args.cond_scale, res_cond_scale=args.res_cond_scale,
+                    temperature=args.temperature)
     try:
-        result = model.generate(
-            args.text,
-            lengths,
-            seed=args.seed,
-            timesteps=args.timesteps,
-            cond_scale=args.cond_scale,
-            res_cond_scale=args.res_cond_scale,
-            temperature=args.temperature,
-            fast=not args.reference,
-        )
-    except (GenerationError, ValueError) as exc:
+        request = serve(model, args, sampling)
+    except (GenerationError, RequestError, ValueError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
-    np.savez(
-        args.out,
-        features=result.features,
-        joints=result.joints,
-        lengths=result.lengths,
-        tokens=result.tokens,
-        fps=result.fps,
-        texts=np.array(args.text),
-    )
-    frames = [int(n) for n in result.lengths]
-    log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(args.text), frames, result.fps)
+    for text in request.texts:
+        words = model.unknown_words(text)
+        if words:
+            log.warning("unknown words in %r: %s", text, ", ".join(words))
+    result = request.result
+    save_request(args.out, request)
+    log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(result.lengths),
+             [int(n) for n in result.lengths], result.fps)
     _, joints0 = result.motion(0)
     if args.video:
-        save_video(joints0, args.video, fps=result.fps, title=args.text[0])
+        save_video(joints0, args.video, fps=result.fps, title=request.texts[0], marks=request.marks)
         log.info("wrote %s", args.video)
     if args.bvh:
         try:
@@ -190,11 +176,13 @@ def generate_main(argv: list[str] | None = None) -> int:
             return 2
         log.info("wrote %s", args.bvh)
     if args.mcap:
-        return _write_mcap(args, model, result)
+        # one text per motion: a sequence is one motion, named by its whole prompt
+        texts = request.texts if len(request.texts) == len(result.lengths) else [" | ".join(request.texts)]
+        return _write_mcap(args, model, result, texts)
     return 0
 
 
-def _write_mcap(args: argparse.Namespace, model, result) -> int:
+def _write_mcap(args: argparse.Namespace, model, result, texts: list[str]) -> int:
     """The robot stream without a ROS graph: momask_ros's pipeline and recorder (ROS message packages needed)."""
     try:
         from momask_ros.recording import BagError, record_generation
@@ -203,7 +191,7 @@ def _write_mcap(args: argparse.Namespace, model, result) -> int:
         print(f"momask-generate: --mcap needs the ROS 2 message packages (requirements.txt): {exc}", file=sys.stderr)
         return 2
     try:
-        paths = record_generation(args.mcap, model, result, args.text, robot=args.robot,
+        paths = record_generation(args.mcap, model, result, texts, robot=args.robot,
                                   description=args.robot_description, seed=args.seed)
     except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
         print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",

@@ -80,7 +80,13 @@ def _nested_type(cls: type, name: str) -> type[ConfigBase] | None:
 
 @dataclass(frozen=True)
 class DatasetConfig(ConfigBase):
-    """Which skeleton and frame rate the motions use (HumanML3D: 22 joints, 263-d, 20 fps)."""
+    """Which skeleton and frame rate the motions use (HumanML3D: 22 joints, 263-d, 20 fps).
+
+    then_separates_segments: whether ``then`` between clauses of a prompt starts a new segment
+        (`momask_model.prompt`). True for models trained on single skills, False for HumanML3D/KIT
+        (their captions say "then" inside one motion). None (old bundles, and the default) derives it:
+        see ``MoMask.then_separates_segments``.
+    """
 
     name: str = "t2m"
     joints_num: int = 22
@@ -89,6 +95,7 @@ class DatasetConfig(ConfigBase):
     unit_length: int = 4
     max_motion_length: int = 196
     min_motion_length: int = 40
+    then_separates_segments: bool | None = None
 
     @classmethod
     def kit(cls) -> "DatasetConfig":

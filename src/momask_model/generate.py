@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import unicodedata
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -20,74 +18,19 @@ from torch import nn
 
 from .config import MoMaskConfig
 from .fastpath import FastPathOptions
+from . import editing, longform
 from .motion import Normalizer, features_to_joints
+from .results import (  # noqa: F401  (re-exported: the public names of generation live here too)
+    MAX_LONG_FRAMES,
+    MAX_TEXT_CHARS,
+    GenerationError,
+    GenerationResult,
+    check_cond_vector,
+    text_problem,
+    validate_texts,
+)
 
 log = logging.getLogger(__name__)
-
-MAX_TEXT_CHARS = 1000
-
-
-class GenerationError(ValueError):
-    """A generation request is invalid (bad text, bad length, missing length estimator)."""
-
-
-@dataclass
-class GenerationResult:
-    """Generated motions, padded to the longest one.
-
-    features: (B, T, D) de-normalised features; frames at or after ``lengths[b]`` are zero.
-    joints: (B, T, J, 3) joint positions [m], Y-up, 20 fps for HumanML3D; frames after the length repeat
-        the last valid pose so a consumer that ignores ``lengths`` never sees a jump to the origin.
-    lengths: (B,) valid frames per motion (multiples of the unit length).
-    tokens: (B, T/unit, Q) token ids, -1 at padding.
-    fps: frame rate of features and joints.
-    """
-
-    features: np.ndarray
-    joints: np.ndarray
-    lengths: np.ndarray
-    tokens: np.ndarray
-    fps: float
-
-    def motion(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(features (L, D), joints (L, J, 3)) of one motion, cropped to its length."""
-        n = int(self.lengths[index])
-        return self.features[index, :n], self.joints[index, :n]
-
-
-def text_problem(text: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
-    """What is wrong with one prompt ("is empty", ...), or None. Whitespace runs count as one space.
-
-    Control characters other than whitespace (NUL, ESC, DEL, ...) are refused, as the node refuses
-    them in a command: a NUL would cut the text short in any C string on the way.
-    """
-    clean = " ".join(text.split())
-    if not clean:
-        return "is empty"
-    if len(clean) > max_chars:
-        return f"has {len(clean)} characters; the limit is {max_chars}"
-    for i, ch in enumerate(clean):
-        if unicodedata.category(ch) == "Cc":
-            return f"contains control character U+{ord(ch):04X} at position {i}"
-    return None
-
-
-def validate_texts(texts: str | Sequence[str], max_chars: int = MAX_TEXT_CHARS) -> list[str]:
-    """Normalise a text or list of texts; empty, non-str, overlong or control-character texts raise `GenerationError`."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, Sequence) or len(texts) == 0:
-        raise GenerationError("texts must be a non-empty string or a non-empty list of strings")
-    out = []
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise GenerationError(f"text {i} is {type(text).__name__}, expected str")
-        problem = text_problem(text, max_chars)
-        if problem:
-            raise GenerationError(f"text {i} {problem}")
-        out.append(" ".join(text.split()))
-    return out
-
 
 class MoMask(nn.Module):
     """Text -> 3D human motion (MoMask, Guo et al. CVPR 2024)."""
@@ -131,6 +74,19 @@ class MoMask(nn.Module):
     def max_length(self) -> int:
         return self.config.dataset.max_motion_length
 
+    @property
+    def then_separates_segments(self) -> bool:
+        """Whether ``then`` between clauses separates the segments of a prompt (`momask_model.prompt`).
+
+        The bundle's ``dataset.then_separates_segments`` when set; otherwise derived: True for a model
+        trained on single skills (its bundle lists ``skills``, as the packaged demo does), False for
+        HumanML3D/KIT models, whose captions use "then" inside one motion.
+        """
+        flag = self.config.dataset.then_separates_segments
+        if flag is not None:
+            return bool(flag)
+        return bool((getattr(self, "bundle_meta", None) or {}).get("skills"))
+
     def unknown_words(self, text: str) -> list[str]:
         """Words the text encoder cannot represent (always empty for CLIP)."""
         fn = getattr(self.text_encoder, "unknown_words", None)
@@ -166,7 +122,8 @@ class MoMask(nn.Module):
         return out.float().to(self.device)
 
     def _token_lengths(
-        self, lengths: int | Sequence[int] | None, cond: torch.Tensor, generator: torch.Generator | None
+        self, lengths: int | Sequence[int] | None, cond: torch.Tensor, generator: torch.Generator | None,
+        *, allow_long: bool = False,
     ) -> torch.Tensor:
         batch = cond.shape[0]
         unit, max_tokens = self.unit_length, self.max_length // self.unit_length
@@ -183,10 +140,11 @@ class MoMask(nn.Module):
             if isinstance(n, float) and not math.isfinite(n):
                 raise GenerationError(f"length {i} is {n}")
             n = int(n)
-            if not unit <= n <= self.max_length:
+            longest = MAX_LONG_FRAMES if allow_long else self.max_length
+            if not unit <= n <= longest:
                 raise GenerationError(
-                    f"length {i} = {n} frames is out of range [{unit}, {self.max_length}] "
-                    f"({self.max_length / self.config.dataset.fps:.1f} s at {self.config.dataset.fps:g} fps)"
+                    f"length {i} = {n} frames is out of range [{unit}, {longest}] "
+                    f"({longest / self.config.dataset.fps:.1f} s at {self.config.dataset.fps:g} fps)"
                 )
             tokens.append(n // unit)
         return torch.tensor(tokens, dtype=torch.long, device=self.device)
@@ -198,23 +156,83 @@ class MoMask(nn.Module):
         gen.manual_seed(int(seed))
         return gen
 
-    # ------------------------------------------------------------------ API
-    @torch.inference_mode()
-    def generate_tokens(
+    def sampling_options(
         self,
-        texts: str | Sequence[str],
-        lengths: int | Sequence[int] | None = None,
         *,
-        seed: int | None = None,
         timesteps: int | None = None,
         cond_scale: float | None = None,
         res_cond_scale: float | None = None,
         temperature: float | None = None,
         topk_filter_thres: float | None = None,
         gsample: bool | None = None,
-        fast: bool = True,
+    ) -> dict:
+        """The sampling settings of one call: the given ones, the bundle's defaults for the rest (checked)."""
+        s = self.config.sampling
+        out = dict(
+            timesteps=s.timesteps if timesteps is None else timesteps,
+            cond_scale=s.cond_scale if cond_scale is None else cond_scale,
+            res_cond_scale=s.res_cond_scale if res_cond_scale is None else res_cond_scale,
+            temperature=s.temperature if temperature is None else temperature,
+            topk_filter_thres=s.topk_filter_thres if topk_filter_thres is None else topk_filter_thres,
+            gsample=s.gsample if gsample is None else gsample,
+        )
+        if out["timesteps"] < 1:
+            raise GenerationError(f"timesteps must be >= 1, got {out['timesteps']}")
+        if not (out["temperature"] > 0 and math.isfinite(out["temperature"])):
+            raise GenerationError(f"temperature must be > 0, got {out['temperature']}")
+        for name in ("cond_scale", "res_cond_scale"):
+            if not (out[name] >= 0 and math.isfinite(out[name])):
+                raise GenerationError(f"{name} must be >= 0 (1 = text only, more = stronger guidance), got {out[name]}")
+        return out
+
+    def conditions(
+        self, texts: str | Sequence[str] | None, cond: torch.Tensor | None, *, fast: bool, batch: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Text -> (tokens (B, N, Q) with -1 at padding, token lengths (B,)).
+        """(masked-transformer condition, residual-transformer condition), each (B, cond_dim).
+
+        From a precomputed ``cond`` (used for both, repeated to ``batch`` rows when it has one row) or
+        from the texts. The reference path (``fast=False``) encodes the text once per transformer, as
+        the official code does; the fast path encodes each text once (cached).
+        """
+        if cond is not None:
+            vec = check_cond_vector(cond, self.config.text_encoder.dim, batch).to(self.device)
+            if batch is not None and vec.shape[0] == 1 and batch > 1:
+                vec = vec.expand(batch, -1)
+            return vec, vec
+        if texts is None:
+            raise GenerationError("give a text or a precomputed condition (cond=)")
+        texts = validate_texts(texts)
+        if batch is not None and len(texts) == 1 and batch > 1:
+            texts = texts * batch
+        if batch is not None and len(texts) != batch:
+            raise GenerationError(f"{len(texts)} texts given for {batch} motions")
+        first = self.encode_text(texts, cache=fast)
+        return first, (first if fast else self.encode_text(texts, cache=False))
+
+    def transformer_kwargs(self, fast: bool) -> tuple[dict, dict]:
+        """Fast-path keyword arguments of (masked, residual) generate/edit calls."""
+        return (self._fast_kwargs(self.mask_transformer.generate, fast),
+                self._fast_kwargs(self.residual_transformer.generate, fast))
+
+    # ------------------------------------------------------------------ API
+    @torch.inference_mode()
+    def generate_tokens(
+        self,
+        texts: str | Sequence[str] | None,
+        lengths: int | Sequence[int] | None = None,
+        *,
+        seed: int | None = None,
+        fast: bool = True,
+        cond: torch.Tensor | None = None,
+        overlap_tokens: int | None = None,
+        **sampling,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text (or a precomputed condition ``cond`` (B, cond_dim)) -> (tokens (B, N, Q) with -1 at
+        padding, token lengths (B,)).
+
+        Sampling keywords: timesteps, cond_scale, res_cond_scale, temperature, topk_filter_thres,
+        gsample (defaults from the bundle). Lengths beyond the model's window (``max_length``) are
+        generated in windows (`momask_model.longform`, ``overlap_tokens`` fixed tokens per join).
 
         ``fast`` selects the optimised execution path (fused conditional/unconditional batch-first
         batch, text embedding cached per command and computed only up to the end-of-text token,
@@ -224,49 +242,25 @@ class MoMask(nn.Module):
         same thing; at a fixed seed in float32 they give the same tokens (unless ``fast_options``
         enables bf16 on a GPU).
         """
-        s = self.config.sampling
-        timesteps = s.timesteps if timesteps is None else timesteps
-        cond_scale = s.cond_scale if cond_scale is None else cond_scale
-        res_cond_scale = s.res_cond_scale if res_cond_scale is None else res_cond_scale
-        temperature = s.temperature if temperature is None else temperature
-        topk_filter_thres = s.topk_filter_thres if topk_filter_thres is None else topk_filter_thres
-        gsample = s.gsample if gsample is None else gsample
-        if timesteps < 1:
-            raise GenerationError(f"timesteps must be >= 1, got {timesteps}")
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise GenerationError(f"temperature must be > 0, got {temperature}")
-        for name, scale in (("cond_scale", cond_scale), ("res_cond_scale", res_cond_scale)):
-            if not (scale >= 0 and math.isfinite(scale)):
-                raise GenerationError(f"{name} must be >= 0 (1 = text only, more = stronger guidance), got {scale}")
-        texts = validate_texts(texts)
+        opts = self.sampling_options(**sampling)
+        batch = None if cond is None or texts is not None else check_cond_vector(cond, self.config.text_encoder.dim).shape[0]
+        if texts is not None:
+            batch = len(validate_texts(texts))
+        cond_m, cond_r = self.conditions(texts, cond, fast=fast, batch=batch)
         generator = self._generator(seed)
-        cond = self.encode_text(texts, cache=fast)
-        token_lens = self._token_lengths(lengths, cond, generator)
-        extra = self._fast_kwargs(self.mask_transformer.generate, fast)
+        token_lens = self._token_lengths(lengths, cond_m, generator, allow_long=True)
+        if int(token_lens.max()) * self.unit_length > self.max_length:
+            return longform.long_tokens(self, cond_m, cond_r, token_lens, overlap_tokens=overlap_tokens,
+                               generator=generator, fast=fast, sampling=opts)
+        m_kw, r_kw = self.transformer_kwargs(fast)
         base = self.mask_transformer.generate(
-            cond,
-            token_lens,
-            timesteps=timesteps,
-            cond_scale=cond_scale,
-            temperature=temperature,
-            topk_filter_thres=topk_filter_thres,
-            gsample=gsample,
-            generator=generator,
-            **extra,
+            cond_m, token_lens, timesteps=opts["timesteps"], cond_scale=opts["cond_scale"],
+            temperature=opts["temperature"], topk_filter_thres=opts["topk_filter_thres"], gsample=opts["gsample"],
+            generator=generator, **m_kw,
         )
-        if not fast:
-            # The reference runs as the official code does: each transformer encodes the text itself.
-            cond = self.encode_text(texts, cache=False)
-        extra = self._fast_kwargs(self.residual_transformer.generate, fast)
         codes = self.residual_transformer.generate(
-            base,
-            cond,
-            token_lens,
-            temperature=1.0,
-            topk_filter_thres=topk_filter_thres,
-            cond_scale=res_cond_scale,
-            generator=generator,
-            **extra,
+            base, cond_r, token_lens, temperature=1.0, topk_filter_thres=opts["topk_filter_thres"],
+            cond_scale=opts["res_cond_scale"], generator=generator, **r_kw,
         )
         return codes, token_lens
 
@@ -299,15 +293,46 @@ class MoMask(nn.Module):
         )
 
     def generate(
-        self, texts: str | Sequence[str], lengths: int | Sequence[int] | None = None, **kwargs
+        self, texts: str | Sequence[str] | None, lengths: int | Sequence[int] | None = None, **kwargs
     ) -> GenerationResult:
-        """Text(s) -> motions. ``lengths`` in frames (None: sampled from the length estimator).
+        """Text(s) -> motions. ``lengths`` in frames (None: sampled from the length estimator), any
+        length up to ``MAX_LONG_FRAMES``: beyond the model's window it is made in windows and decoded
+        as one sequence (see `generate_long`).
 
-        Keyword arguments are those of `generate_tokens` (seed, timesteps, cond_scale, res_cond_scale,
-        temperature, topk_filter_thres, gsample, fast).
+        Keyword arguments are those of `generate_tokens` (seed, fast, cond, overlap_tokens,
+        timesteps, cond_scale, res_cond_scale, temperature, topk_filter_thres, gsample).
         """
         codes, token_lens = self.generate_tokens(texts, lengths, **kwargs)
         return self.decode_tokens(codes, token_lens)
+
+    # ------------------------------------------------------------------ editing, long motions, sequences
+    def edit(self, source, sections, texts=None, **kwargs) -> GenerationResult:
+        """Regenerate ``sections`` of a source motion to follow the text, keeping the rest; see `editing.edit`."""
+        return editing.edit(self, source, sections, texts, **kwargs)
+
+    def encode_motion(self, source) -> torch.Tensor:
+        """A source motion (features, ``.npz``/``.npy`` path, or result) -> its tokens (1, N, Q)."""
+        return editing.encode_source(self, editing.load_source(self, source))
+
+    def continue_motion(self, prev_tokens, prev_joints, at_frame: int, text, length: int, **kwargs) -> GenerationResult:
+        """A new motion that continues ``prev`` from ``at_frame``; see `longform.continue_motion`."""
+        return longform.continue_motion(self, prev_tokens, prev_joints, at_frame, text, length, **kwargs)
+
+    def generate_long(self, texts, length, **kwargs) -> GenerationResult:
+        """Any length up to ``MAX_LONG_FRAMES``, in windows, decoded as one sequence; see `longform.generate_long`."""
+        return longform.generate_long(self, texts, length, **kwargs)
+
+    def iter_windows(self, texts, length, **kwargs):
+        """The windows of `generate_long` one by one, aligned to one world frame; see `longform.iter_windows`."""
+        return longform.iter_windows(self, texts, length, **kwargs)
+
+    def generate_sequence(self, segments, **kwargs):
+        """One result per segment, each continuing the one before; see `longform.generate_sequence`."""
+        return longform.generate_sequence(self, segments, **kwargs)
+
+    def generate_sequence_motion(self, segments, **kwargs) -> GenerationResult:
+        """A whole sequence as one motion decoded at once; see `longform.generate_sequence_motion`."""
+        return longform.generate_sequence_motion(self, segments, **kwargs)
 
 
 def _accepts(fn, name: str) -> bool:

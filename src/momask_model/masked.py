@@ -40,6 +40,8 @@ RANDOM_TOKEN_PROB = 0.1
 MASK_TOKEN_PROB = 0.88
 #: Score given to positions that must never be re-masked (padding, already decided tokens).
 _FIXED_SCORE = 1e5
+#: Share of the tokens the official mask-free edit (no edit mask) re-masks at every step.
+MASK_FREE_RATIO = 0.16
 
 
 class RemaskResult(NamedTuple):
@@ -290,26 +292,101 @@ class MaskTransformer(nn.Module):
         Returns:
             (B, max(token_lens)) long ids, -1 at padding.
         """
+        batch = cond.shape[0]
+        token_lens = check_token_lens(token_lens, batch).to(cond.device)
+        seq_len = int(token_lens.max())
+        padding = ~lengths_to_mask(token_lens, seq_len)
+        ids = torch.where(padding, self.pad_id, self.mask_id)
+        scores = torch.where(padding, _FIXED_SCORE, 0.0)
+        return self._run_decode(
+            cond, padding, ids, scores, token_lens, None, timesteps=timesteps, cond_scale=cond_scale,
+            temperature=temperature, topk_filter_thres=topk_filter_thres, gsample=gsample, generator=generator,
+            fused_cfg=fused_cfg, fast_options=fast_options,
+        )
+
+    @torch.no_grad()
+    def edit(
+        self,
+        cond: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        edit_mask: torch.Tensor | None,
+        *,
+        timesteps: int = 10,
+        cond_scale: float = 4.0,
+        temperature: float = 1.0,
+        topk_filter_thres: float = 0.9,
+        gsample: bool = False,
+        generator: torch.Generator | None = None,
+        fused_cfg: bool = False,
+        fast_options: FastPathOptions | None = None,
+    ) -> torch.Tensor:
+        """Temporal inpainting of base tokens: the official ``MaskTransformer.edit`` loop (§7.2).
+
+        Positions in ``edit_mask`` start as [MASK] with score 0; every other valid position keeps its
+        source token with score 1e5, so it is never re-masked. Each step re-masks
+        max(1, round(cos(pi t/2) * edit_len_b)) of the lowest-scoring positions, i.e. the cosine
+        schedule counts only the edited positions; CFG, top-k, temperature and the sampling mode are
+        those of :meth:`generate`. A sample whose edit mask is empty is returned unchanged (the
+        official loop would clamp its count to 1 and re-predict one kept token). ``edit_mask=None`` is
+        the official "mask-free" refinement: every step re-masks the 16% least confident tokens.
+
+        Args:
+            cond: (B, cond_dim) text vectors.
+            tokens: (B, N) source base-layer ids (anything at padding is ignored).
+            token_lens: (B,) valid token counts (<= N).
+            edit_mask: (B, N) bool, True at the positions to regenerate; or None (mask-free mode).
+        Returns:
+            (B, N) long ids, -1 at padding; kept positions hold exactly the source ids.
+        """
+        if tokens.ndim != 2:
+            raise TransformerShapeError(f"tokens must be (B, N), got {tuple(tokens.shape)}")
+        batch, n = tokens.shape
+        token_lens = check_token_lens(token_lens, batch, n).to(tokens.device)
+        padding = ~lengths_to_mask(token_lens, n)
+        source = torch.where(padding, self.pad_id, tokens.long())
+        if bool(((source < 0) | (source >= self.num_tokens))[~padding].any()):
+            raise TransformerShapeError(f"source tokens must lie in [0, {self.num_tokens}) at valid positions")
+        if edit_mask is None:
+            editable, refine = ~padding, True
+            ids = source
+        else:
+            if edit_mask.shape != tokens.shape or edit_mask.dtype != torch.bool:
+                raise TransformerShapeError(
+                    f"edit_mask must be bool of shape {tuple(tokens.shape)}, got {tuple(edit_mask.shape)} {edit_mask.dtype}"
+                )
+            editable, refine = edit_mask.to(tokens.device) & ~padding, False
+            ids = torch.where(editable, self.mask_id, source)
+        scores = torch.where(editable, 0.0, _FIXED_SCORE)
+        out = self._run_decode(
+            cond, padding, ids, scores, editable.sum(dim=1), editable if refine else None, timesteps=timesteps,
+            cond_scale=cond_scale, temperature=temperature, topk_filter_thres=topk_filter_thres, gsample=gsample,
+            generator=generator, fused_cfg=fused_cfg, fast_options=fast_options,
+        )
+        return out
+
+    def _run_decode(
+        self, cond, padding, ids, scores, count_lens, refine_mask, *, timesteps, cond_scale, temperature,
+        topk_filter_thres, gsample, generator, fused_cfg, fast_options,
+    ) -> torch.Tensor:
+        """Set-up shared by generate and edit: checks, eval mode, reference or fast logits, the loop."""
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        batch = cond.shape[0]
-        token_lens = check_token_lens(token_lens, batch).to(cond.device)
-        check_cond(cond, batch, self.cond_dim)
+        check_cond(cond, padding.shape[0], self.cond_dim)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode() if fused_cfg else nullcontext():
-                seq_len = int(token_lens.max())
-                padding = ~lengths_to_mask(token_lens, seq_len)
                 if fused_cfg:
                     guided_logits = _FusedMaskedStep(self, cond, padding, cond_scale, fast_options or DEFAULT_OPTIONS)
                 else:
                     def guided_logits(ids: torch.Tensor, is_masked: torch.Tensor) -> torch.Tensor:
                         return self.forward_with_cfg(ids, cond, padding, cond_scale)
                 return self._decode(
-                    guided_logits, padding, token_lens, timesteps, temperature, topk_filter_thres, gsample, generator
+                    guided_logits, padding, ids, scores, count_lens, refine_mask, timesteps, temperature,
+                    topk_filter_thres, gsample, generator,
                 )
         finally:
             self.train(was_training)
@@ -318,22 +395,31 @@ class MaskTransformer(nn.Module):
         self,
         guided_logits,
         padding: torch.Tensor,
-        token_lens: torch.Tensor,
+        ids: torch.Tensor,
+        scores: torch.Tensor,
+        count_lens: torch.Tensor,
+        refine_mask: torch.Tensor | None,
         timesteps: int,
         temperature: float,
         topk_filter_thres: float,
         gsample: bool,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """The MaskGIT loop; ``guided_logits(ids, is_masked) -> (B, N, C)`` CFG logits (reference or
-        fast path). Only the rows at ``is_masked`` are used (the others are sampled and discarded, so
-        the random draws keep their shapes); the fast path computes only those rows.
+        """The MaskGIT loop from a start state (ids, scores); ``guided_logits(ids, is_masked) -> (B, N, C)``
+        CFG logits (reference or fast path). Only the rows at ``is_masked`` are used (the others are
+        sampled and discarded, so the random draws keep their shapes); the fast path computes only those rows.
 
+        ``count_lens`` (B,) is what the cosine schedule counts (the true length when generating, the
+        edited positions when editing); a sample with 0 there is never re-masked. ``refine_mask``
+        switches to the official mask-free edit (a fixed 16% ratio; scores outside it stay fixed).
         Both paths share this loop, so they draw the same random numbers in the same order and shapes.
         """
-        ids = torch.where(padding, self.pad_id, self.mask_id)
-        scores = torch.where(padding, _FIXED_SCORE, 0.0)
-        for num_masked in decode_mask_counts(token_lens, timesteps):
+        if refine_mask is None:
+            counts = decode_mask_counts(count_lens, timesteps)
+        else:
+            counts = (MASK_FREE_RATIO * count_lens.float()).round().clamp(min=1).expand(timesteps, -1)
+        counts = torch.where(count_lens > 0, counts, 0.0)
+        for num_masked in counts:
             ranks = scores.argsort(dim=1).argsort(dim=1)
             is_masked = ranks < num_masked.unsqueeze(-1)
             ids = torch.where(is_masked, self.mask_id, ids)
@@ -345,7 +431,7 @@ class MaskTransformer(nn.Module):
                 sampled = categorical_sample(filtered, temperature=temperature, generator=generator)
             ids = torch.where(is_masked, sampled, ids)
             confidence = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
-            scores = confidence.masked_fill(~is_masked, _FIXED_SCORE)
+            scores = confidence.masked_fill(~(is_masked if refine_mask is None else refine_mask), _FIXED_SCORE)
         return torch.where(padding, -1, ids)
 
     def fused_network(

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from .quaternion import qinv as _np_qinv, qmul as _np_qmul, qrot as _np_qrot
+
 logger = logging.getLogger(__name__)
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -178,32 +180,8 @@ def joints_num_from_dim(dim: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Quaternion helpers (w, x, y, z), numpy float64 for extraction, torch for recovery
+# Quaternion helpers beyond momask_model.quaternion: numpy for extraction, torch for recovery
 # ---------------------------------------------------------------------------------------------
-
-
-def _np_qmul(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = np.moveaxis(q, -1, 0)
-    w2, x2, y2, z2 = np.moveaxis(r, -1, 0)
-    return np.stack(
-        (
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ),
-        axis=-1,
-    )
-
-
-def _np_qinv(q: np.ndarray) -> np.ndarray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def _np_qrot(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    u = q[..., 1:]
-    uv = np.cross(u, v)
-    return v + 2.0 * (q[..., :1] * uv + np.cross(u, uv))
 
 
 def _np_normalize(v: np.ndarray) -> np.ndarray:
@@ -270,7 +248,11 @@ def recover_root_rot_pos(features: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     """Root heading quaternions (…, T, 4) and root positions (…, T, 3) from features (§1.6 steps 1–4)."""
     half_yaw_vel = features[..., 0]
     # Exclusive cumulative sum: frame 0 has heading 0, frame t the sum of the first t increments.
-    half_yaw = torch.cumsum(half_yaw_vel, dim=-1) - half_yaw_vel
+    # Shift, then sum (as the official code): ``cumsum(x) - x`` rounds differently (2.6e-5 m on a
+    # fast spin), so the same features would give other joints.
+    shifted = torch.zeros_like(half_yaw_vel)
+    shifted[..., 1:] = half_yaw_vel[..., :-1]
+    half_yaw = torch.cumsum(shifted, dim=-1)
     zeros = torch.zeros_like(half_yaw)
     r_rot = torch.stack((torch.cos(half_yaw), zeros, torch.sin(half_yaw), zeros), dim=-1)
 

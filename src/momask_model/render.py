@@ -8,6 +8,8 @@ import numpy as np
 from .motion import T2M_SKELETON, SkeletonSpec
 
 CHAIN_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
+#: Background of marked frames (edited sections, sequence segments) in previews.
+MARK_COLOR = "#fff3c4"
 
 
 class RenderError(ValueError):
@@ -52,8 +54,12 @@ def render_frames(
     size_px: int = 480,
     azimuth_deg: float = 35.0,
     elevation_deg: float = 12.0,
+    marks: tuple[tuple[int, int, str], ...] = (),
 ) -> np.ndarray:
     """Draw a Y-up skeleton motion as RGB frames (T, size, size, 3) uint8, one per motion frame.
+
+    ``marks`` are (start, end, label) frame ranges (edited sections, sequence segments): their frames
+    show the label in the bottom-left corner on a tinted background.
 
     The camera follows the figure at a fixed scale chosen for the whole clip, so the figure fills most
     of the frame height (its largest pose 78%) and never leaves it; the
@@ -121,6 +127,8 @@ def render_frames(
                 fontsize=12, zorder=6)
     clock = ax.text(0.98, 0.015, "", transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="#555555",
                     zorder=6)
+    marker = ax.text(0.02, 0.015, "", transform=ax.transAxes, ha="left", va="bottom", fontsize=9, color="#7a5c00",
+                     zorder=6)
     frames = []
     for t in range(T):
         cx, cy = smooth[t]
@@ -142,6 +150,9 @@ def render_frames(
         dots.set_offsets(pts)
         head_disc.center = tuple(pts[head])
         clock.set_text(f"{t / fps:5.2f} s / {(T - 1) / fps:.2f} s")
+        label = next((m[2] for m in marks if m[0] <= t < m[1]), None)
+        fig.set_facecolor(MARK_COLOR if label is not None else "white")
+        marker.set_text(f"[{label[:40]}]" if label else "")
         canvas.draw()
         frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
     return np.stack(frames)
@@ -199,8 +210,11 @@ def write_frames(frames: np.ndarray, path: str | Path, *, fps: float) -> Path:
 
 
 def save_video(
-    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = ""
+    joints: np.ndarray, path: str | Path, *, fps: float = 20.0, skeleton: SkeletonSpec = T2M_SKELETON, title: str = "",
+    marks: tuple[tuple[int, int, str], ...] = (),
 ) -> Path:
-    """Write a stick-figure preview, one video frame per motion frame; the extension (.mp4 or .gif) picks the format."""
+    """Write a stick-figure preview, one video frame per motion frame; the extension (.mp4 or .gif) picks the
+    format (``marks``: see `render_frames`)."""
     check_video_path(path)
-    return write_frames(render_frames(joints, skeleton=skeleton, title=title, fps=fps), path, fps=fps)
+    frames = render_frames(joints, skeleton=skeleton, title=title, fps=fps, marks=tuple(marks))
+    return write_frames(frames, path, fps=fps)

@@ -269,6 +269,8 @@ class ResidualTransformer(nn.Module):
         generator: torch.Generator | None = None,
         fused_cfg: bool = False,
         fast_options: FastPathOptions | None = None,
+        keep_codes: torch.Tensor | None = None,
+        keep_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict layers 1..Q-1 one after another (§4.4), always with Gumbel-argmax sampling.
 
@@ -283,6 +285,9 @@ class ResidualTransformer(nn.Module):
                 batch of 2B, prefix tokens built once, ``torch.inference_mode``); same weights and
                 random draws, so in float32 it returns the reference's tokens.
             fast_options: execution options of the fast path (encoder kernel; GPU bf16 / compile).
+            keep_codes, keep_mask: editing. (B, N, Q) source ids and (B, N) bool: at kept positions every
+                residual layer is the source's (so the later layers read the source's history there)
+                and only the other positions are predicted. The draws keep their full shapes.
         Returns:
             (B, N, Q) long ids; -1 at padding and wherever the pad class was sampled (decoded as a zero code).
         """
@@ -295,6 +300,7 @@ class ResidualTransformer(nn.Module):
         ids = torch.where(padding | (base_ids < 0), self.pad_id, base_ids.long())
         if bool((ids > self.pad_id).any()):
             raise TransformerShapeError(f"base_ids must lie in [0, {self.num_tokens}), got max {int(ids.max())}")
+        keep = self._kept(keep_codes, keep_mask, padding)
         was_training = self.training
         self.eval()
         try:
@@ -313,6 +319,8 @@ class ResidualTransformer(nn.Module):
                     filtered = top_k_filter(logits, topk_filter_thres)
                     sampled = gumbel_sample(filtered, temperature=temperature, generator=generator)
                     ids = torch.where(padding, self.pad_id, sampled)
+                    if keep is not None:
+                        ids = torch.where(keep[1], keep[0][..., j], ids)
                     layers.append(ids)
         finally:
             self.train(was_training)
@@ -330,6 +338,24 @@ class ResidualTransformer(nn.Module):
         return self.output_process.per_position(hidden[:, 2:])
 
     # ------------------------------------------------------------------ helpers
+    def _kept(
+        self, keep_codes: torch.Tensor | None, keep_mask: torch.Tensor | None, padding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(source ids with pad_id for -1, kept positions) or None when nothing is kept."""
+        if keep_mask is None:
+            return None
+        batch, n = padding.shape
+        if keep_mask.shape != (batch, n) or keep_mask.dtype != torch.bool:
+            raise TransformerShapeError(f"keep_mask must be bool of shape ({batch}, {n}), got {tuple(keep_mask.shape)}")
+        if keep_codes is None or keep_codes.shape != (batch, n, self.num_quantizers):
+            got = None if keep_codes is None else tuple(keep_codes.shape)
+            raise TransformerShapeError(f"keep_codes must be ({batch}, {n}, {self.num_quantizers}), got {got}")
+        codes = keep_codes.long().to(padding.device)
+        codes = torch.where(codes < 0, self.pad_id, codes)
+        if bool((codes > self.pad_id).any()):
+            raise TransformerShapeError(f"keep_codes must lie in [-1, {self.num_tokens})")
+        return codes, keep_mask.to(padding.device) & ~padding
+
     def _check_history(self, history_sum: torch.Tensor, padding_mask: torch.Tensor) -> tuple[int, int]:
         if history_sum.ndim != 3 or history_sum.shape[-1] != self.code_dim:
             raise TransformerShapeError(f"history_sum must be (B, N, {self.code_dim}), got {tuple(history_sum.shape)}")

@@ -320,8 +320,19 @@ def top_k_filter(logits: torch.Tensor, thres: float) -> torch.Tensor:
 def gumbel_sample(
     logits: torch.Tensor, *, temperature: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """argmax(logits / max(temperature, 1e-10) + Gumbel noise) along the last axis."""
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    """argmax(logits / max(temperature, 1e-10) + Gumbel noise) along the last axis.
+
+    For (B, N, C) logits the uniform numbers are drawn in (B, C, N) element order, then viewed as
+    (B, N, C): the official code samples from a permuted view of its (B, C, N) logits and fills the
+    noise with ``zeros_like(...).uniform_()``, which keeps that memory layout. Drawing in the same
+    order makes a seed give the official tokens.
+    """
+    if logits.ndim == 3:
+        batch, n, classes = logits.shape
+        uniform = torch.rand((batch, classes, n), generator=generator, device=logits.device,
+                             dtype=logits.dtype).transpose(1, 2)
+    else:
+        uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     neg_log_u = -torch.log(uniform.clamp(min=1e-20))
     noise = -torch.log(neg_log_u.clamp(min=1e-20))
     return (logits / max(temperature, 1e-10) + noise).argmax(dim=-1)

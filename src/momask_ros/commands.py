@@ -1,20 +1,22 @@
 """Text commands for the MoMask node: parsing, validation and burst control (pure, no ROS).
 
-A command is what a user publishes on the command topic. It is free text describing a motion,
-optionally followed by options that say how long and how fast to play it.
+A command is what a user publishes on the command topic: free text describing a motion, optionally
+followed by options that say how long and how fast to play it, or a sequence of such segments.
+The syntax is `momask_model.prompt`'s, the same as ``momask-generate --text`` (one syntax for the CLI
+and the node)::
 
-Syntax (documented in the README as well)::
-
-    <description> [length=<L>] [speed=<S>] [seed=<N>]
+    <description> [length=<L>] [speed=<S>] [seed=<N>] [| <description> [options] ...]
     <description>#<frames>
 
 * ``length`` is the motion length: ``4s`` / ``4.5s`` (seconds) or ``80`` / ``80f`` (frames at the
-  model's frame rate). Without a length, the node's ``length_s`` parameter applies, or the model's
-  length estimator when that is 0.
+  model's frame rate), rounded to the nearest 4-frame token unit. Without a length, the node's
+  ``length_s`` parameter applies, or the model's length estimator when that is 0.
 * ``speed`` scales playback time (``2`` plays twice as fast, ``0.5`` half as fast); the generated
   motion is unchanged, only resampled.
 * ``seed`` makes one command reproducible (an integer >= 0).
 * ``text#120`` is a shorthand for ``length=120`` (frames), as in HumanML3D prompt files.
+* `` | `` separates the segments of a sequence (`parse_sequence_command`); with a model trained on
+  single skills (``MoMask.then_separates_segments``), ``then`` between clauses does too.
 
 Options are ``name=value`` tokens at the end of the text, in any order, each at most once. A
 trailing ``name=value`` token with an unknown name is an error rather than text, so a typo such as
@@ -31,10 +33,11 @@ first few through and folds the rest into the newest one, which runs when the bu
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from momask_model.prompt import PromptError, parse_sequence
 
 __all__ = [
     "BurstLimiter",
@@ -43,6 +46,7 @@ __all__ = [
     "MotionCommand",
     "Offer",
     "parse_command",
+    "parse_sequence_command",
     "preview",
 ]
 
@@ -61,10 +65,6 @@ REASONS = (
 # are rejected for the same reason: they make a log line read differently from what was sent.
 _WHITESPACE_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_OPTION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(\S*)$")
-_HASH_RE = re.compile(r"^(.*?)\s*#\s*([^#\s]+)\s*$", re.DOTALL)
-_LENGTH_RE = re.compile(r"^([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|f)?$")
-_OPTIONS = ("length", "speed", "seed")
 
 
 class CommandRejected(ValueError):
@@ -172,106 +172,57 @@ def _check_characters(text: str) -> None:
             )
 
 
-def _parse_number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise CommandRejected("bad_number", f"{name}={value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise CommandRejected("bad_number", f"{name}={value!r} is not a finite number")
-    return number
+def _limits_kwargs(limits: CommandLimits) -> dict:
+    return dict(
+        fps=limits.fps, unit=limits.unit_frames, min_frames=limits.min_frames, max_frames=limits.max_frames,
+        min_speed=limits.min_speed, max_speed=limits.max_speed, max_chars=limits.max_chars,
+    )
 
 
-def _parse_length(value: str, limits: CommandLimits) -> int:
-    match = _LENGTH_RE.match(value.strip().lower())
-    if match is None:
-        if value.strip().lower().rstrip("sf") in ("nan", "inf", "-inf", "infinity"):
-            raise CommandRejected("bad_number", f"length={value!r} is not a finite number")
-        raise CommandRejected(
-            "bad_number", f"length={value!r} is not a length; use seconds ('4s') or frames ('80' or '80f')"
-        )
-    number, unit = float(match.group(1)), match.group(2) or "f"
-    frames = number * limits.fps if unit == "s" else number
-    if unit == "f" and not float(number).is_integer():
-        raise CommandRejected("bad_number", f"length={value!r}: a frame count must be an integer")
-    lo, hi = limits.min_frames, limits.max_frames
-    if not lo <= frames <= hi:
-        raise CommandRejected(
-            "out_of_range",
-            f"length={value!r} is {frames:g} frames; accepted {lo}..{hi} frames "
-            f"({lo / limits.fps:g}..{hi / limits.fps:g} s)",
-        )
-    unit_frames = limits.unit_frames
-    return int(max(lo, min(hi, math.floor(frames / unit_frames + 0.5) * unit_frames)))
-
-
-def _parse_option(name: str, value: str, limits: CommandLimits) -> tuple[str, float | int]:
-    if name == "length":
-        return name, _parse_length(value, limits)
-    if name == "speed":
-        speed = _parse_number(name, value)
-        if not limits.min_speed <= speed <= limits.max_speed:
-            raise CommandRejected(
-                "out_of_range", f"speed={value!r} is outside {limits.min_speed:g}..{limits.max_speed:g}"
-            )
-        return name, speed
-    if name == "seed":
-        if not value.isdigit() or len(value) > 19:
-            raise CommandRejected("bad_number", f"seed={value!r} is not an integer in 0..2^63-1")
-        seed = int(value)
-        if seed >= 2**63:
-            raise CommandRejected("out_of_range", f"seed={value!r} is not an integer in 0..2^63-1")
-        return name, seed
-    raise CommandRejected("bad_option", f"unknown option {name!r}; known options are {', '.join(_OPTIONS)}")
-
-
-def parse_command(raw: str | bytes, limits: CommandLimits | None = None) -> MotionCommand:
-    """Validate one raw message and split it into description and options.
+def parse_sequence_command(
+    raw: str | bytes, limits: CommandLimits | None = None, *, then_separates: bool = False
+) -> tuple[MotionCommand, ...]:
+    """Validate one raw message and split it into its segments (one for a plain command).
 
     Args:
         raw: the message as received (``str``, or ``bytes`` when the transport could not decode it).
-        limits: bounds to enforce; defaults to `CommandLimits()`.
+        limits: bounds to enforce (per segment); defaults to `CommandLimits()`.
+        then_separates: ``then`` between clauses separates segments (``MoMask.then_separates_segments``).
 
     Returns:
-        The validated `MotionCommand`.
+        One validated `MotionCommand` per segment, in order.
 
     Raises:
-        CommandRejected: with ``reason`` naming what is wrong (see module docstring).
+        CommandRejected: with ``reason`` naming what is wrong and the message naming the segment.
     """
     limits = limits or CommandLimits()
     text = _decode(raw, limits)
     _check_characters(text)
-    words = text.split()
-    if not words:
+    if not text.split():
         raise CommandRejected("empty", "command is empty")
+    try:
+        segments = parse_sequence(text, then_separates=then_separates, **_limits_kwargs(limits))
+    except PromptError as exc:
+        message = str(exc)
+        if exc.segment is None and exc.reason == "empty":
+            message = "command has options but no description" if "options" in message else "command is empty"
+        raise CommandRejected(exc.reason, message) from None
+    return tuple(MotionCommand(s.text, s.length_frames, s.speed, s.seed) for s in segments)
 
-    options: dict[str, float | int] = {}
-    while words:
-        match = _OPTION_RE.match(words[-1])
-        if match is None:
-            break
-        name, value = match.group(1).lower(), match.group(2)
-        if name in options:
-            raise CommandRejected("bad_option", f"option {name!r} given twice")
-        options.update([_parse_option(name, value, limits)])
-        words.pop()
-    text = " ".join(words)
-    hashed = _HASH_RE.match(text)
-    if hashed is not None:
-        if "length" in options:
-            raise CommandRejected("bad_option", "length given twice ('#' shorthand and length=)")
-        text = hashed.group(1)
-        options["length"] = _parse_length(hashed.group(2), limits)
-    if not text.strip():
-        raise CommandRejected("empty", "command has options but no description")
-    if len(text) > limits.max_chars:
-        raise CommandRejected("too_long", f"description has {len(text)} characters; the limit is {limits.max_chars}")
-    return MotionCommand(
-        text=text,
-        length_frames=int(options["length"]) if "length" in options else None,
-        speed=float(options.get("speed", 1.0)),
-        seed=int(options["seed"]) if "seed" in options else None,
-    )
+
+def parse_command(raw: str | bytes, limits: CommandLimits | None = None) -> MotionCommand:
+    """Validate one raw message holding a single motion (see `parse_sequence_command` for sequences).
+
+    Raises:
+        CommandRejected: with ``reason`` naming what is wrong (see module docstring); a sequence of
+            several segments is rejected as ``bad_option``.
+    """
+    commands = parse_sequence_command(raw, limits)
+    if len(commands) != 1:
+        raise CommandRejected(
+            "bad_option", f"command is a sequence of {len(commands)} segments; this entry point takes one motion"
+        )
+    return commands[0]
 
 
 T = TypeVar("T")

@@ -1,14 +1,20 @@
 """`momask_node`: text commands in, robot joint motion out (ROS 2, rclpy).
 
 The node is a thin shell around `momask_ros.pipeline`: it declares and validates parameters, turns
-messages into `MotionCommand`s (`momask_ros.commands`), runs generation and retargeting on a worker
-thread so the executor stays responsive, and at the control rate publishes whatever the active
-playback says. Every message is converted by `momask_ros.messages`.
+messages into `MotionCommand`s (`momask_ros.commands`), hands them to `momask_ros.producer` (a
+generation worker and a retargeting worker, so the executor stays responsive and a command's
+generation never waits behind retargeting), and at the control rate publishes whatever the active
+playback (`momask_ros.players`) says. Every message is converted by `momask_ros.messages`.
+
+Switching: a command arriving while a motion plays is generated as a continuation of it from a
+switch time a little ahead and joins it without a blend (``switch_mode=continue``); queue mode
+continues at the end of the current motion; long motions and sequences stream window by window.
+Statuses say how each motion started (``switch``: start, continue, blend + ``switch_reason``).
 
 Threads: the executor thread runs subscriptions and the control timer (and is the only thread that
-publishes); one worker thread loads/warms up the model and produces clips. They share a few
-deques under one lock. No callback lets an exception escape: a bad message becomes a ``rejected``
-status, an internal failure an ``error`` status, and the node keeps serving.
+publishes); the producer's workers generate and retarget. No callback lets an exception escape: a
+bad message becomes a ``rejected`` status, an internal failure an ``error`` status, and the node
+keeps serving.
 
 Topics (defaults; names are relative to the node's namespace and set by parameters):
 
@@ -21,9 +27,10 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
 * out ``base_pose`` geometry_msgs/PoseStamped: the floating base (after the first motion).
 * out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
   rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
-  (``generation_ms``, ``latency_ms`` = command received -> first JointState of its motion), and with
-  ``physical_checks`` a ``physical`` summary (torque ratio, ZMP, feet, self-collision) in ``done`` or
-  in the ``rejected`` (reason ``physically_infeasible``) of a motion refused under ``reject``.
+  (``wait_ms`` = accepted -> generation started, ``generation_ms``, ``latency_ms`` = command received
+  -> first JointState of its motion, ``stamp_s`` = that JointState's stamp), ``switch``. Each
+  command ends with exactly one of done, rejected or stopped (a stop lists the commands it
+  dropped in ``dropped_ids``).
 * out ``momask/human_skeleton`` visualization_msgs/MarkerArray: the generated human, for RViz.
 
 With ``record`` set to a folder, each played motion is also written there as an MCAP bag of what was
@@ -35,9 +42,8 @@ import collections
 import math
 import struct
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -52,7 +58,7 @@ from std_msgs.msg import Empty, String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from .commands import BurstLimiter, CommandLimits, CommandRejected, MotionCommand, parse_command, preview
+from .commands import BurstLimiter, CommandLimits, CommandRejected, parse_sequence_command, preview
 from .messages import (
     joint_state_msg,
     joint_trajectory_msg,
@@ -61,17 +67,11 @@ from .messages import (
     status_msg,
     status_payload,
 )
+from .pipeline import MotionPipeline
+from .players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
+from .producer import Job, MotionProducer
 from .recording import MotionRecorder
-from .pipeline import (
-    BlendToPosePlayback,
-    HoldPlayback,
-    MotionClip,
-    MotionPipeline,
-    MotionPlayback,
-    RobotPose,
-    Sample,
-    StopPlayback,
-)
+from .state import RobotPose, Sample
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
 
@@ -170,8 +170,11 @@ PARAMETERS: dict[str, _Param] = {
                          check=_one_of("preempt", "queue")),
     "max_queue": _Param(4, "commands waiting in queue mode (older ones beyond it are rejected)", read_only=False,
                         check=_int_at_least(1)),
-    "blend_s": _Param(0.5, "blend from the current pose into a new motion [s]", read_only=False,
+    "blend_s": _Param(0.5, "blend from the current pose into a motion that starts afresh [s]", read_only=False,
                       check=_non_negative),
+    "switch_mode": _Param("continue", "continue: a new motion continues the playing one without a blend; "
+                          "blend: it starts afresh and blends in over blend_s", read_only=False,
+                          check=_one_of("continue", "blend")),
     "stop_blend_s": _Param(0.15, "deceleration time of a stop [s]", read_only=False, check=_non_negative),
     "rest_blend_s": _Param(1.5, "return-to-rest duration when idle_behavior=rest [s]", read_only=False,
                            check=_non_negative),
@@ -184,16 +187,6 @@ PARAMETERS: dict[str, _Param] = {
     "chunk_frames": _Param(20, "frames retargeted per chunk (smaller = earlier first JointState)",
                            check=_int_at_least(2)),
     "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
-    "physical_checks": _Param("warn", "physical checks of each motion (momask_ros.physical_checks): off; warn = "
-                              "summary in the done status; reject = retarget fully first, refuse motions over "
-                              "the torque limits or out of balance", read_only=False,
-                              check=_one_of("off", "warn", "reject")),
-    "physical_max_torque_ratio": _Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
-                                        check=_positive),
-    "physical_min_zmp_inside": _Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "
-                                      "samples than this fraction", read_only=False, check=_non_negative),
-    "physical_max_zmp_outside_m": _Param(0.1, "reject when the ZMP ever goes further outside the support "
-                                         "polygon [m]", read_only=False, check=_non_negative),
 }
 
 
@@ -235,17 +228,6 @@ def decode_string_cdr(payload: bytes) -> bytes:
     return data[:-1] if data.endswith(b"\x00") else data
 
 
-# --------------------------------------------------------------------------- jobs
-@dataclass
-class _Job:
-    id: int
-    command: MotionCommand
-    received_s: float
-    cancelled: bool = False
-    clip: MotionClip | None = None
-    fields: dict = field(default_factory=dict)
-
-
 class MomaskNode(Node):
     """Text -> humanoid motion node. See the module docstring for topics, `PARAMETERS` for parameters.
 
@@ -255,6 +237,9 @@ class MomaskNode(Node):
         node_name: ROS node name.
         **node_kwargs: passed to ``rclpy.node.Node`` (``context``, ``namespace``, ``parameter_overrides``...).
     """
+
+    #: Longest stall of the control loop whose missed samples are still published [s].
+    CATCH_UP_S = 1.0
 
     def __init__(self, *, pipeline: MotionPipeline | None = None, node_name: str = "momask_node", **node_kwargs: Any):
         super().__init__(node_name, **node_kwargs)
@@ -290,26 +275,25 @@ class MomaskNode(Node):
         space = pipeline.joint_space
         self._names = list(space.names)
 
-        # shared state (executor thread <-> worker thread)
-        self._lock = threading.Condition()
-        self._inbox: collections.deque[_Job] = collections.deque()
-        self._ready: collections.deque[_Job] = collections.deque()
+        # statuses are queued by every thread and published by the executor thread
         self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=10_000)
-        self._current_job: _Job | None = None
-        self._shutdown = False
-        self._model_ready = not self._p["warm_up"]
         self._next_id = 0
+        self._producer = MotionProducer(
+            pipeline, report=lambda state, job, fields: self._status(state, job, **fields),
+            options=lambda: {"queue_mode": self._p["queue_mode"], "switch_mode": self._p["switch_mode"],
+                             "control_period_s": self._tick_dt})
 
         # executor-thread state
-        self._limiter: BurstLimiter[_Job] = BurstLimiter(rate_hz=self._p["command_rate"], burst=self._p["command_burst"])
+        self._limiter: BurstLimiter[Job] = BurstLimiter(rate_hz=self._p["command_rate"], burst=self._p["command_burst"])
         self._active: Any = HoldPlayback(RobotPose(space.rest.copy(), base_valid=False))
-        self._active_job: _Job | None = None
+        self._active_job: Job | None = None
         self._t0 = self._now_s()
         self._t_served = 0.0
         self._last: Sample = self._active.sample(0.0)
         self._playing_sent = False
         self._trajectory_sent = False
         self._last_marker_s = -math.inf
+        self._last_pub_s: float | None = None
         self._tick_dt = 1.0 / self._p["control_rate"]
 
         # ROS interfaces
@@ -333,8 +317,7 @@ class MomaskNode(Node):
                 on_error=lambda reason: self._status("error", reason="record_failed", detail=reason[:300]))
         self._timer = self.create_timer(self._tick_dt, self._on_tick)
 
-        self._worker = threading.Thread(target=self._work, name="momask_worker", daemon=True)
-        self._worker.start()
+        self._producer.start(warm_up=self._p["warm_up"])
         self.get_logger().info(
             f"momask_node up: {len(self._names)} joints at {self._p['control_rate']:g} Hz on "
             f"{self.resolve_topic_name(self._p['joint_state_topic'])}; commands on "
@@ -378,7 +361,7 @@ class MomaskNode(Node):
             self._limiter.burst = int(self._p["command_burst"])
         return SetParametersResult(successful=True)
 
-    def _status(self, state: str, job: _Job | None = None, **fields: Any) -> None:
+    def _status(self, state: str, job: Job | None = None, **fields: Any) -> None:
         """Queue a status for publishing by the executor thread (workers never publish)."""
         if job is not None:
             fields = {"id": job.id, "text": preview(job.command.text), **fields}
@@ -415,12 +398,18 @@ class MomaskNode(Node):
             self._status("rejected", id=cid, reason="malformed", detail=str(exc))
             return
         try:
-            command = parse_command(raw, self._limits)
+            commands = parse_sequence_command(raw, self._limits, then_separates=self.pipeline.then_separates)
         except CommandRejected as exc:
             self._status("rejected", id=cid, text=preview(raw), reason=exc.reason, detail=str(exc))
             return
-        job = _Job(cid, command, now)
-        unknown = self.pipeline.unknown_words(command.text)
+        job = Job(cid, commands[0], now)
+        if len(commands) > 1:  # a sequence: one job per segment, each continuing the one before
+            for command in commands[1:]:
+                self._next_id += 1
+                job.sequence.append(Job(self._next_id, command, now, after=(job.sequence or [job])[-1]))
+            for k, seg in enumerate([job, *job.sequence]):
+                seg.fields.update(segment=k + 1, segments=len(commands))
+        unknown = sorted({w for c in commands for w in self.pipeline.unknown_words(c.text)})
         if unknown:
             # Only closed-vocabulary encoders (the offline demo model) report unknown words; generating
             # from the remaining words would be a silent guess, so say what is unknown and what is known.
@@ -434,131 +423,45 @@ class MomaskNode(Node):
         if offer.admitted is not None:
             self._enqueue(offer.admitted)
 
-    def _enqueue(self, job: _Job) -> None:
-        with self._lock:
-            if self._p["queue_mode"] == "preempt":
-                while self._inbox:
-                    old = self._inbox.popleft()
-                    self._status("rejected", old, reason="superseded", detail=f"preempted by command {job.id}")
-                current = self._current_job
-                if current is not None and current.clip is None:
-                    current.cancelled = True  # still generating: its result would be preempted at once
-            elif len(self._inbox) + len(self._ready) >= self._p["max_queue"]:
-                self._status("rejected", job, reason="queue_full", detail=f"{self._p['max_queue']} commands waiting")
-                return
-            self._inbox.append(job)
-            self._lock.notify_all()
-        self._status("accepted", job, **job.fields)
+    def _enqueue(self, job: Job) -> None:
+        """A command is accepted here (the place for checks that gate acceptance)."""
+        if self._p["queue_mode"] == "queue" and self._producer.waiting() >= self._p["max_queue"]:
+            self._status("rejected", job, reason="queue_full", detail=f"{self._p['max_queue']} commands waiting")
+            return
+        for item in (job, *job.sequence):
+            self._status("accepted", item, **item.fields)
+        self._producer.submit(job)
 
     def _on_stop(self, _msg: Empty) -> None:
         try:
-            dropped = []
-            with self._lock:
-                dropped.extend(self._inbox)
-                dropped.extend(self._ready)
-                self._inbox.clear()
-                self._ready.clear()
-                if self._current_job is not None:
-                    self._current_job.cancelled = True
+            dropped = self._producer.stop()
             pending = self._limiter.clear()
             if pending is not None:
                 dropped.append(pending)
-            for job in dropped:
-                self._status("rejected", job, reason="stopped")
             stopped = self._active_job
             if stopped is not None:
                 stopped.cancelled = True
             self._start(StopPlayback(self._last, self.pipeline.joint_space, stop_s=self._p["stop_blend_s"]), None)
-            self._status("stopped", stopped, dropped=len(dropped))
+            self._status("stopped", stopped, dropped=len(dropped), dropped_ids=[j.id for j in dropped])
         except Exception as exc:
             self._status("error", reason="internal", detail=f"{type(exc).__name__}: {exc}"[:200])
 
-    # ------------------------------------------------------------------ worker thread
-    def _work(self) -> None:
-        if not self._model_ready:
-            try:
-                ms = self.pipeline.warm_up()
-                self._status("ready", warmup_ms=round(ms, 1))
-            except Exception as exc:
-                self._status("error", reason="warm_up_failed", detail=str(exc)[:300])
-            with self._lock:
-                self._model_ready = True
-        else:
-            self._status("ready")
-        while True:
-            with self._lock:
-                while not self._inbox and not self._shutdown:
-                    self._lock.wait(0.5)
-                if self._shutdown:
-                    return
-                job = self._inbox.popleft()
-                self._current_job = job
-            try:
-                self._produce(job)
-            except Exception as exc:
-                self._status("rejected", job, reason="generation_failed", detail=str(exc)[:300])
-            finally:
-                with self._lock:
-                    self._current_job = None
-
-    def _produce(self, job: _Job) -> None:
-        self._status("generating", job)
-        motion = self.pipeline.generate(job.command)
-        job.fields.update(generation_ms=round(motion.generation_ms, 1), seed=motion.seed)
-        if job.cancelled:
-            self._status("rejected", job, reason="superseded" if not self._shutdown else "shutdown")
-            return
-        clip = self.pipeline.new_clip(motion)
-        job.clip = clip
-        mode = self._p["physical_checks"] if self._checker() is not None else "off"
-        if mode == "reject":  # a safety gate: nothing plays before the whole motion passed
-            self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
-            failures = self._check_clip(job)
-            if failures:
-                self._status("rejected", job, reason="physically_infeasible", detail="; ".join(failures)[:300],
-                             physical=job.fields.pop("physical"))
-                return
-        with self._lock:
-            if self._p["queue_mode"] == "preempt":
-                self._ready.clear()
-            self._ready.append(job)
-        if mode != "reject":
-            self.pipeline.fill_clip(motion, clip, cancelled=lambda: job.cancelled or self._shutdown)
-        if mode == "warn":
-            self._check_clip(job)
-
-    def _checker(self) -> Any:
-        """The physical checker of the pipeline's robot (None for retargeters without a robot model)."""
-        if not hasattr(self, "_physical_checker"):
-            from .physical_checks import MotionChecker
-            from .robot import Robot
-
-            robot = getattr(self.pipeline.retargeter, "robot", None)
-            self._physical_checker = MotionChecker(robot) if isinstance(robot, Robot) else None
-        return self._physical_checker
-
-    def _check_clip(self, job: _Job) -> list[str]:
-        """Run the physical checks on a filled clip; the summary goes into the job's status fields."""
-        times, positions, base, quat = job.clip.samples()
-        from .physical_checks import Thresholds
-
-        report = self._checker().check(times, positions, base, quat)
-        p = self._p
-        summary = report.summary(Thresholds(max_torque_ratio=p["physical_max_torque_ratio"],
-                                            min_zmp_inside=p["physical_min_zmp_inside"],
-                                            max_zmp_outside_m=p["physical_max_zmp_outside_m"]))
-        job.fields["physical"] = summary
-        return summary["failures"]
-
     # ------------------------------------------------------------------ control loop
-    def _start(self, playback: Any, job: _Job | None) -> None:
+    def _start(self, playback: Any, job: Job | None) -> None:
+        if job is None and self._active_job is not None:
+            self._producer.ended()
         self._active = playback
         self._active_job = job
         self._t0 = self._now_s()
         self._t_served = 0.0
         self._playing_sent = False
         self._trajectory_sent = False
-        if self._recorder is not None and job is not None:
+        if job is not None:
+            self._begin(job)
+
+    def _begin(self, job: Job) -> None:
+        """A motion starts playing (afresh, or at a switch): the place for what follows a motion."""
+        if self._recorder is not None:
             path = self._recorder.open(job.id, job.command.text)
             if path is not None:
                 job.fields["bag"] = str(path)
@@ -568,14 +471,6 @@ class MomaskNode(Node):
         if self._recorder is not None and self._active_job is not None:
             ns = stamp.sec * 1_000_000_000 + stamp.nanosec
             self._recorder.write(self._active_job.id, publisher.topic_name, msg, ns)
-
-    def _next_ready(self, preempt: bool) -> _Job | None:
-        with self._lock:
-            if not self._ready:
-                return None
-            if preempt or self._active_job is None:
-                return self._ready.popleft()
-        return None
 
     def _on_tick(self) -> None:
         try:
@@ -596,22 +491,27 @@ class MomaskNode(Node):
         released = self._limiter.poll(now)
         if released is not None:
             self._enqueue(released)
+        self._catch_up(now)
 
-        job = self._next_ready(self._p["queue_mode"] == "preempt")
-        if job is not None:
+        job = self._producer.pop_ready(preempt=self._p["queue_mode"] == "preempt", idle=self._active_job is None)
+        if job is not None:  # a motion that starts afresh: blend into it from the current pose
             if self._active_job is not None and self._active_job is not job:
-                self._active_job.cancelled = True
+                self._active_job.stop_generating = True
                 self._status("done", self._active_job, preempted_by=job.id)
             self._start(MotionPlayback(job.clip, self._last.pose(), speed=job.command.speed,
                                        blend_s=self._p["blend_s"]), job)
+            self._producer.playing(job)
 
         t = now - self._t0
+        if isinstance(self._active, MotionPlayback):
+            self._follow_segments(t)
         sample = self._active.sample(t)
         served = sample is not None
         if sample is None:
             failed = getattr(getattr(self._active, "clip", None), "failed", None)
             if failed is not None:
-                self._status("rejected", self._active_job, reason="retarget_failed", detail=str(failed)[:300])
+                if self._active_job is not None and not self._active_job.cancelled:
+                    self._status("rejected", self._active_job, reason="retarget_failed", detail=str(failed)[:300])
                 self._start(HoldPlayback(self._last.pose()), None)
                 sample = self._active.sample(0.0)
             else:
@@ -626,8 +526,9 @@ class MomaskNode(Node):
             self._playing_sent = True
             job = self._active_job
             latency = (now - job.received_s) * 1e3
-            self._status("playing", job, latency_ms=round(latency, 1), duration_s=round(self._active.duration_s, 3),
-                         **job.fields)
+            switch = {"switch": job.switch, **({"switch_reason": job.switch_reason} if job.switch_reason else {})}
+            self._status("playing", job, latency_ms=round(latency, 1), stamp_s=round(now, 4),
+                         duration_s=round(job.command_duration_s(self._active.clip.fps), 3), **switch, **job.fields)
 
         moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
         if moving or self._p["publish_when_idle"]:
@@ -641,23 +542,64 @@ class MomaskNode(Node):
         if self._active.finished(t):
             self._finish_active(sample)
 
+    def _catch_up(self, now: float) -> None:
+        """A tick that ran late (a loaded CPU) first publishes the samples of the control periods it
+        missed, stamped at their own times, so the stream neither drops nor repeats a period (up to
+        `CATCH_UP_S`: a sim clock that jumps is not replayed)."""
+        dt, last = self._tick_dt, self._last_pub_s
+        if last is None or not 1.5 * dt < now - last < self.CATCH_UP_S:
+            return
+        if not (self._active_job is not None or not isinstance(self._active, HoldPlayback)
+                or self._p["publish_when_idle"]):
+            return
+        clock_type = self.get_clock().clock_type
+        k = last + dt
+        while now - k > 0.5 * dt:
+            sample = self._active.sample(k - self._t0)
+            if sample is None:
+                return
+            self._publish_sample(sample, k, Time(nanoseconds=int(round(k * 1e9)), clock_type=clock_type).to_msg())
+            self._last = sample
+            k += dt
+
+    def _follow_segments(self, t: float) -> None:
+        """Continuations join the playing clip: at each switch, the next job is the one playing."""
+        play, job = self._active, self._active_job
+        if job is None or job.session is None:
+            return
+        clip_t = play.clip_time(t)
+        frame = clip_t * play.clip.fps
+        upcoming = self._producer.next_segment(job.session, job)
+        if upcoming is not None and "reaction_ms" not in upcoming.fields and clip_t >= upcoming.cut_s:
+            # the first JointState the new command changes (the retargeter's smoothing starts the
+            # switch a few frames before the new motion's first frame)
+            upcoming.fields["reaction_ms"] = round((self._t0 + t - upcoming.received_s) * 1e3, 1)
+        current = self._producer.segment_at(job.session, frame)
+        if current is None or current is job:
+            return
+        if frame < job.end_frame - 1e-6:
+            self._status("done", job, preempted_by=current.id, **job.fields)
+        else:
+            self._status("done", job, duration_s=round(job.command_duration_s(play.clip.fps), 3), **job.fields)
+        self._active_job = current
+        self._playing_sent = False
+        self._trajectory_sent = False
+        play.change_speed(t, current.command.speed)
+        self._producer.playing(current)
+        self._begin(current)
+
     def _finish_active(self, sample: Sample) -> None:
         job = self._active_job
         if job is not None:
-            self._status("done", job, duration_s=round(self._active.duration_s, 3),
+            self._status("done", job, duration_s=round(job.command_duration_s(self._active.clip.fps), 3),
                          retarget_ms=round(job.clip.retarget_ms, 1), **job.fields)
-        with self._lock:
-            has_next = bool(self._ready)
-        if has_next:
-            self._start(HoldPlayback(sample.pose()), None)
-            return
+        self._start(HoldPlayback(sample.pose()), None)
         if job is not None and self._p["idle_behavior"] == "rest":
             self._start(BlendToPosePlayback(sample.pose(), self.pipeline.joint_space.rest,
                                             self.pipeline.joint_space, duration_s=self._p["rest_blend_s"]), None)
-        elif not isinstance(self._active, HoldPlayback):
-            self._start(HoldPlayback(sample.pose()), None)
 
     def _publish_sample(self, sample: Sample, now_s: float, stamp: Any) -> None:
+        self._last_pub_s = now_s
         msg = joint_state_msg(self._names, sample.positions, sample.velocities, stamp)
         self._js_pub.publish(msg)
         self._record(self._js_pub, msg, stamp)
@@ -681,10 +623,12 @@ class MomaskNode(Node):
     def _publish_trajectory(self) -> None:
         if self._traj_pub is None:
             return
-        times, positions, velocities = self._active.trajectory()
-        # time_from_start 0 is when this playback started streaming, so the controller and the
+        play, job = self._active, self._active_job
+        start = max(play.play_time(job.start_frame / play.clip.fps), 0.0)
+        times, positions, velocities = play.trajectory(from_s=start)
+        # time_from_start 0 is when this motion started streaming, so the controller and the
         # JointState stream follow the same timeline.
-        stamp = Time(nanoseconds=int(self._t0 * 1e9), clock_type=self.get_clock().clock_type).to_msg()
+        stamp = Time(nanoseconds=int((self._t0 + start) * 1e9), clock_type=self.get_clock().clock_type).to_msg()
         trajectory = joint_trajectory_msg(self._names, times, positions, velocities, stamp)
         self._traj_pub.publish(trajectory)
         self._record(self._traj_pub, trajectory, self.get_clock().now().to_msg())
@@ -692,20 +636,15 @@ class MomaskNode(Node):
     # ------------------------------------------------------------------ introspection and shutdown
     def status_snapshot(self) -> dict:
         """A small summary for tests and diagnostics."""
-        with self._lock:
-            return status_payload("ready", inbox=len(self._inbox), ready=len(self._ready),
-                                  generating=self._current_job is not None, model_ready=self._model_ready,
-                                  playing=self._active_job.id if self._active_job else None)
+        prod = self._producer
+        return status_payload("ready", waiting=prod.waiting(), generating=prod.generating is not None,
+                              model_ready=prod.model_ready, workers_alive=prod.alive,
+                              playing=self._active_job.id if self._active_job else None)
 
     def destroy_node(self) -> None:
-        if not hasattr(self, "_worker"):  # construction failed half-way
+        if not hasattr(self, "_producer"):  # construction failed half-way
             return super().destroy_node()
-        with self._lock:
-            self._shutdown = True
-            if self._current_job is not None:
-                self._current_job.cancelled = True
-            self._lock.notify_all()
-        self._worker.join(timeout=5.0)
+        self._producer.shutdown()
         if self._recorder is not None:
             self._recorder.close_all()  # an MCAP file is readable only once finished
         super().destroy_node()

@@ -43,7 +43,7 @@ MIN_SUPPORT_FRACTION = 0.2
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a motion fails the checks (the node's ``physical_checks: reject`` uses these).
+    """When a motion fails the checks (`momask-check` thresholds; a safety gate uses these).
 
     Attributes:
         max_torque_ratio: peak |torque| / effort limit allowed on any joint.

@@ -33,6 +33,7 @@ import numpy as np
 import qpsolvers
 from scipy.spatial.transform import Rotation, Slerp
 
+from .frames import human_yup_to_ros
 from .robot import HUMAN_JOINT_NAMES, ProfileError, Robot
 from .self_collision import collision_limit
 
@@ -49,12 +50,7 @@ _SIDES = ("left", "right")
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def yup_to_zup(points_yup: np.ndarray) -> np.ndarray:
-    """HumanML3D axes (Y up, facing +Z, left +X) -> ROS/MuJoCo axes (Z up, X forward, Y left).
-
-    A proper rotation (x_ros = z_h, y_ros = x_h, z_ros = y_h), never a mirror.
-    """
-    return np.asarray(points_yup)[..., [2, 0, 1]]
+yup_to_zup = human_yup_to_ros  # HumanML3D axes -> ROS/MuJoCo axes, a proper rotation (never a mirror)
 
 
 def _check_joints(joints: np.ndarray, what: str = "joints_yup") -> np.ndarray:
@@ -428,6 +424,7 @@ class RetargetStream:
         self._ik_q: list[np.ndarray] = []         # raw IK qpos per frame
         self._targets: list[np.ndarray] = []      # (K, 3) per frame
         self._contact: list[tuple[bool, bool]] = []
+        self._after_frame: list[tuple] = []        # (human frame, foot anchors) after each IK step: rewind
         self._key_q: list[np.ndarray] = []        # smoothed + floor-corrected: driven joints
         self._key_base: list[np.ndarray] = []     # base position
         self._key_quat: list[np.ndarray] = []
@@ -475,6 +472,53 @@ class RetargetStream:
             raise RuntimeError("calibrate() must come before the first push()")
         frames = yup_to_zup(_check_joints(joints_yup, "joints_yup"))
         self._calibrate(frames[: self.rt.calibration_frames])
+
+    @property
+    def frames_pushed(self) -> int:
+        return len(self._ik_q) + len(self._pending)
+
+    def _kept(self, frame: int) -> tuple[int, int, int]:
+        """(keyframes, spline pieces, grid samples) still valid when only frames [0, frame) remain."""
+        keys = min(len(self._key_q), max(0, frame - self.rt.smoothing))  # smoothing looks r frames ahead
+        pieces = min(self._n_emitted_pieces, max(0, keys - 2))           # a piece's end slope needs k + 2
+        samples = int(math.floor(pieces * self.dt * self.rt.rate_hz - 1e-9)) + 1 if pieces else 0
+        return keys, pieces, min(samples, self._next_sample)
+
+    def cut_time(self, frame: int) -> float:
+        """The time [s] from which emitted samples change if the stream is rewound to ``frame``."""
+        return self._kept(frame)[2] / self.rt.rate_hz
+
+    def rewind(self, frame: int) -> float:
+        """Forget the human frames from ``frame`` on, as if only frames [0, frame) had been pushed.
+
+        Why: a motion that continues another from its frame ``frame`` (a preempting or queued
+        command) is retargeted from the state the stream had there: calibration, IK warm start,
+        planted feet and the smoothing window carry on, so the joined motion is retargeted exactly as
+        if it had been pushed in one piece. Samples already returned from the returned time [s] on
+        are superseded by what the next pushes return (a few frames before ``frame``: the smoothing
+        and spline look-ahead). Works after `finish` too (the stream is open again).
+
+        Raises:
+            ValueError: ``frame`` is outside [0, frames pushed].
+        """
+        if not 0 <= frame <= self.frames_pushed:
+            raise ValueError(f"cannot rewind to frame {frame}: {self.frames_pushed} frames were pushed")
+        self._finished = False
+        if self._scaling is None:
+            self._pending = self._pending[:frame]
+            return 0.0
+        keys, pieces, samples = self._kept(frame)
+        del self._ik_q[frame:], self._targets[frame:], self._contact[frame:], self._after_frame[frame:]
+        del self._key_q[keys:], self._key_base[keys:], self._key_quat[keys:]
+        self._n_emitted_pieces, self._next_sample = pieces, samples
+        if frame == 0:
+            self._ik.started, self._prev_human, self._anchor = False, None, [None, None]
+        else:
+            self._ik.configuration.update(self._ik_q[-1])
+            human, anchors = self._after_frame[-1]
+            self._prev_human = human
+            self._anchor = [None if a is None else a.copy() for a in anchors]
+        return samples / self.rt.rate_hz
 
     def finish(self) -> RobotTrajectory:
         """Flush the look-ahead and return the remaining samples, ending exactly at the last frame."""
@@ -626,6 +670,7 @@ class RetargetStream:
         self._ik_q.append(q)
         self._targets.append(targets)
         self._contact.append(contacts)
+        self._after_frame.append((p, [None if a is None else a.copy() for a in self._anchor]))
 
     def _advance(self, *, final: bool) -> None:
         """Smooth + floor-correct every frame whose smoothing window is complete."""

@@ -1,0 +1,207 @@
+"""`MotionClip`: the robot motion being played, filled chunk by chunk while the control loop reads it.
+
+A clip is one continuous timeline. It starts with one motion and grows with every continuation
+of it (a preempting or queued command, the next window of a long motion, the next segment of a
+sequence). One writer (the retargeting worker) appends robot samples with their times; the reader
+(the control loop) interpolates inside the samples already written. A continuation replaces the
+tail of the clip from its cut time on (`append(..., replace_from=...)`); the clip remembers how far
+it has been read and refuses a replacement of anything already played (`SwitchTooLate`), so what
+was published is never rewritten. Robot samples may come at any rate (the retargeter's control
+rate); the human skeleton stays at the model's frame rate.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from momask_model.quaternion import qslerp
+
+from .state import JointSpace, PipelineError
+
+__all__ = ["MotionClip", "SwitchTooLate"]
+
+
+class SwitchTooLate(PipelineError):
+    """A continuation arrived after the playback passed its cut time; the caller falls back to a blend."""
+
+
+class MotionClip:
+    """Robot samples (times [s], joint positions, base position, base quaternion) plus human frames.
+
+    Args:
+        joint_space: the robot's joints (samples are clipped to its limits on arrival).
+        fps: the human motion's frame rate.
+        human_joints_ros: (T, J, 3) the first motion's human joints in ROS axes.
+        command: the command of the first motion (informational).
+        generation_ms: its generation time (informational).
+        capacity: robot samples to allocate up front (the buffer grows as needed).
+    """
+
+    def __init__(self, *, joint_space: JointSpace, fps: float, human_joints_ros: np.ndarray, command: Any = None,
+                 generation_ms: float = float("nan"), capacity: int = 256) -> None:
+        n = int(human_joints_ros.shape[0])
+        if n < 2:
+            raise PipelineError(f"a motion needs at least 2 frames, got {n}")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise PipelineError(f"fps must be positive, got {fps}")
+        self.joint_space = joint_space
+        self.fps = float(fps)
+        self.command = command
+        self.generation_ms = generation_ms
+        self.human_joints = np.asarray(human_joints_ros, dtype=np.float64)
+        cap = max(2, int(capacity))
+        self.times_s = np.zeros(cap)
+        self.positions = np.zeros((cap, len(joint_space.names)))
+        self.base_position = np.zeros((cap, 3))
+        self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (cap, 1))
+        self._ready = 0
+        self._complete = False
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._read_s = -math.inf
+        self.retarget_ms = 0.0
+        self.first_chunk_ms = float("nan")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def human_frames(self) -> int:
+        return self.human_joints.shape[0]
+
+    @property
+    def frames_ready(self) -> int:
+        """Robot samples written so far."""
+        return self._ready
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def duration_s(self) -> float:
+        """The timeline's length [s]: the last robot sample once complete, the human frames' before."""
+        if self._complete and self._ready:
+            return float(self.times_s[self._ready - 1])
+        return (self.human_frames - 1) / self.fps
+
+    @property
+    def available_s(self) -> float:
+        return float(self.times_s[self._ready - 1]) if self._ready else -math.inf
+
+    @property
+    def read_s(self) -> float:
+        """The latest clip time the reader has used [s] (-inf before the first read)."""
+        return self._read_s
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(times, positions, base positions, base quats) written so far (views)."""
+        n = self._ready
+        return self.times_s[:n], self.positions[:n], self.base_position[:n], self.base_quat_wxyz[:n]
+
+    # ------------------------------------------------------------------ writer
+    def set_human(self, frames_ros: np.ndarray, *, at_frame: int) -> None:
+        """Human frames from ``at_frame`` on are ``frames_ros`` (a continuation or the next window)."""
+        frames = np.asarray(frames_ros, dtype=np.float64)
+        if not 0 <= at_frame <= self.human_frames:
+            raise PipelineError(f"human frames continue at {at_frame}, the clip has {self.human_frames}")
+        with self._lock:
+            self.human_joints = np.concatenate([self.human_joints[:at_frame], frames])
+
+    def append(self, times_s: np.ndarray, positions: np.ndarray, base_position: np.ndarray,
+               base_quat_wxyz: np.ndarray, *, replace_from: float | None = None) -> None:
+        """Add the next robot samples; positions are clipped to the joint limits here, once.
+
+        Args:
+            replace_from: drop every sample at or after this time first (a continuation's cut), in
+                the same locked step, so the reader sees either the old tail or the new one.
+
+        Raises:
+            SwitchTooLate: ``replace_from`` is not ahead of what the reader has already used.
+            PipelineError: non-finite values or times that do not increase.
+        """
+        times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        positions = np.asarray(positions, dtype=np.float64)
+        k = times.shape[0]
+        if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position)) and np.all(np.isfinite(times))):
+            raise PipelineError(f"retargeter returned non-finite values in samples {self._ready}..{self._ready + k}")
+        with self._lock:
+            start = self._ready
+            if replace_from is not None:
+                if replace_from <= self._read_s:
+                    raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
+                start = int(np.searchsorted(self.times_s[: self._ready], replace_from, side="left"))
+                self._ready = start
+                self._complete = False
+            if k == 0:
+                return
+            prev = self.times_s[start - 1] if start else -math.inf
+            if times[0] <= prev or np.any(np.diff(times) <= 0):
+                raise PipelineError(f"retargeter sample times are not increasing at sample {start}")
+            if start + k > self.times_s.shape[0]:
+                self._grow(start + k)
+            self.times_s[start : start + k] = times
+            self.positions[start : start + k] = self.joint_space.clip(positions)
+            self.base_position[start : start + k] = base_position
+            quat = np.asarray(base_quat_wxyz, dtype=np.float64)
+            self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
+            self._ready = start + k  # publish the samples only after they are written
+
+    def _grow(self, needed: int) -> None:
+        # New arrays, old ones left intact: a reader holding the old reference still sees valid data.
+        cap = max(needed, 2 * self.times_s.shape[0])
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap,) + a.shape[1:])
+            out[: a.shape[0]] = a
+            return out
+
+        self.positions = grown(self.positions)
+        self.base_position = grown(self.base_position)
+        self.base_quat_wxyz = grown(self.base_quat_wxyz)
+        self.times_s = grown(self.times_s)
+
+    def finish(self) -> None:
+        if self._ready < 2:
+            raise PipelineError(f"retargeter produced {self._ready} samples; a motion needs at least 2")
+        self._complete = True
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+    # ------------------------------------------------------------------ reader
+    def covers(self, t_s: float) -> bool:
+        """True when the samples around clip time ``t_s`` are written (or the clip is complete)."""
+        return self._ready >= 2 and (self._complete or t_s <= self.available_s)
+
+    def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Interpolated (positions, base position, base quat, human joints) at clip time [s].
+
+        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions are
+        linear between samples, the base orientation is slerped. Marks ``t_s`` as played.
+        """
+        with self._lock:
+            self._read_s = max(self._read_s, t_s)
+            ready = self._ready
+            times = self.times_s[:ready]
+            i = int(np.searchsorted(times, t_s, side="right")) - 1
+            i = min(max(i, 0), max(ready - 2, 0))
+            j = min(i + 1, ready - 1)
+            span = times[j] - times[i]
+            a = 0.0 if span <= 0 else min(max((t_s - times[i]) / span, 0.0), 1.0)
+            pos = (1 - a) * self.positions[i] + a * self.positions[j]
+            base = (1 - a) * self.base_position[i] + a * self.base_position[j]
+            q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
+            human_all = self.human_joints
+        quat = q0 if a <= 0.0 else qslerp(q0, q1, a)
+        n = human_all.shape[0]
+        f = min(max(t_s * self.fps, 0.0), n - 1)
+        h = min(int(f), n - 2)
+        b = f - h
+        human = (1 - b) * human_all[h] + b * human_all[h + 1]
+        return pos, base, quat, human

@@ -1,0 +1,448 @@
+"""`MotionProducer`: the node's two workers, generating and retargeting, and how motions join.
+
+No ROS here: the node hands accepted jobs in, the producer hands playable clips and statuses out.
+
+* The generation worker only generates, so a command's generation starts as soon as it is accepted
+  (it never waits behind the retargeting of the clip that is playing). A long motion or a sequence
+  is generated window by window, lazily: the first window plays while the next is generated, and
+  a stop or preempt ends the generation of what has not been played.
+* The retargeting worker fills clips chunk by chunk. It yields the CPU to a running generation while
+  the playing clip has enough lead, and it drops work a newer continuation makes useless.
+* Joining: a command that arrives while a motion plays is generated as a continuation of it from a
+  switch frame a little ahead (the measured generation + first-chunk latency, rounded up to the
+  model's token unit) and retargeted by the same stream from its own state there
+  (`RetargetSession`), so playback switches without a blend. Queue mode continues at the end of the
+  last motion. When the switch time has passed once the motion is ready, or the model or retargeter
+  cannot continue, the motion starts afresh with a blend and its status says why.
+
+Statuses: whoever ends a job reports it, once. A job cancelled by a stop or superseded by a newer
+command gets no further status from the workers.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .clip import MotionClip, SwitchTooLate
+from .commands import MotionCommand
+from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
+from .state import PipelineError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Job", "MotionProducer"]
+
+
+@dataclass(eq=False)
+class Job:
+    """One accepted command on its way to the robot."""
+
+    id: int
+    command: MotionCommand
+    received_s: float                      # ROS time of arrival [s]
+    accepted_at: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False                # nothing more of it is produced or played
+    stop_generating: bool = False          # preempted while playing: no further windows
+    session: RetargetSession | None = None
+    start_frame: int = 0                   # where it starts on its session's timeline [frames]
+    motion: GeneratedMotion | None = None  # generated so far (windows joined)
+    switch: str = "start"                  # start (afresh) | continue (seamless) | blend (afresh, fallback)
+    switch_reason: str | None = None
+    fields: dict = field(default_factory=dict)
+    cut_s: float = math.inf                # clip time from which a continuation changes the samples
+    after: "Job | None" = None             # the segment before this one in a sequence
+    sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
+
+    @property
+    def clip(self) -> MotionClip | None:
+        return None if self.session is None else self.session.clip
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + (self.motion.frames if self.motion is not None else 0)
+
+    def command_duration_s(self, fps: float) -> float:
+        """How long this motion plays [s]: its last frame's time when it starts a clip, its frames'
+        span when it continues one."""
+        frames = self.command.length_frames or (self.motion.frames if self.motion is not None else 0)
+        return max(frames - (1 if self.start_frame == 0 else 0), 0) / fps / self.command.speed
+
+
+class MotionProducer:
+    """Generation and retargeting workers for the node (see the module docstring).
+
+    Args:
+        pipeline: generation and retargeting.
+        report: ``(state, job, fields)`` for statuses (called from worker threads).
+        options: ``() -> dict`` read per job: ``queue_mode`` (preempt|queue), ``switch_mode``
+            (continue|blend), ``control_period_s``.
+    """
+
+    #: The retargeting worker yields to a running generation while the clip is this far ahead [s].
+    YIELD_LEAD_S = 0.5
+    #: A long motion's next window is generated when playback comes this close to its end [s].
+    AHEAD_S = 2.0
+
+    def __init__(self, pipeline: MotionPipeline, *, report: Callable[[str, Job | None, dict], None],
+                 options: Callable[[], dict]) -> None:
+        self.pipeline = pipeline
+        self._report = report
+        self._options = options
+        self.lock = threading.Condition()
+        self._inbox: collections.deque[Job] = collections.deque()
+        self._ready: collections.deque[Job] = collections.deque()   # fresh clips for the control loop
+        self._tasks: collections.deque[tuple] = collections.deque()  # retargeting work, in order
+        self._pending: list[Job] = []          # accepted, not yet playing, not ended
+        self.session: RetargetSession | None = None  # what the control loop plays now
+        self.generating: Job | None = None
+        self.model_ready = False
+        self._shutdown = False
+        self._switch_lead_ms: collections.deque[float] = collections.deque(maxlen=8)
+        self._warm_up_ms = 500.0
+        self._last_generated: Job | None = None  # queue mode continues it
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ node side
+    def start(self, *, warm_up: bool) -> None:
+        self.model_ready = not warm_up
+        for name, target in (("momask_generate", self._generate_loop), ("momask_retarget", self._retarget_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def alive(self) -> bool:
+        """Both workers are running."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def waiting(self) -> int:
+        """Commands accepted and waiting (not playing, not being generated)."""
+        with self.lock:
+            return sum(1 for j in self._pending if j is not self.generating)
+
+    def submit(self, job: Job) -> None:
+        """An accepted command (with the segments of its sequence). Preempt mode supersedes every
+        command that has not started playing, and ends the generation of the playing motion's
+        further windows."""
+        with self.lock:
+            if self._options()["queue_mode"] == "preempt":
+                for old in self._pending:
+                    old.cancelled = True
+                    self._report("rejected", old, {"reason": "superseded", "detail": f"preempted by command {job.id}"})
+                self._pending.clear()
+                self._inbox.clear()
+                self._ready.clear()
+                for seg_job in self._session_jobs():
+                    seg_job.stop_generating = True
+            for item in (job, *job.sequence):
+                self._pending.append(item)
+                self._inbox.append(item)
+            self.lock.notify_all()
+
+    def stop(self) -> list[Job]:
+        """Cancel everything that has not played (the caller reports it); the session ends."""
+        with self.lock:
+            dropped = list(self._pending)
+            for job in dropped + self._session_jobs():
+                job.cancelled = True
+            self._pending.clear()
+            self._inbox.clear()
+            self._ready.clear()
+            self._tasks.clear()
+            self._close_session()
+            self.lock.notify_all()
+        return dropped
+
+    def pop_ready(self, *, preempt: bool, idle: bool) -> Job | None:
+        """A job whose fresh clip may start now (preempt mode: at once; queue mode: when idle)."""
+        with self.lock:
+            if self._ready and (preempt or idle):
+                return self._ready.popleft()
+        return None
+
+    def playing(self, job: Job) -> None:
+        """The control loop started playing ``job`` (its session is the one playing)."""
+        with self.lock:
+            if job in self._pending:
+                self._pending.remove(job)
+            if self.session is not job.session:
+                self._close_session()
+                self.session = job.session
+
+    def ended(self) -> None:
+        """The control loop left the playing session (it finished or was replaced)."""
+        with self.lock:
+            self._close_session()
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self._shutdown = True
+            for job in self._pending + self._session_jobs():
+                job.cancelled = True
+            self.lock.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+
+    def segment_at(self, session: RetargetSession, frame: float) -> Job | None:
+        """The job whose frames the session plays at ``frame`` (the last one starting at or before it)."""
+        with self.lock:
+            return next((j for s, j in reversed(session.segments) if s <= frame + 1e-6), None)
+
+    def next_segment(self, session: RetargetSession, job: Job) -> Job | None:
+        """The job that follows ``job`` on the session's timeline, if one is committed."""
+        with self.lock:
+            later = [j for s, j in session.segments if s > job.start_frame]
+        return later[0] if later else None
+
+    def _session_jobs(self) -> list[Job]:
+        return [j for _, j in self.session.segments] if self.session is not None else []
+
+    def _close_session(self) -> None:
+        if self.session is not None:
+            self.session.closed = True
+        self.session = None
+
+    # ------------------------------------------------------------------ generation worker
+    def _generate_loop(self) -> None:
+        if not self.model_ready:
+            try:
+                t0 = time.perf_counter()
+                ms = self.pipeline.warm_up()
+                lead = getattr(self.pipeline, "switch_lead_ms", math.nan)
+                self._warm_up_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
+                self._report("ready", None, {"warmup_ms": round(ms, 1)})
+            except Exception as exc:
+                self._report("error", None, {"reason": "warm_up_failed", "detail": str(exc)[:300]})
+            with self.lock:
+                self.model_ready = True
+        else:
+            self._report("ready", None, {})
+        while True:
+            with self.lock:
+                while not self._inbox and not self._shutdown:
+                    self.lock.wait(0.5)
+                if self._shutdown:
+                    return
+                job = self._inbox.popleft()
+                self.generating = job
+            try:
+                self._produce(job)
+            except Exception as exc:
+                if not job.cancelled:
+                    with self.lock:
+                        if job in self._pending:
+                            self._pending.remove(job)
+                    self._report("rejected", job, {"reason": "generation_failed", "detail": str(exc)[:300]})
+            finally:
+                with self.lock:
+                    self.generating = None
+                    self.lock.notify_all()
+
+    def _produce(self, job: Job) -> None:
+        wait_ms = (time.perf_counter() - job.accepted_at) * 1e3
+        self._report("generating", job, {"wait_ms": round(wait_ms, 1)})
+        t0 = time.perf_counter()
+        with self.lock:
+            base, at, reason = self._plan(job)
+        job.switch_reason = reason
+        windows = self.pipeline.motions(job.command, after=None if base is None else base.motion, at_frame=at)
+        parts: list[GeneratedMotion] = []
+        offset = 0
+        for motion in self._paced(job, windows):
+            if job.cancelled or self._shutdown:
+                return
+            parts.append(motion)
+            job.motion = motion if len(parts) == 1 else GeneratedMotion.join(parts)
+            job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
+                              windows=len(parts))
+            with self.lock:
+                if len(parts) == 1:
+                    self._last_generated = job
+                    self._tasks.append(("first", job, motion, base, at, t0))
+                else:
+                    self._tasks.append(("window", job, motion, None, offset, t0))
+                self.lock.notify_all()
+            offset += motion.frames
+            if job.stop_generating:
+                break
+        with self.lock:
+            self._tasks.append(("end", job, None, None, None, t0))
+            self.lock.notify_all()
+
+    def _paced(self, job: Job, windows):
+        """The windows of ``job``, each generated only once playback comes within `AHEAD_S` (or
+        three switch leads) of the end of what is generated: a stop or preempt then leaves the rest
+        ungenerated, and the model stays free for new commands. Queue mode's waiting commands need
+        the whole motion first (they continue its end), so they lift the pacing."""
+        windows = iter(windows)
+        generated = 0
+        planned = job.command.length_frames or self.pipeline.default_length_frames
+        while True:
+            if generated and planned is not None and generated < planned:
+                with self.lock:
+                    while not (job.cancelled or job.stop_generating or self._shutdown or self._inbox):
+                        clip = job.clip
+                        ahead = max(self.AHEAD_S, 3 * self._lead_s()) * job.command.speed * self.pipeline.fps
+                        if clip is not None and job.start_frame + generated - clip.read_s * clip.fps < ahead:
+                            break
+                        self.lock.wait(0.02)
+                    if job.cancelled or job.stop_generating or self._shutdown:
+                        return
+            try:
+                motion = next(windows)
+            except StopIteration:
+                return
+            generated += motion.frames
+            yield motion
+
+    def _lead_s(self) -> float:
+        """Expected time from a continuation's generation start to its first retargeted chunk [s]:
+        the slowest of the last few switches measured online (twice the warm-up's short one before
+        any), with a margin of 50 % and one control period: on a loaded CPU generation times vary by
+        that much, and too short a lead falls back to a blend."""
+        period = float(self._options().get("control_period_s", 0.02))
+        recent = list(self._switch_lead_ms)[-5:]
+        measured = max(recent) if recent else 2.0 * self._warm_up_ms
+        return 1.5 * measured / 1e3 + period
+
+    def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
+        """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
+        opts = self._options()
+        session = self.session
+        queue = opts["queue_mode"] == "queue" or job.after is not None
+        if job.after is not None:  # the next segment of a sequence: it continues the one before
+            base = job.after
+            if base.cancelled or base.motion is None or (base.session is not None and base.session.closed):
+                return None, None, None
+            session = base.session
+        elif queue:
+            # the last motion generated (it may not play yet: the tasks keep their order)
+            base = self._last_generated
+            if base is None or base.cancelled or (base.session is not None and base.session.closed):
+                return None, None, None
+            session = base.session
+        elif session is None or session.closed or not session.segments:
+            return None, None, None
+        if opts.get("switch_mode", "continue") == "blend":
+            return None, None, "blend_requested"
+        if not self.pipeline.can_continue:
+            return None, None, "model_cannot_continue"
+        if session is not None and not session.can_continue:
+            return None, None, "retargeter_cannot_continue"
+        if queue:
+            if base.motion is None or base.motion.tokens is None:
+                return None, None, "model_cannot_continue"
+            return base, base.motion.frames, None
+        unit, fps = self.pipeline.unit_frames, session.clip.fps
+        played = max(session.clip.read_s, 0.0)
+        base = next((j for s, j in reversed(session.segments) if s <= played * fps), session.segments[0][1])
+        if base.cancelled or base.motion is None or base.motion.tokens is None:
+            return None, None, "model_cannot_continue"
+        ahead = played + self._lead_s() * base.command.speed
+        at = max(unit, int(math.ceil((ahead * fps - base.start_frame) / unit)) * unit)
+        while at < base.motion.frames and session.cut_time(base.start_frame + at) <= ahead:
+            at += unit
+        return base, min(at, base.motion.frames // unit * unit), None
+
+    # ------------------------------------------------------------------ retargeting worker
+    def _retarget_loop(self) -> None:
+        while True:
+            with self.lock:
+                while not self._tasks and not self._shutdown:
+                    self.lock.wait(0.5)
+                if self._shutdown:
+                    return
+                task = self._tasks.popleft()
+            kind, job = task[0], task[1]
+            if job.cancelled:
+                continue
+            try:
+                if kind == "first" and task[3] is not None:
+                    self._switch(job, task[2], task[3], task[4], task[5])
+                elif kind == "first":
+                    self._fresh(job, task[2], job.switch_reason)
+                elif kind == "window":
+                    self._extend(job, task[2], task[4])
+                elif job.session is not None and job.session.segments and job.session.segments[-1][1] is job:
+                    job.session.finish()  # "end": nothing more of this job; flush unless continued
+            except PipelineError as exc:
+                if str(exc) != "cancelled" and not job.cancelled:
+                    self._report("rejected", job, {"reason": "retarget_failed", "detail": str(exc)[:300]})
+            except Exception as exc:  # keep the worker alive whatever happens
+                log.exception("retargeting worker")
+                if not job.cancelled:
+                    self._report("rejected", job, {"reason": "retarget_failed", "detail": f"{type(exc).__name__}: {exc}"})
+
+    def _interrupt(self, job: Job, session: RetargetSession) -> Callable[[], bool]:
+        """Between chunks: give way to a running generation while the clip has lead, and stop work a
+        waiting continuation, a stop or a shutdown makes useless."""
+        def check() -> bool:
+            clip = session.clip
+            while (self.generating is not None and not self._shutdown and not job.cancelled
+                   and clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                time.sleep(0.005)
+            with self.lock:
+                waiting = any(t[0] == "first" and t[3] is not None for t in self._tasks)
+            return job.cancelled or self._shutdown or session.closed or waiting
+        return check
+
+    def _fresh(self, job: Job, motion: GeneratedMotion, reason: str | None) -> None:
+        session = self.pipeline.open_session(motion)
+        session.segments.append((0, job))
+        job.session, job.start_frame = session, 0
+        if reason is not None:
+            job.switch, job.switch_reason = "blend", reason
+        with self.lock:
+            if job.cancelled:
+                return
+            self._ready.append(job)
+        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session))
+
+    def _extend(self, job: Job, motion: GeneratedMotion, offset: int) -> None:
+        session = job.session
+        if session is None or session.closed or session.segments[-1][1] is not job:
+            return  # continued by a newer command meanwhile: this window will never play
+        at = job.start_frame + offset
+        if at > session.frames:  # an earlier push was interrupted: its frames come first
+            done = session.frames - job.start_frame
+            frames = np.concatenate([job.motion.joints_yup[done : at - job.start_frame], motion.joints_yup])
+            at = session.frames
+        else:
+            frames = motion.joints_yup
+        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session))
+
+    def _switch(self, job: Job, motion: GeneratedMotion, base: Job, at: int, t0: float) -> None:
+        """Join ``job`` to ``base``'s session at ``base``'s frame ``at``, or start it afresh (blend)."""
+        session = base.session
+        switch_frame = base.start_frame + at
+        if session is None or session.closed:
+            return self._fresh(job, motion, "motion_ended")
+        if not session.can_continue:
+            return self._fresh(job, motion, "retargeter_cannot_continue")
+        later = [s for s, j in session.segments if s > base.start_frame]
+        resume = min([switch_frame, session.frames, *later])
+        prefix = base.motion.joints_yup[resume - base.start_frame : at]
+        frames = np.concatenate([prefix, motion.joints_yup]) if len(prefix) else motion.joints_yup
+
+        def commit(cut_s: float) -> None:
+            job.cut_s = cut_s
+            with self.lock:
+                session.segments[:] = [(s, j) for s, j in session.segments if s < resume or j is base]
+                session.segments.append((switch_frame, job))
+            job.session, job.start_frame, job.switch = session, switch_frame, "continue"
+            job.fields["switch_lead_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+            self._switch_lead_ms.append(job.fields["switch_lead_ms"])
+
+        try:
+            session.push(frames, at_frame=resume, final=False, cancelled=lambda: job.cancelled or self._shutdown,
+                         on_commit=commit)
+        except SwitchTooLate:
+            self._switch_lead_ms.append((time.perf_counter() - t0) * 1e3)
+            self._fresh(job, motion, "late")
