@@ -36,6 +36,8 @@ setup(
             "momask-bench = momask_model.cli:bench_main",
             "momask-robot-check = momask_ros.robot_check:main",
             "momask_node = momask_ros.node:main",
+            "momask_sim = momask_ros.sim_node:main",
+            "momask-check = momask_ros.check_cli:main",
         ],
     },
 )

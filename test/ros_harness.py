@@ -34,6 +34,17 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=
 DEEP = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float, what: Callable[[], str]) -> Any:
+    """Poll `predicate` until it returns something truthy (returned) or `timeout` s pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what()}")
+
+
 class Harness:
     """The node under test, a probe node that publishes commands and records outputs, and an executor
     spinning both on a background thread."""
@@ -108,13 +119,7 @@ class Harness:
         return [s for s in list(self.statuses) if s.get("text") == text]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.01)
-        raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}; statuses: {self.statuses[-8:]}")
+        return wait_until(predicate, timeout, lambda: f"{what}; statuses: {self.statuses[-8:]}")
 
     def wait_state(self, state: str, timeout: float = 10.0, **match: Any) -> dict:
         return self.wait_for(lambda: self.by_state(state, **match), timeout, f"status {state} {match}")[0]

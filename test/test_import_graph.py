@@ -63,6 +63,16 @@ def test_no_model_module_imports_itself_through_others():
     assert _cycles(graph) == []
 
 
+def test_no_ros_module_imports_itself_through_others():
+    assert _cycles(import_graph(("momask_ros",))) == []
+
+
+def test_model_never_imports_ros_package():
+    graph = import_graph()
+    assert not [(m, t) for m, ts in graph.items() if m.startswith("momask_model") for t in ts
+                if t.startswith("momask_ros")]
+
+
 def test_evaluate_never_imports_train():
     graph = import_graph(("momask_model",))
     evaluate_imports = {t for m, ts in graph.items() if m.startswith("momask_model.evaluate") for t in ts}

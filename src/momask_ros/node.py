@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -73,6 +72,7 @@ from .players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlay
 from .producer import Job, MotionProducer
 from .recording import MotionRecorder
 from .state import RobotPose, Sample
+from .topics import DEFAULT_TOPICS
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
 
@@ -139,19 +139,19 @@ PARAMETERS: dict[str, _Param] = {
                      check=_string),
     "control_rate": _Param(50.0, "JointState publishing rate [Hz]",
                            check=lambda v: _positive(v) or (None if v <= 1000 else "must be <= 1000 Hz")),
-    "joint_state_topic": _Param("joint_states", "JointState stream (robot_state_publisher reads joint_states)",
+    "joint_state_topic": _Param(DEFAULT_TOPICS["joint_state_topic"], "JointState stream (robot_state_publisher reads joint_states)",
                                 check=_topic(False)),
     "joint_command_topic": _Param("", "second JointState stream, e.g. /joint_command for Isaac Sim; '' = off",
                                   check=_topic(True)),
-    "trajectory_topic": _Param("joint_trajectory_controller/joint_trajectory",
+    "trajectory_topic": _Param(DEFAULT_TOPICS["trajectory_topic"],
                                "whole motion as JointTrajectory (ros2_control); '' = off", check=_topic(True)),
-    "base_pose_topic": _Param("base_pose", "floating-base pose as PoseStamped; '' = off", check=_topic(True)),
-    "markers_topic": _Param("momask/human_skeleton", "human skeleton MarkerArray for RViz; '' = off",
+    "base_pose_topic": _Param(DEFAULT_TOPICS["base_pose_topic"], "floating-base pose as PoseStamped; '' = off", check=_topic(True)),
+    "markers_topic": _Param(DEFAULT_TOPICS["markers_topic"], "human skeleton MarkerArray for RViz; '' = off",
                             check=_topic(True)),
-    "command_topic": _Param("momask/command", "text commands (std_msgs/String)", check=_topic(False)),
-    "stop_topic": _Param("momask/stop", "stop (std_msgs/Empty): blend into a hold of the current pose",
+    "command_topic": _Param(DEFAULT_TOPICS["command_topic"], "text commands (std_msgs/String)", check=_topic(False)),
+    "stop_topic": _Param(DEFAULT_TOPICS["stop_topic"], "stop (std_msgs/Empty): blend into a hold of the current pose",
                          check=_topic(False)),
-    "status_topic": _Param("momask/status", "status JSON (std_msgs/String)", check=_topic(False)),
+    "status_topic": _Param(DEFAULT_TOPICS["status_topic"], "status JSON (std_msgs/String)", check=_topic(False)),
     "frame_id": _Param("odom", "frame of the base pose and the skeleton markers",
                        check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
     "marker_rate": _Param(10.0, "skeleton marker rate [Hz]; 0 = off", read_only=False, check=_non_negative),
@@ -654,24 +654,9 @@ class MomaskNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``momask_node`` executable."""
-    from rclpy.executors import ExternalShutdownException
+    from .ros_main import run_node
 
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MomaskNode()
-    except Exception as exc:  # missing bundle, no CUDA, bad parameter: say why and exit non-zero
-        rclpy.logging.get_logger("momask_node").fatal(f"cannot start: {type(exc).__name__}: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MomaskNode, "momask_node", args)
 
 
 if __name__ == "__main__":

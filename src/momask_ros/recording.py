@@ -292,11 +292,11 @@ def record_motion_offline(path: str | os.PathLike, pipeline: Any, motion: Any, *
 
     from .messages import joint_state_msg, joint_trajectory_msg, pose_stamped_msg, skeleton_marker_array, status_msg
     from .messages import time_msg
-    from .node import PARAMETERS
+    from .topics import DEFAULT_TOPICS
     from .players import MotionPlayback
     from .state import RobotPose
 
-    topics = {key: "/" + PARAMETERS[key].default.lstrip("/") for key in
+    topics = {key: "/" + DEFAULT_TOPICS[key].lstrip("/") for key in
               ("joint_state_topic", "trajectory_topic", "base_pose_topic", "markers_topic", "status_topic")}
     clip = pipeline.new_clip(motion)
     pipeline.fill_clip(motion, clip)

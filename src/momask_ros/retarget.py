@@ -35,6 +35,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from .frames import human_yup_to_ros
 from .robot import HUMAN_JOINT_NAMES, ProfileError, Robot
+from .self_collision import collision_limit
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class RobotTrajectory:
         max_penetration_m: deepest foot point below the floor over the samples [m] (0 = none).
         position_limits: (nj, 2) limits the samples respect, or None.
         velocity_limits: (nj,) limits the velocities respect, or None.
+        foot_contacts: (N, 2) bool, left / right foot in contact as the retargeter detected it (the
+            nearest input frame), or (0, 2) when unknown; the physical checks use it.
     """
 
     joint_names: tuple[str, ...]
@@ -143,6 +146,7 @@ class RobotTrajectory:
     max_penetration_m: float = 0.0
     position_limits: np.ndarray | None = None
     velocity_limits: np.ndarray | None = None
+    foot_contacts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
 
     def __len__(self) -> int:
         return len(self.times_s)
@@ -172,7 +176,9 @@ class RobotTrajectory:
             np.concatenate([p.velocities for p in parts]), np.concatenate([p.base_position for p in parts]),
             np.concatenate([p.base_quat_wxyz for p in parts]),
             np.concatenate([p.keypoint_error_m for p in parts]), max(p.max_penetration_m for p in parts),
-            parts[0].position_limits, parts[0].velocity_limits)
+            parts[0].position_limits, parts[0].velocity_limits,
+            np.concatenate([p.foot_contacts for p in parts]) if all(len(p.foot_contacts) == len(p) for p in parts)
+            else np.zeros((0, 2), bool))
 
 
 # ----------------------------------------------------------------------------------------------- resample
@@ -249,7 +255,10 @@ def resample(traj: RobotTrajectory, rate_hz: float) -> RobotTrajectory:
     vel /= stretch
     if traj.position_limits is not None:
         pos, vel = _clip_to_limits(pos, vel, traj.position_limits)
-    return replace(traj, times_s=new_t, positions=pos, velocities=vel, base_position=base,
+    contacts = traj.foot_contacts
+    if len(contacts) == len(t):  # nearest original sample
+        contacts = contacts[np.clip(np.searchsorted(t, src_t), 0, len(t) - 1)]
+    return replace(traj, times_s=new_t, positions=pos, velocities=vel, base_position=base, foot_contacts=contacts,
                    base_quat_wxyz=_slerp(t, traj.base_quat_wxyz, src_t))
 
 
@@ -322,7 +331,8 @@ def _human_segment_lengths(j: np.ndarray, *, hips_anchor: bool) -> dict[str, flo
 class _IkSolver:
     """mink problem for one robot: keypoint frame tasks, posture, limits; keeps the warm-start state."""
 
-    def __init__(self, robot: Robot, *, velocity_margin: float, damping: float, solver: str) -> None:
+    def __init__(self, robot: Robot, *, velocity_margin: float, damping: float, solver: str,
+                 self_collision: bool = True) -> None:
         model = robot.model
         self.robot = robot
         self.configuration = mink.Configuration(model)
@@ -340,6 +350,10 @@ class _IkSolver:
         self.posture.set_target(robot.rest_qpos)
         self.all_tasks = [*self.tasks, self.posture]
         self.position_limit = [mink.ConfigurationLimit(model)]
+        avoid = collision_limit(robot) if self_collision else None
+        if avoid is not None:  # self-collision avoidance (momask_ros.self_collision)
+            self.position_limit.append(avoid)
+        self.avoid = avoid
         self.velocity_limits = [*self.position_limit, mink.VelocityLimit(
             model, {n: velocity_margin * v for n, v in zip(robot.joint_names, robot.velocity_limits)})]
         self.constraints = [mink.DofFreezingTask(model, robot.frozen_dofs)] if robot.frozen_dofs else []
@@ -355,6 +369,8 @@ class _IkSolver:
             quat = _mat_to_quat(rot @ self.site_rest_rot[row]) if rot is not None else np.array([1.0, 0, 0, 0])
             task.set_target(mink.SE3(np.concatenate([quat, targets_pos[row]])))
         limits = self.velocity_limits if velocity_limited else self.position_limit
+        start = self.configuration.q.copy()
+        start_depth = self.avoid.deepest(self.configuration) if self.avoid is not None else 0.0
         step = dt / iterations
         for _ in range(iterations):
             # build_ik + solve directly: mink.solve_ik would also re-check limits every call, which costs
@@ -364,6 +380,11 @@ class _IkSolver:
             if not result.found:
                 raise mink.NoSolutionFound(self.solver)
             self.configuration.integrate_inplace(result.x / step, step)
+        if self.avoid is not None and iterations < 16 and self.avoid.deepest(self.configuration) > start_depth + 1e-3:
+            # a large step outran the linearised collision constraint: redo the frame in smaller steps
+            self.configuration.update(start)
+            return self.solve(targets_pos, targets_rot, dt=dt, iterations=4 * iterations,
+                              velocity_limited=velocity_limited)
         return self.configuration.q.copy()
 
     def reset_base(self, position: np.ndarray, rot: np.ndarray) -> None:
@@ -394,7 +415,7 @@ class RetargetStream:
         self.fps = float(fps)
         self.dt = 1.0 / self.fps
         self._ik = _IkSolver(self.robot, velocity_margin=retargeter.velocity_margin, damping=retargeter.damping,
-                             solver=retargeter.solver)
+                             solver=retargeter.solver, self_collision=retargeter.self_collision)
         self._data = mujoco.MjData(self.robot.model)
         self._pending: list[np.ndarray] = []     # Z-up human frames waiting for calibration
         self._scaling: _Scaling | None = None
@@ -671,6 +692,13 @@ class RetargetStream:
             quat = w @ quats
             quat /= np.linalg.norm(quat)
             qpos = robot.full_qpos(joints, base, quat)
+            if self._ik.avoid is not None:  # smoothing must not undo the IK's self-collision avoidance
+                qpos = self._ik.avoid.least_smoothing(self._ik_q[k], qpos, robot.qpos_index, b)
+                joints, base, quat = qpos[robot.qpos_index], qpos[b:b + 3], qpos[b + 3:b + 7]
+            if self._key_q:  # keep each step within the velocity budget whatever the blend did (module doc)
+                budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
+                joints = np.clip(joints, self._key_q[-1] - budget, self._key_q[-1] + budget)
+                qpos = robot.full_qpos(joints, base, quat)
             data = robot.forward(qpos, self._data)
             feet = robot.foot_points_z(data)
             contacts = self._contact[k]
@@ -742,8 +770,10 @@ class RetargetStream:
         err_hi = nk if final else max(first_piece, last_piece)
         errors = self._keypoint_errors(first_piece, err_hi)
         self._n_emitted_pieces = max(first_piece, last_piece) if not final else nk
+        nearest = np.clip(np.rint(times / self.dt).astype(int), 0, nk - 1)
+        contacts = np.array([self._contact[k] for k in nearest], bool).reshape(-1, 2)
         return RobotTrajectory(robot.joint_names, times, pos, vel, base, quat, errors, max(0.0, penetration),
-                               robot.position_limits, robot.velocity_limits)
+                               robot.position_limits, robot.velocity_limits, contacts)
 
 
 # ----------------------------------------------------------------------------------------------- public
@@ -770,6 +800,8 @@ class Retargeter:
             this height of its rest height and both move slower than this horizontally.
         replant_distance_m: a planted foot is re-anchored when the human foot drifts further than this.
         max_floor_pull_m: the floor pass lowers the body at most this much to make a contact foot touch.
+        self_collision: avoid self-collision in the IK on the profile's ``self_collision`` pairs
+            (`momask_ros.self_collision`); False, or ``enabled: false`` in the profile, turns it off.
     """
 
     def __init__(self, robot: Robot, *, rate_hz: float | None = None, smoothing: int = 2, iterations: int = 2,
@@ -777,8 +809,9 @@ class Retargeter:
                  solver: str = "daqp", calibration_frames: int = 20, ankle_rest_height_m: float = 0.055,
                  toe_rest_height_m: float = 0.01, foot_rest_pitch_rad: float = 0.35, contact_height_m: float = 0.03,
                  contact_speed_mps: float = 0.5, replant_distance_m: float = 0.1,
-                 max_floor_pull_m: float = 0.05) -> None:
+                 max_floor_pull_m: float = 0.05, self_collision: bool = True) -> None:
         self.robot = robot
+        self.self_collision = bool(self_collision)
         self.rate_hz = float(rate_hz if rate_hz is not None else robot.profile.control_rate_hz)
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz!r}")

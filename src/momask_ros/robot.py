@@ -34,6 +34,8 @@ Profile schema (YAML; see ``robots/README.md`` for a worked example)::
     floor:
       left_foot_body: left_ankle_link     # bodies whose geometry must stay above z = 0
       right_foot_body: right_ankle_link
+    self_collision: {...}                 # optional: IK self-collision avoidance (profile_sections.py)
+    sim: {...}                            # optional: PD gains, effort limits of the simulator (profile_sections.py)
 
 Auto scaling needs, per part, keypoints for: legs = hip, knee, ankle (left or right); arms = shoulder,
 elbow, wrist; torso = pelvis and both shoulders.
@@ -56,6 +58,8 @@ import mujoco
 import numpy as np
 import yaml
 
+from .profile_sections import SectionError, SelfCollisionConfig, SimConfig, parse_self_collision, parse_sim
+
 logger = logging.getLogger(__name__)
 
 #: The 22 HumanML3D / SMPL joint names, in data order (mirrors ``momask_model.motion.JOINT_NAMES``; kept
@@ -72,7 +76,7 @@ SCALE_PARTS: tuple[str, ...] = ("legs", "torso", "arms")
 
 _TOP_KEYS = {
     "name", "description", "description_env", "base_body", "control_rate_hz", "driven_joints", "rest_pose",
-    "posture_weight", "keypoints", "scale", "limits", "floor", "menagerie",
+    "posture_weight", "keypoints", "scale", "limits", "floor", "menagerie", "self_collision", "sim",
 }
 MENAGERIE = "menagerie:"
 
@@ -174,6 +178,8 @@ class RobotProfile:
     velocity_limits: Mapping[str, float] = field(default_factory=dict)
     position_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     base_dir: Path | None = None
+    self_collision: SelfCollisionConfig = field(default_factory=SelfCollisionConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> "RobotProfile":
@@ -274,6 +280,11 @@ class RobotProfile:
         if rate <= 0:
             raise ProfileError(f"control_rate_hz must be > 0, got {rate}")
         rest = {str(k): _as_float(v, f"rest_pose.{k}") for k, v in (data.get("rest_pose") or {}).items()}
+        try:
+            sections = {"self_collision": parse_self_collision(data.get("self_collision")),
+                        "sim": parse_sim(data.get("sim"))}
+        except SectionError as exc:
+            raise ProfileError(str(exc)) from None
         return cls(
             name=str(data["name"]), description=str(data["description"]), base_body=str(data["base_body"]),
             driven_joints=tuple(driven), keypoints=tuple(keypoints),
@@ -282,7 +293,7 @@ class RobotProfile:
             menagerie=None if data.get("menagerie") is None else str(data["menagerie"]),
             posture_weight=_as_float(data.get("posture_weight", 0.05), "posture_weight"), scale=scale,
             velocity_default=vdef, velocity_default_given="velocity_default" in limits, velocity_limits=vel,
-            position_limits=pos, base_dir=base_dir,
+            position_limits=pos, base_dir=base_dir, **sections,
         )
 
     @classmethod
@@ -454,7 +465,7 @@ class Robot:
             if int(model.jnt_type[jid]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
                 raise ProfileError(f"driven joint {jn!r} must be a hinge or slide joint")
         for section, keys in (("rest_pose", profile.rest_pose), ("limits.velocity", profile.velocity_limits),
-                              ("limits.position", profile.position_limits)):
+                              ("limits.position", profile.position_limits), ("sim", profile.sim.joint_names())):
             for jn in keys:
                 if jn not in profile.driven_joints:
                     raise ProfileError(f"{section}: {jn!r} is not a driven joint (unknown or not in driven_joints)")
@@ -487,6 +498,10 @@ class Robot:
         self.foot_points_body = np.stack([_body_corner_points(model, b) for b in self.foot_body_ids])
         self.keypoints = profile.keypoints
         self.keypoint_site_ids = np.array([model.site(k.site_name).id for k in self.keypoints])
+        for i, pair in enumerate(profile.self_collision.pairs or ()):
+            for body in (*pair[0], *pair[1]):
+                if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body) < 0:
+                    raise ProfileError(f"self_collision.pairs[{i}]: unknown body {body!r} in {description_path.name}")
 
         qpos = model.qpos0.copy()
         rest = np.array([profile.rest_pose.get(j, 0.0) for j in self.joint_names])

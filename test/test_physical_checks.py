@@ -1,0 +1,106 @@
+"""Physical checks and self-collision: statics that must hold, the real clip, the CLI, the node's gate."""
+import json
+
+import numpy as np
+import pytest
+
+from momask_ros.physical_checks import MotionChecker, Thresholds
+from momask_ros.retarget import Retargeter
+from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.self_collision import SelfCollisionMeter, tree_joint_distance
+
+
+def standing(robot, n=20):
+    t = np.arange(n) / 50.0
+    return (t, np.tile(robot.rest_positions, (n, 1)), np.tile(robot.rest_qpos[robot.base_qpos_index:][:3], (n, 1)),
+            np.tile([1.0, 0, 0, 0], (n, 1)), np.ones((n, 2), bool))
+
+
+def test_standing_still_is_balanced_and_within_limits():
+    robot = load_robot("default")
+    report = MotionChecker(robot).check(*standing(robot))
+    assert report.supported_samples == 20 and report.zmp_inside_fraction == 1.0
+    assert report.peak_torque_ratio.max() < 0.3 and report.foot_slide_max_mm == 0.0
+    assert report.self_collision.depth_m == 0.0 and not report.failures()
+    # the ZMP of a still robot is under its centre of mass
+    import mujoco
+
+    data = robot.forward(robot.rest_qpos)
+    mujoco.mj_comPos(robot.model, data)
+    assert np.allclose(report.zmp_xy[5], data.subtree_com[robot.base_body_id][:2], atol=5e-3)
+
+
+def test_a_robot_falling_over_is_out_of_balance_and_a_heavy_limit_is_reported():
+    robot = load_robot("default")
+    t, q, b, quat, c = standing(robot, 30)
+    b = b.copy()
+    b[:, 0] += 0.5 * 3.0 * t ** 2        # the whole body accelerates forward at 3 m/s^2 on planted feet
+    report = MotionChecker(robot).check(t, q, b, quat, c)
+    assert report.zmp_inside_fraction < 0.5 and report.zmp_worst_outside_m > 0.05
+    assert any("balance" in f for f in report.failures())
+    assert report.failures(Thresholds(max_torque_ratio=1e-3))[0].startswith("torque")
+
+
+def test_self_collision_meter_names_the_pair_and_ignores_neighbours():
+    robot = load_robot("default")
+    m = robot.model
+    a, b = m.body("left_elbow_link").id, m.body("torso_link").id
+    assert tree_joint_distance(m, a, b) == 4
+    assert tree_joint_distance(m, m.body("left_knee_link").id, m.body("left_ankle_link").id) == 1
+    meter = SelfCollisionMeter.for_robot(robot)
+    qpos = robot.rest_qpos.copy()
+    # swing the left arm across the body: the forearm goes into the torso
+    for name, value in (("left_shoulder_roll_joint", -1.2), ("left_shoulder_pitch_joint", -0.3), ("left_elbow_joint", 1.4)):
+        qpos[m.jnt_qposadr[m.joint(name).id]] = value
+    pen = meter.deepest(np.stack([robot.rest_qpos, qpos]))
+    assert pen.depth_m > 0.01 and pen.frame == 1 and "left_elbow_link" in pen.pair
+
+
+def test_self_collision_avoidance_on_the_real_clip(shared_data):
+    """G1's left wrist goes ~30 mm into its hip without avoidance; under 5 mm with it, same keypoint error."""
+    robot = load_robot("g1", description=shared_data / "robots/unitree_g1/g1_29dof.xml")
+    motion = np.load(shared_data / "humanml3d_sample/new_joints/012314.npy")
+    meter = SelfCollisionMeter.for_robot(robot)
+    out = {}
+    for avoid in (False, True):
+        traj = Retargeter(robot, self_collision=avoid).retarget(motion)
+        qpos = [robot.full_qpos(p, b, q) for p, b, q in zip(traj.positions, traj.base_position, traj.base_quat_wxyz)]
+        out[avoid] = (meter.deepest(np.array(qpos)), traj.keypoint_error_m.mean(), traj)
+    assert out[False][0].depth_m > 0.02 and "wrist" in out[False][0].pair
+    assert out[True][0].depth_m < 0.005
+    assert out[True][1] <= 1.1 * out[False][1]
+    traj = out[True][2]
+    assert traj.foot_contacts.shape == (len(traj), 2) and traj.foot_contacts.any()
+    report = MotionChecker(robot).check_trajectory(traj)
+    assert report.samples == len(traj) and np.all(np.isfinite(report.peak_torque))
+    assert report.supported_samples > 0 and 0 <= report.zmp_inside_fraction <= 1
+
+
+def test_profile_sections_are_checked(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(packaged_profile_path("default").read_text())
+    for bad, match in (({"sim": {"kp": {"left_knee_joint": -1}}}, "sim.kp"),
+                       ({"sim": {"bogus": 1}}, "unknown"),
+                       ({"self_collision": {"pairs": [["pelvis"]]}}, "pairs"),
+                       ({"self_collision": {"min_distance_m": 0.1, "detection_distance_m": 0.05}}, "min_distance")):
+        with pytest.raises(ProfileError, match=match):
+            RobotProfile.from_dict({**data, **bad})
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({**data, "description": str(packaged_profile_path("default").parent / "humanoid.xml"),
+                                    "self_collision": {"pairs": [[["no_such_body"], ["pelvis"]]]}}))
+    with pytest.raises(ProfileError, match="no_such_body"):
+        load_robot(path)
+
+
+def test_momask_check_cli(shared_data, tmp_path, capsys):
+    from momask_ros.check_cli import main
+
+    out = tmp_path / "r.json"
+    assert main([str(shared_data / "humanml3d_sample/new_joints/012314.npy"), "--robot", "default", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "balance: ZMP inside" in text and "self-collision" in text and "verdict" in text
+    report = json.loads(out.read_text())
+    assert set(report["joints"]) == set(load_robot("default").joint_names)
+    assert main([str(tmp_path / "missing.npz")]) == 2
+
