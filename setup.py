@@ -39,5 +39,7 @@ setup(
             "momask_sim = momask_ros.sim_node:main",
             "momask-check = momask_ros.check_cli:main",
         ],
+        # momask-generate --mcap: the robot stream is written by momask_ros, found by momask_model at run time
+        "momask_model.robot_stream_writers": ["mcap = momask_ros.recording:write_generation_mcap"],
     },
 )

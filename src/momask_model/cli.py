@@ -182,27 +182,25 @@ def generate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: Where `--mcap` finds its writer: momask_ros registers one (setup.py entry point), so this package
+#: stays free of ROS imports and of imports of the package built on top of it.
+ROBOT_STREAM_WRITERS = "momask_model.robot_stream_writers"
+
+
 def _write_mcap(args: argparse.Namespace, model, result, texts: list[str]) -> int:
-    """The robot stream without a ROS graph: momask_ros's pipeline and recorder (ROS message packages needed)."""
+    """The robot stream without a ROS graph, through the writer momask_ros registers."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=ROBOT_STREAM_WRITERS, name="mcap"))
     try:
-        from momask_ros.recording import BagError, record_generation
-        from momask_ros.robot import DescriptionNotFound, ProfileError
+        if not found:
+            raise ImportError(f"no '{ROBOT_STREAM_WRITERS}' entry point named 'mcap' is installed")
+        write = found[0].load()
     except ImportError as exc:
-        print(f"momask-generate: --mcap needs the ROS 2 message packages (requirements.txt): {exc}", file=sys.stderr)
+        print(f"momask-generate: --mcap needs the momask_ros package and the ROS 2 message packages "
+              f"(requirements.txt): {exc}", file=sys.stderr)
         return 2
-    try:
-        paths = record_generation(args.mcap, model, result, texts, robot=args.robot,
-                                  description=args.robot_description, seed=args.seed)
-    except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
-        print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",
-              file=sys.stderr)
-        return 2
-    except (ProfileError, BagError) as exc:
-        print(f"momask-generate: {exc}", file=sys.stderr)
-        return 2
-    for path in paths:
-        log.info("wrote %s", path)
-    return 0
+    return write(args, model, result, texts)
 
 
 def import_official_main(argv: list[str] | None = None) -> int:

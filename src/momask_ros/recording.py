@@ -14,6 +14,7 @@ publisher's QoS. Writing uses the ``mcap`` package, reading back `mcap-ros2-supp
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import re
@@ -25,11 +26,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 __all__ = ["BagError", "BagWriter", "MotionRecorder", "message_definition", "read_bag", "record_generation",
-           "record_motion_offline"]
+           "record_motion_offline", "write_generation_mcap"]
 
 _PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
                "uint32", "int64", "uint64", "string", "wstring"}
 _SEPARATOR = "=" * 80
+
+log = logging.getLogger(__name__)
 
 
 class BagError(RuntimeError):
@@ -363,3 +366,23 @@ def record_generation(path: str | os.PathLike, model: Any, result: Any, texts: l
                                  np.asarray(joints, dtype=np.float64), float(result.fps), math.nan, seed)
         record_motion_offline(out, pipeline, motion, rate_hz=rate_hz, status_fields={"id": i + 1})
     return paths
+
+
+def write_generation_mcap(args: Any, model: Any, result: Any, texts: list[str]) -> int:
+    """``momask-generate --mcap`` (registered as its ``mcap`` robot-stream writer in setup.py): write the
+    bags, and turn a robot that cannot be loaded into the CLI's one-line error with exit status 2."""
+    from .robot import DescriptionNotFound, ProfileError
+
+    try:
+        paths = record_generation(args.mcap, model, result, texts, robot=args.robot,
+                                  description=args.robot_description, seed=args.seed)
+    except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
+        print(f"momask-generate: {str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}",
+              file=sys.stderr)
+        return 2
+    except (ProfileError, BagError) as exc:
+        print(f"momask-generate: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        log.info("wrote %s", path)
+    return 0
