@@ -154,3 +154,20 @@ def test_node_physical_checks_warn_plays_and_reports():
         assert not h.by_state("rejected")
     finally:
         h.close()
+
+
+def test_node_physical_checks_off_as_ros_parses_it():
+    """`-p physical_checks:=off` reaches the node as YAML's false: it means off (no check, no summary)."""
+    from momask_ros.node import ParameterError, _coerce
+
+    assert _coerce("physical_checks", False) == "off" and _coerce("physical_checks", "reject") == "reject"
+    for bad in ("bogus", True):
+        with pytest.raises(ParameterError):
+            _coerce("physical_checks", bad)
+    h = _demo_harness({"physical_checks": False})
+    try:
+        h.send("a person walks forward length=1s")
+        done = h.wait_state("done", 60.0)
+        assert "physical" not in done
+    finally:
+        h.close()

@@ -91,6 +91,7 @@ class _Param:
     description: str
     read_only: bool = True
     check: Callable[[Any], str | None] = lambda v: None  # returns an error text or None
+    off_is_false: bool = False  # YAML 1.1 (ROS's -p and parameter files) reads a bare off as false
 
 
 def _positive(v: Any) -> str | None:
@@ -193,7 +194,8 @@ PARAMETERS: dict[str, _Param] = {
     "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
     "physical_checks": _Param("warn", "physical checks of each motion (momask_ros.physical_checks): off; warn = "
                               "summary in the status; reject = check before playing, refuse motions over the "
-                              "thresholds below", read_only=False, check=_one_of("off", "warn", "reject")),
+                              "thresholds below", read_only=False, check=_one_of("off", "warn", "reject"),
+                              off_is_false=True),
     "physical_max_torque_ratio": _Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
                                         check=_positive),
     "physical_min_zmp_inside": _Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "
@@ -208,6 +210,8 @@ PARAMETERS: dict[str, _Param] = {
 def _coerce(name: str, value: Any) -> Any:
     """YAML writes 50 for 50.0: accept ints for float parameters, then run the parameter's check."""
     spec = PARAMETERS[name]
+    if spec.off_is_false and value is False:
+        value = "off"
     if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not type(spec.default):
@@ -268,7 +272,7 @@ class MomaskNode(Node):
         self._p: dict[str, Any] = {}
         for name, spec in PARAMETERS.items():
             descriptor = ParameterDescriptor(
-                description=spec.description, read_only=spec.read_only, dynamic_typing=isinstance(spec.default, float)
+                description=spec.description, read_only=spec.read_only, dynamic_typing=isinstance(spec.default, float) or spec.off_is_false
             )
             value = self.declare_parameter(name, spec.default, descriptor).value
             self._p[name] = _coerce(name, value)  # raises ParameterError at start-up: fail loudly
