@@ -282,6 +282,7 @@ class MotionProducer:
                     self._tasks.append(("window", job, motion, None, offset, t0))
                 self.lock.notify_all()
             if mode == "warn":  # after the retargeting task is queued: the first JointState does not wait
+                self._wait_for_lead(job)
                 self._physically_ok(job, motion)
             offset += motion.frames
             if job.stop_generating:
@@ -289,6 +290,17 @@ class MotionProducer:
         with self.lock:
             self._tasks.append(("end", job, None, None, None, t0))
             self.lock.notify_all()
+
+    def _wait_for_lead(self, job: Job, timeout_s: float = 5.0) -> None:
+        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback (or a
+        new command waits): run at once, it halves the CPU of the first chunks and the clip underruns."""
+        end = time.perf_counter() + timeout_s
+        with self.lock:
+            while not (job.cancelled or self._shutdown or self._inbox) and time.perf_counter() < end:
+                clip = job.clip
+                if clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                    return
+                self.lock.wait(0.02)
 
     def _physically_ok(self, job: Job, motion: GeneratedMotion) -> bool:
         """The physical checks of a motion's first window (option ``physical_checks``: warn|reject):
