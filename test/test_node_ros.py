@@ -121,6 +121,39 @@ def test_bad_inputs_are_rejected_and_the_node_keeps_serving(harness):
     h.wait_state("done", 10.0, text="walk forward")
 
 
+class GatedWalkGenerator(WalkGenerator):
+    """A generator with a scope gate (as demo bundles have): only walking is in its scope."""
+
+    def __init__(self):
+        from momask_model.scope import ScopeGate
+        from momask_model.text import BagOfWordsTextEncoder
+
+        super().__init__()
+        self.text_encoder = BagOfWordsTextEncoder(["person", "walks", "forward", "plays", "guitar"], dim=32)
+        self.scope_gate = ScopeGate.build(self.text_encoder, {"walk": ["person walks forward"]}, threshold=0.8)
+
+
+def test_out_of_scope_commands_are_rejected_naming_the_closest_skills():
+    r = AngleRetargeter()
+    pipeline = MotionPipeline(GatedWalkGenerator(), r, r.joint_space, chunk_frames=8,
+                              stream_factory=lambda fps: ChunkStream(r, fps))
+    h = Harness(pipeline, {"control_rate": RATE, "blend_s": 0.2})
+    try:
+        h.send("a person plays the guitar")
+        refusal = h.wait_state("rejected", 5.0)
+        assert refusal["reason"] == "out_of_scope" and refusal["similarity"] < refusal["threshold"] == 0.8
+        assert refusal["closest_skills"][0]["skill"] == "walk" and "closest skills" in refusal["detail"]
+        assert all("guitar" not in text for text, _, _ in pipeline.generator.calls)  # nothing generated for it
+        h.send("a person walks forward | a person plays the guitar")  # a sequence: judged per segment
+        h.wait_for(lambda: len(h.by_state("rejected")) >= 2, 5.0, "segment rejection")
+        seg = h.by_state("rejected")[-1]
+        assert seg["reason"] == "out_of_scope" and (seg["segment"], seg["segments"]) == (2, 2)
+        h.send("a person walks forward length=1s")
+        h.wait_state("done", 10.0, text="a person walks forward")
+    finally:
+        h.close()
+
+
 def test_stop_blends_into_a_hold_of_the_current_pose(harness):
     h = harness
     h.send("walk for a long time length=8s")

@@ -2,7 +2,10 @@
 
 Every entry point (CLI, trainers, ROS node) loads a model the same way: `load_bundle(path)`. The
 bundle stores the config as plain data, so it can be rebuilt without the code that trained it.
-CLIP's weights are not stored (they are large and public): the config names where to get them.
+CLIP's and the sentence encoder's weights are not stored (they are large and public): the config
+names where to get them, and a sentence encoder's recorded file hashes must match the files found.
+A bundle may carry a scope gate (``momask_model.scope``: its training captions' embeddings and the
+threshold below which a request is out of scope); HumanML3D bundles have none.
 """
 from __future__ import annotations
 
@@ -77,6 +80,7 @@ def save_bundle(model: MoMask, path: str | Path, *, meta: dict[str, Any] | None 
         "std": np.asarray(model.normalizer.std, dtype=np.float32),
         "meta": dict(meta or {}),
         "text_encoder": _text_state(model.text_encoder),
+        "scope": None if getattr(model, "scope_gate", None) is None else model.scope_gate.state(),
     }
     for name in PARTS:
         module = getattr(model, name)
@@ -114,14 +118,15 @@ def load_bundle(
     Args:
         path: the bundle (.pt) written by `save_bundle`, a trainer or `momask-import-official`.
         device: where the model runs.
-        text_weights: override the CLIP weights location stored in the bundle (local file or 'openai').
+        text_weights: override where the text encoder's weights come from (CLIP: local file or 'openai';
+            sentence encoder: a folder, zip or repo id, which must hold the files the bundle recorded).
     """
     payload = read_bundle(path)
     config = MoMaskConfig.from_dict(payload["config"])
     if text_weights is not None:
-        if config.text_encoder.kind != "clip":
-            raise BundleError(f"text weights {text_weights!r} apply to a CLIP text encoder; bundle {path} uses "
-                              f"the {config.text_encoder.kind!r} encoder, which has its words in the bundle")
+        if config.text_encoder.kind not in ("clip", "sentence"):
+            raise BundleError(f"text weights {text_weights!r} apply to a CLIP or sentence text encoder; bundle "
+                              f"{path} uses the {config.text_encoder.kind!r} encoder, which has its words in the bundle")
         config = config.replace(text_encoder=config.text_encoder.replace(weights=text_weights))
     parts = build_parts(config, payload.get("text_encoder"))
     for name in PARTS:
@@ -138,6 +143,10 @@ def load_bundle(
     normalizer = Normalizer(np.asarray(payload["mean"], np.float32), np.asarray(payload["std"], np.float32))
     model = MoMask(config=config, normalizer=normalizer, **parts)
     model.bundle_meta = dict(payload.get("meta") or {})
+    if payload.get("scope") is not None:
+        from .scope import ScopeGate
+
+        model.scope_gate = ScopeGate.from_state(payload["scope"])
     return model.to(device).eval()
 
 

@@ -84,8 +84,8 @@ def check_generate_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--temperature {args.temperature}: must be > 0")
     if args.bundle is not None and not args.bundle.is_file():
         raise UsageError(f"--bundle {args.bundle}: no such file")
-    if args.text_weights is not None and args.text_weights != "openai" and not Path(args.text_weights).is_file():
-        raise UsageError(f"--text-weights {args.text_weights}: no such file (or use 'openai')")
+    if args.text_weights is not None and args.text_weights != "openai" and not Path(args.text_weights).exists():
+        raise UsageError(f"--text-weights {args.text_weights}: no such file or folder (or use 'openai')")
     check_writable(args.out, "--out", (".npz",))
     if args.video is not None:
         check_writable(args.video, "--video", VIDEO_SUFFIXES)
@@ -120,7 +120,10 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--res-cond-scale", type=float, default=None, help="residual-transformer guidance, >= 0")
     p.add_argument("--temperature", type=float, default=None, help="> 0")
     p.add_argument("--reference", action="store_true", help="run the reference loop instead of the fast path")
-    p.add_argument("--text-weights", default=None, help="override CLIP weights: local file or 'openai' (CLIP bundles)")
+    p.add_argument("--text-weights", default=None,
+                   help="override the text encoder's weights: CLIP file or 'openai', sentence-encoder folder/zip")
+    p.add_argument("--allow-out-of-scope", action="store_true",
+                   help="generate even when the bundle refuses a text (out of scope, or unknown words)")
     from .cli_requests import add_request_arguments
 
     add_request_arguments(p)
@@ -138,16 +141,29 @@ def generate_main(argv: list[str] | None = None) -> int:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
     from .bundle import BundleError, load_bundle
-    from .cli_requests import RequestError, save_request, serve
+    from .cli_requests import RequestError, prompt_texts, save_request, serve
     from .bvh_export import BvhExportError, save_bvh
     from .generate import GenerationError
     from .render import save_video
+    from .scope import check_text
+    from .text import TextEncoderError
 
     bundle = args.bundle or default_bundle_path()
     try:
         model = load_bundle(bundle, device, text_weights=args.text_weights)
-    except BundleError as exc:
+    except (BundleError, TextEncoderError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
+        return 2
+    # The node's rule (momask_model.scope.check_text), per segment: refuse what the bundle says it cannot do.
+    refused = [r for r in (check_text(model, t) for t in prompt_texts(model, args)) if r is not None]
+    for rejection in refused:
+        if args.allow_out_of_scope:
+            log.warning("%s: %s (generating anyway: --allow-out-of-scope)", rejection.reason, rejection.message)
+        else:
+            print(f"momask-generate: error: {rejection.reason}: {rejection.message}", file=sys.stderr)
+    if refused and not args.allow_out_of_scope:
+        print("momask-generate: error: nothing generated; pass --allow-out-of-scope to generate anyway",
+              file=sys.stderr)
         return 2
     sampling = dict(timesteps=args.timesteps, cond_scale=args.cond_scale, res_cond_scale=args.res_cond_scale,
                     temperature=args.temperature)
@@ -156,10 +172,6 @@ def generate_main(argv: list[str] | None = None) -> int:
     except (GenerationError, RequestError, ValueError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
-    for text in request.texts:
-        words = model.unknown_words(text)
-        if words:
-            log.warning("unknown words in %r: %s", text, ", ".join(words))
     result = request.result
     save_request(args.out, request)
     log.info("wrote %s (%d motion(s), lengths %s frames at %g fps)", args.out, len(result.lengths),

@@ -87,6 +87,15 @@ def _prompts(model, args) -> list[list[Segment]]:
     return parsed
 
 
+def prompt_texts(model, args) -> list[str]:
+    """The description of every segment of every --text (what the scope check judges); a prompt that
+    does not parse gives none here, `serve` reports it."""
+    try:
+        return [s.text for p in _prompts(model, args) for s in p]
+    except RequestError:
+        return []
+
+
 def serve(model, args, sampling: dict) -> Request:
     """Run what the parsed arguments ask for (edit, sequence, batch of motions of any length)."""
     common = dict(seed=args.seed, fast=not args.reference, **sampling)

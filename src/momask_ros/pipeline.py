@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from .commands import CommandLimits, MotionCommand
 from .frames import human_yup_to_ros
 from .loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
 from .state import JointSpace, PipelineError, RobotPose, Sample
+
+if TYPE_CHECKING:
+    from momask_model.scope import TextRejection
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +360,13 @@ class MotionPipeline:
         return CommandLimits(max_chars=max_chars, max_bytes=max(max_bytes, max_chars), fps=self.fps,
                              min_frames=unit, max_frames=self.longest_frames, unit_frames=unit,
                              min_speed=min_speed, max_speed=max_speed)
+
+    def check_text(self, text: str) -> TextRejection | None:
+        """The model's own acceptance rule for a command's text (`momask_model.scope.check_text`): a
+        demo bundle's scope gate, or a bag-of-words model's unknown words; None when it may run."""
+        from momask_model.scope import check_text
+
+        return check_text(self.generator, text)
 
     def unknown_words(self, text: str) -> list[str]:
         """Words the model's text encoder cannot represent (always empty for CLIP)."""

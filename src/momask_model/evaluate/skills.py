@@ -26,6 +26,15 @@ def skill_of_id(motion_id: str) -> str:
     return m.group("skill")
 
 
+def captions_by_skill(layout, split: str = "train") -> dict[str, list[str]]:
+    """Skill -> the distinct captions of a demo-layout dataset split (mirrored captions included)."""
+    out: dict[str, list[str]] = {}
+    for motion_id in layout.split_ids(split):
+        caps = out.setdefault(skill_of_id(motion_id), [])
+        caps.extend(a.caption for a in layout.read_texts(motion_id) if a.caption not in caps)
+    return out
+
+
 class SkillRecognizer:
     """Evaluator + per-skill centroids of motion embeddings."""
 

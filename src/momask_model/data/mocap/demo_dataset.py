@@ -15,7 +15,9 @@ Twenty clips (about 47 s) are far too little for MoMask, so each clip becomes ma
   (spread over the seam blend), which makes gently curving walks and runs.
 * **Mirror.** ``write_dataset(mirror=True)`` adds the left/right mirror ``M<id>`` of every item
   with left/right (and clockwise) swapped in its captions.
-* **Captions.** Our own phrasings, at least 5 per skill (``CAPTIONS``); ``HELDOUT_CAPTIONS`` has 2+
+* **Captions.** Our own phrasings, at least 5 per skill (``CAPTIONS``): descriptions ("a person
+  walks forward"), a robot as the subject and imperatives, as users command a robot (issue 18);
+  ``HELDOUT_CAPTIONS`` has 2+
   more per skill that are never written to the dataset, for testing recognition from unseen
   sentences. Side words (right leg, to the left, counterclockwise) were checked on the clips.
 * **Splits.** Per skill, the variants are split 80/10/10 into train/val/test (the mirror of an
@@ -89,6 +91,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a person takes a casual walk",
         "the person walks ahead steadily",
         "a woman strolls forward",
+        "walk ahead at a steady pace",
+        "the robot walks straight ahead",
+        "a humanoid paces forward calmly",
+        "someone goes for a walk",
     ],
     "jog": [
         "a person jogs forward",
@@ -96,6 +102,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man is jogging ahead",
         "the person jogs lightly forward",
         "a person does a slow jog",
+        "jog forward",
+        "the robot jogs ahead",
+        "someone trots along at an easy pace",
+        "a runner warms up with a gentle jog",
     ],
     "run": [
         "a person runs forward quickly",
@@ -103,6 +113,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man sprints ahead",
         "the person runs straight ahead",
         "a woman runs forward at full speed",
+        "run forward as fast as you can",
+        "the robot runs quickly ahead",
+        "someone dashes forward at top speed",
+        "an athlete races ahead",
     ],
     "stealthy_walk": [
         "a person sneaks forward quietly",
@@ -110,6 +124,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man creeps forward crouched low",
         "the person walks carefully like a thief",
         "a person sneaks ahead on bent knees",
+        "sneak forward",
+        "the robot sneaks ahead silently",
+        "someone prowls forward in a low crouch",
+        "a spy creeps along on tiptoes",
     ],
     "zombie_walk": [
         "a person walks like a zombie",
@@ -117,6 +135,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man staggers forward like the undead",
         "the person lurches forward stiffly like a zombie",
         "a zombie walks slowly forward",
+        "walk like a zombie",
+        "the robot shambles forward like a zombie",
+        "someone drags the feet forward like a corpse",
+        "a zombie limps ahead with arms held out",
     ],
     "crawl": [
         "a person crawls forward on hands and knees",
@@ -124,6 +146,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man crawls ahead on all fours",
         "the person crawls along the ground",
         "a baby like crawl forward on hands and knees",
+        "crawl forward",
+        "the robot crawls on hands and knees",
+        "someone creeps forward on all fours like a baby",
+        "a person moves forward on the hands and knees",
     ],
     "dance_a": [
         "a person dances happily",
@@ -131,6 +157,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man dances with lively steps",
         "the person does a cheerful dance",
         "a woman dances and sways her arms",
+        "dance",
+        "the robot dances joyfully",
+        "someone dances around with energy",
+        "a person celebrates with a happy dance",
     ],
     "dance_b": [
         "a person dances in place",
@@ -138,6 +168,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man grooves to music while standing in place",
         "the person sways and dances to a beat",
         "a woman dances moving her arms and hips",
+        "dance in place",
+        "the robot dances on the spot",
+        "someone bops to the music without moving away",
+        "a person moves to the rhythm standing still",
     ],
     "dance_spin": [
         "a person spins around while dancing",
@@ -145,6 +179,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a dancer twirls around in place",
         "the person pirouettes counterclockwise",
         "a woman spins on the spot like a ballerina",
+        "spin while dancing",
+        "the robot twirls around in a dance",
+        "someone turns in a graceful dance spin",
+        "a ballerina turns on the spot",
     ],
     "spin": [
         "a person spins around twice",
@@ -152,6 +190,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man spins quickly with his arms out",
         "the person twirls around and around",
         "a person rotates in a full circle twice",
+        "spin around",
+        "the robot turns around in circles",
+        "someone rotates on the spot twice",
+        "a person whirls around two full turns",
     ],
     "cartwheel": [
         "a person does a cartwheel to the left",
@@ -159,6 +201,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a gymnast cartwheels to the left",
         "the person turns a cartwheel on the hands",
         "a woman does a cartwheel across the floor",
+        "perform a cartwheel",
+        "the robot does a cartwheel",
+        "someone wheels sideways over the hands",
+        "an acrobat performs a cartwheel to the left",
     ],
     "roll": [
         "a person does a forward roll",
@@ -166,6 +212,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man tumbles forward in a somersault",
         "the person does a forward somersault on the floor",
         "a person dives into a roll and gets back up",
+        "do a forward roll",
+        "the robot rolls forward on the floor",
+        "someone tucks and rolls forward",
+        "an acrobat does a somersault on the ground",
     ],
     "jump": [
         "a person jumps forward with both feet",
@@ -173,6 +223,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man leaps forward",
         "the person hops forward on two feet",
         "a person swings the arms and jumps ahead",
+        "jump forward",
+        "the robot jumps ahead",
+        "someone makes a big jump forward",
+        "an athlete does a standing broad jump",
     ],
     "backflip": [
         "a person does a backflip",
@@ -180,6 +234,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a gymnast flips backwards in the air",
         "the person jumps and flips over backwards",
         "a man does a standing backflip",
+        "perform a back flip",
+        "the robot does a backflip",
+        "someone does a back somersault in the air",
+        "an acrobat flips backwards and lands",
     ],
     "sideflip": [
         "a person does a side flip to the left",
@@ -187,6 +245,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a gymnast flips sideways to the left",
         "the person jumps and flips over to the side",
         "a man does an aerial side flip",
+        "do a side flip",
+        "the robot flips to the side",
+        "someone does an aerial to the left",
+        "an acrobat does a sideways somersault",
     ],
     "spinkick": [
         "a person does a spinning kick",
@@ -194,6 +256,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a martial artist performs a spin kick",
         "the person turns and kicks with the right leg in the air",
         "a fighter does a jumping roundhouse kick",
+        "do a spin kick",
+        "the robot does a spinning kick",
+        "someone whirls around and kicks in the air",
+        "a karate fighter does a turning kick",
     ],
     "kick": [
         "a person kicks with the right leg",
@@ -201,6 +267,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man does a high kick with his right leg",
         "the person throws a front kick with the right leg",
         "a fighter kicks high with the right foot",
+        "kick with the right leg",
+        "the robot kicks with its right foot",
+        "someone kicks the air in front with the right leg",
+        "a soccer player kicks with the right foot",
     ],
     "punch": [
         "a person punches with the right hand",
@@ -208,6 +278,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a boxer punches forward with the right fist",
         "the person steps in and punches with the right arm",
         "a man strikes forward with his right fist",
+        "punch with the right hand",
+        "the robot punches forward",
+        "someone jabs forward with the right fist",
+        "a boxer throws a straight right",
     ],
     "getup_facedown": [
         "a person lying face down gets up",
@@ -215,6 +289,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man gets up off the floor from lying face down",
         "the person rises from the ground after lying on the belly",
         "a person stands up from lying prone",
+        "get up from lying face down",
+        "the robot gets up from lying on its stomach",
+        "someone lying prone pushes up to standing",
+        "a person on the belly gets back on the feet",
     ],
     "getup_faceup": [
         "a person lying on the back gets up",
@@ -222,6 +300,10 @@ CAPTIONS: dict[str, list[str]] = {
         "a man rises from lying on his back to standing",
         "the person gets up off the floor after lying on the back",
         "a person sits up and stands from lying supine",
+        "get up from lying on the back",
+        "the robot gets up from lying on its back",
+        "someone lying supine gets back on the feet",
+        "a person on the back rises to stand",
     ],
 }
 
