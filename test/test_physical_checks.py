@@ -1,5 +1,6 @@
 """Physical checks and self-collision: statics that must hold, the real clip, the CLI, the node's gate."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -104,3 +105,73 @@ def test_momask_check_cli(shared_data, tmp_path, capsys):
     assert set(report["joints"]) == set(load_robot("default").joint_names)
     assert main([str(tmp_path / "missing.npz")]) == 2
 
+
+
+def _demo_harness(params):
+    from momask_ros.pipeline import MotionPipeline
+
+    from ros_harness import Harness
+
+    return Harness(MotionPipeline.from_bundle(None, robot="default", device="cpu"), {"seed": 3, **params})
+
+
+# Any motion under gravity needs more than 1 % of some joint's effort limit: a threshold every motion fails,
+# whatever the demo model generates.
+STRICT = dict(physical_max_torque_ratio=0.01)
+LOOSE = dict(physical_max_torque_ratio=100.0, physical_min_zmp_inside=0.0, physical_max_zmp_outside_m=100.0,
+             physical_max_self_penetration_m=1.0)
+
+
+@pytest.mark.parametrize("loose", [False, True])
+def test_node_physical_checks_gate(loose):
+    """reject, over ROS: a motion over the thresholds is refused with the reason before any of it plays and
+    the stream keeps holding; loose thresholds play it, the summary in its statuses."""
+    h = _demo_harness({"physical_checks": "reject", **(LOOSE if loose else STRICT)})
+    try:
+        h.wait_state("ready", 60.0)
+        h.send("a person walks forward length=2s")
+        if loose:
+            done = h.wait_state("done", 60.0)
+            assert done["physical"]["ok"] and "peak_torque_ratio" in done["physical"]
+            assert h.by_state("playing")
+        else:
+            rejected = h.wait_state("rejected", 60.0, reason="physically_infeasible")
+            assert rejected["detail"].startswith("torque") and rejected["physical"]["ok"] is False
+            assert rejected["physical"]["failures"] and "zmp_inside_fraction" in rejected["physical"]
+            n = len(h.joint_states)
+            time.sleep(0.5)
+            assert not h.by_state("playing") and not h.by_state("done")
+            held = [np.asarray(m.position) for m in list(h.joint_states)[n:]]
+            assert held and np.allclose(held, held[0])   # still publishing the held rest pose
+    finally:
+        h.close()
+
+
+def test_node_physical_checks_warn_plays_and_reports():
+    """warn (the default): a motion over the thresholds plays to its end; the done status carries the
+    failing summary."""
+    h = _demo_harness(STRICT)
+    try:
+        h.send("a person walks forward length=2s")
+        done = h.wait_state("done", 60.0)
+        assert done["physical"]["ok"] is False and done["physical"]["failures"][0].startswith("torque")
+        assert not h.by_state("rejected")
+    finally:
+        h.close()
+
+
+def test_node_physical_checks_off_as_ros_parses_it():
+    """`-p physical_checks:=off` reaches the node as YAML's false: it means off (no check, no summary)."""
+    from momask_ros.node import ParameterError, _coerce
+
+    assert _coerce("physical_checks", False) == "off" and _coerce("physical_checks", "reject") == "reject"
+    for bad in ("bogus", True):
+        with pytest.raises(ParameterError):
+            _coerce("physical_checks", bad)
+    h = _demo_harness({"physical_checks": False})
+    try:
+        h.send("a person walks forward length=1s")
+        done = h.wait_state("done", 60.0)
+        assert "physical" not in done
+    finally:
+        h.close()

@@ -28,7 +28,9 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
 * out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
   rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
   (``wait_ms`` = accepted -> generation started, ``generation_ms``, ``latency_ms`` = command received
-  -> first JointState of its motion, ``stamp_s`` = that JointState's stamp), ``switch``. Each
+  -> first JointState of its motion, ``stamp_s`` = that JointState's stamp), ``switch``, ``physical``
+  (with ``physical_checks``: torque ratio, ZMP, feet, self-collision; a motion refused under ``reject``
+  is ``rejected`` with reason ``physically_infeasible``). Each
   command ends with exactly one of done, rejected or stopped (a stop lists the commands it
   dropped in ``dropped_ids``).
 * out ``momask/human_skeleton`` visualization_msgs/MarkerArray: the generated human, for RViz.
@@ -67,6 +69,7 @@ from .messages import (
     status_msg,
     status_payload,
 )
+from .physical_checks import thresholds_from
 from .pipeline import MotionPipeline
 from .players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
 from .producer import Job, MotionProducer
@@ -88,6 +91,7 @@ class _Param:
     description: str
     read_only: bool = True
     check: Callable[[Any], str | None] = lambda v: None  # returns an error text or None
+    off_is_false: bool = False  # YAML 1.1 (ROS's -p and parameter files) reads a bare off as false
 
 
 def _positive(v: Any) -> str | None:
@@ -188,12 +192,26 @@ PARAMETERS: dict[str, _Param] = {
     "chunk_frames": _Param(20, "frames retargeted per chunk (smaller = earlier first JointState)",
                            check=_int_at_least(2)),
     "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
+    "physical_checks": _Param("warn", "physical checks of each motion (momask_ros.physical_checks): off; warn = "
+                              "summary in the status; reject = check before playing, refuse motions over the "
+                              "thresholds below", read_only=False, check=_one_of("off", "warn", "reject"),
+                              off_is_false=True),
+    "physical_max_torque_ratio": _Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
+                                        check=_positive),
+    "physical_min_zmp_inside": _Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "
+                                      "samples than this fraction", read_only=False, check=_non_negative),
+    "physical_max_zmp_outside_m": _Param(0.1, "reject when the ZMP ever goes further outside the support "
+                                         "polygon [m]", read_only=False, check=_non_negative),
+    "physical_max_self_penetration_m": _Param(0.01, "reject above this self-penetration depth [m]",
+                                              read_only=False, check=_non_negative),
 }
 
 
 def _coerce(name: str, value: Any) -> Any:
     """YAML writes 50 for 50.0: accept ints for float parameters, then run the parameter's check."""
     spec = PARAMETERS[name]
+    if spec.off_is_false and value is False:
+        value = "off"
     if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not type(spec.default):
@@ -254,7 +272,7 @@ class MomaskNode(Node):
         self._p: dict[str, Any] = {}
         for name, spec in PARAMETERS.items():
             descriptor = ParameterDescriptor(
-                description=spec.description, read_only=spec.read_only, dynamic_typing=isinstance(spec.default, float)
+                description=spec.description, read_only=spec.read_only, dynamic_typing=isinstance(spec.default, float) or spec.off_is_false
             )
             value = self.declare_parameter(name, spec.default, descriptor).value
             self._p[name] = _coerce(name, value)  # raises ParameterError at start-up: fail loudly
@@ -282,7 +300,8 @@ class MomaskNode(Node):
         self._producer = MotionProducer(
             pipeline, report=lambda state, job, fields: self._status(state, job, **fields),
             options=lambda: {"queue_mode": self._p["queue_mode"], "switch_mode": self._p["switch_mode"],
-                             "control_period_s": self._tick_dt})
+                             "control_period_s": self._tick_dt, "physical_checks": self._p["physical_checks"],
+                             "physical_thresholds": thresholds_from(self._p)})
 
         # executor-thread state
         self._limiter: BurstLimiter[Job] = BurstLimiter(rate_hz=self._p["command_rate"], burst=self._p["command_burst"])

@@ -332,3 +332,40 @@ class MotionChecker:
 def check_motion(robot: Robot, traj) -> PhysicalReport:
     """One-shot `MotionChecker(robot).check_trajectory(traj)`."""
     return MotionChecker(robot).check_trajectory(traj)
+
+
+class MotionGate:
+    """The node's physical gate (parameter ``physical_checks``): retarget a generated motion on its own
+    and check it, so a motion can be refused before any of it plays. No ROS here.
+
+    The check retargets the human motion from the rest pose in one call (not from the state of a playing
+    clip a continuation joins), which is what the robot plays up to the first few frames of a join.
+    """
+
+    def __init__(self, retargeter: Any) -> None:
+        self.retargeter = retargeter
+        robot = getattr(retargeter, "robot", None)
+        self._robot = robot if isinstance(robot, Robot) else None
+        self._checker: MotionChecker | None = None
+
+    @property
+    def available(self) -> bool:
+        """A robot model to check on (False for retargeters without one: the gate passes everything)."""
+        return self._robot is not None
+
+    def summary(self, joints_yup: np.ndarray, fps: float, limits: Thresholds = Thresholds()) -> dict[str, Any] | None:
+        """`PhysicalReport.summary` of the motion (None without a robot model)."""
+        if self._robot is None:
+            return None
+        if self._checker is None:
+            self._checker = MotionChecker(self._robot)
+        traj = self.retargeter.retarget(joints_yup, fps)
+        return self._checker.check_trajectory(traj).summary(limits)
+
+
+def thresholds_from(params: Any) -> Thresholds:
+    """`Thresholds` from the node's ``physical_*`` parameters (a mapping by name)."""
+    return Thresholds(max_torque_ratio=float(params["physical_max_torque_ratio"]),
+                      min_zmp_inside=float(params["physical_min_zmp_inside"]),
+                      max_zmp_outside_m=float(params["physical_max_zmp_outside_m"]),
+                      max_self_penetration_m=float(params["physical_max_self_penetration_m"]))

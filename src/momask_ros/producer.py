@@ -14,6 +14,12 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
   (`RetargetSession`), so playback switches without a blend. Queue mode continues at the end of the
   last motion. When the switch time has passed once the motion is ready, or the model or retargeter
   cannot continue, the motion starts afresh with a blend and its status says why.
+* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
+  window (each segment of a sequence, each continuation) is checked right after generation. Under
+  reject the check runs before the window is queued for retargeting, so a refused motion never plays;
+  under warn it runs after, and the summary reaches the ``playing``/``done`` statuses it is ready for.
+  A long motion's later windows are not checked (they play while generated; the first one is the
+  motion's start, where a join or a fall begins).
 
 Statuses: whoever ends a job reports it, once. A job cancelled by a stop or superseded by a newer
 command gets no further status from the workers.
@@ -32,6 +38,7 @@ import numpy as np
 
 from .clip import MotionClip, SwitchTooLate
 from .commands import MotionCommand
+from .physical_checks import MotionGate, Thresholds
 from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
 from .state import PipelineError
 
@@ -82,7 +89,8 @@ class MotionProducer:
         pipeline: generation and retargeting.
         report: ``(state, job, fields)`` for statuses (called from worker threads).
         options: ``() -> dict`` read per job: ``queue_mode`` (preempt|queue), ``switch_mode``
-            (continue|blend), ``control_period_s``.
+            (continue|blend), ``control_period_s``, ``physical_checks`` (off|warn|reject) and
+            ``physical_thresholds`` (`Thresholds`).
     """
 
     #: The retargeting worker yields to a running generation while the clip is this far ahead [s].
@@ -108,6 +116,7 @@ class MotionProducer:
         self._warm_up_ms = 500.0
         self._last_generated: Job | None = None  # queue mode continues it
         self._threads: list[threading.Thread] = []
+        self._gate: MotionGate | None = None   # physical checks, built on first use
 
     # ------------------------------------------------------------------ node side
     def start(self, *, warm_up: bool) -> None:
@@ -262,6 +271,9 @@ class MotionProducer:
             job.motion = motion if len(parts) == 1 else GeneratedMotion.join(parts)
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
+            mode = self._options().get("physical_checks", "off") if len(parts) == 1 else "off"
+            if mode == "reject" and not self._physically_ok(job, motion):
+                return
             with self.lock:
                 if len(parts) == 1:
                     self._last_generated = job
@@ -269,12 +281,49 @@ class MotionProducer:
                 else:
                     self._tasks.append(("window", job, motion, None, offset, t0))
                 self.lock.notify_all()
+            if mode == "warn":  # after the retargeting task is queued: the first JointState does not wait
+                self._wait_for_lead(job)
+                self._physically_ok(job, motion)
             offset += motion.frames
             if job.stop_generating:
                 break
         with self.lock:
             self._tasks.append(("end", job, None, None, None, t0))
             self.lock.notify_all()
+
+    def _wait_for_lead(self, job: Job, timeout_s: float = 5.0) -> None:
+        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback (or a
+        new command waits): run at once, it halves the CPU of the first chunks and the clip underruns."""
+        end = time.perf_counter() + timeout_s
+        with self.lock:
+            while not (job.cancelled or self._shutdown or self._inbox) and time.perf_counter() < end:
+                clip = job.clip
+                if clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                    return
+                self.lock.wait(0.02)
+
+    def _physically_ok(self, job: Job, motion: GeneratedMotion) -> bool:
+        """The physical checks of a motion's first window (option ``physical_checks``: warn|reject):
+        the summary goes into the job's status fields; under reject a failing motion is refused here,
+        before any of it is retargeted for playing. False = refused (reported)."""
+        if self._gate is None:
+            self._gate = MotionGate(self.pipeline.retargeter)
+        if not self._gate.available:
+            return True
+        opts = self._options()
+        summary = self._gate.summary(motion.joints_yup, motion.fps, opts.get("physical_thresholds", Thresholds()))
+        job.fields["physical"] = summary
+        if summary["ok"] or opts.get("physical_checks") != "reject":
+            return True
+        with self.lock:
+            if job.cancelled:
+                return False
+            job.cancelled = True
+            if job in self._pending:
+                self._pending.remove(job)
+        self._report("rejected", job, {"reason": "physically_infeasible", "physical": summary,
+                                       "detail": "; ".join(summary["failures"])[:300]})
+        return False
 
     def _paced(self, job: Job, windows):
         """The windows of ``job``, each generated only once playback comes within `AHEAD_S` (or
