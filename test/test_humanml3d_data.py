@@ -144,6 +144,24 @@ def test_vq_windows_cover_every_offset_of_long_enough_motions(layout, normalizer
         ds[len(ds)]
 
 
+def test_balanced_vq_windows_weight_every_motion_equally(layout, normalizer):
+    plain = VQWindowDataset(layout, "train", normalizer, window_size=24)
+    ds = VQWindowDataset(layout, "train", normalizer, window_size=24, balance_motions=True)
+    assert ds.ids == plain.ids and len(ds.ids) > 1
+    counts = [len(m) - 24 + 1 for m in ds.motions]
+    assert len(ds) == len(ds.ids) * max(counts)
+    # every motion owns max(counts) consecutive items, cycling through all of its own offsets
+    for k, (motion, n) in enumerate(zip(ds.motions, counts)):
+        first = k * max(counts)
+        starts = set()
+        for j in range(max(counts)):
+            item = ds[first + j].numpy()
+            start = j % n
+            assert np.array_equal(item, motion[start : start + 24])
+            starts.add(start)
+        assert starts == set(range(n))
+
+
 def test_vq_windows_error_when_nothing_is_long_enough(layout, normalizer):
     with pytest.raises(DatasetError, match="500 frames"):
         VQWindowDataset(layout, "train", normalizer, window_size=500)

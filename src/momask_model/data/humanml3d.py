@@ -292,17 +292,24 @@ class VQWindowDataset(Dataset):
     not reproduced). Shuffling the DataLoader makes these random windows. Motions are normalised
     once at construction and kept in memory.
 
+    With ``balance_motions`` every motion contributes the same number of items (its offsets repeated
+    up to the longest motion's count), so a 2 s kick is seen as often as a 10 s walk: on a small
+    dataset of short one-shot moves beside long loops (the demo) the default weighting leaves the
+    short moves almost unseen.
+
     Args:
         layout: dataset layout.
         split: split name (``train``, ``val``...).
         normalizer: maps features to the normalised space the VQ sees.
         window_size: frames per item.
+        balance_motions: weight motions equally instead of by their number of offsets.
 
     Raises:
         DatasetError: missing or malformed files, or no motion long enough.
     """
 
-    def __init__(self, layout: DatasetLayout, split: str, normalizer: Normalizer, *, window_size: int = 64) -> None:
+    def __init__(self, layout: DatasetLayout, split: str, normalizer: Normalizer, *, window_size: int = 64,
+                 balance_motions: bool = False) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
         self.window_size = window_size
@@ -318,7 +325,9 @@ class VQWindowDataset(Dataset):
             self.motions.append(normalizer.normalize(feats).astype(np.float32))
         if not self.motions:
             raise DatasetError(f"split {layout.split_path(split)} has no motion with >= {window_size} frames")
-        counts = np.array([m.shape[0] - window_size + 1 for m in self.motions])
+        self._counts = np.array([m.shape[0] - window_size + 1 for m in self.motions])
+        self._per_motion = int(self._counts.max()) if balance_motions else 0
+        counts = np.full_like(self._counts, self._per_motion) if balance_motions else self._counts
         self._ends = np.cumsum(counts)
         logger.info(
             "VQWindowDataset[%s]: %d motions (%d too short), %d windows",
@@ -333,7 +342,7 @@ class VQWindowDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} windows")
         index %= len(self)
         k = int(np.searchsorted(self._ends, index, side="right"))
-        start = index - (int(self._ends[k - 1]) if k > 0 else 0)
+        start = (index - (int(self._ends[k - 1]) if k > 0 else 0)) % int(self._counts[k])
         return torch.from_numpy(self.motions[k][start : start + self.window_size].copy())
 
 

@@ -25,6 +25,8 @@ class DataConfig(ConfigBase):
 
     feat_bias / feat_bias_times: root and contact std divided by ``feat_bias ** times`` (the released
         models effectively use 5² = 25, design/momask.md §1.4).
+    window_balance: VQ windows weight every motion equally (``VQWindowDataset(balance_motions=...)``),
+        for datasets that mix short one-shot moves with long loops; off for HumanML3D (official).
     """
 
     root: str = ""
@@ -34,6 +36,7 @@ class DataConfig(ConfigBase):
     feat_bias: float = 5.0
     feat_bias_times: int = 2
     window_size: int = 64
+    window_balance: bool = False
     tag_fps: float = 20.0
 
 

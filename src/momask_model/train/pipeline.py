@@ -98,8 +98,9 @@ def build_stage(name: str, cfg: PipelineConfig, layout: DatasetLayout, *, vq: st
         from momask_model.vq import RVQVAE
 
         norm = data_normalizer(cfg, layout)
-        train = VQWindowDataset(layout, cfg.data.train_split, norm, window_size=cfg.data.window_size)
-        val = (VQWindowDataset(layout, cfg.data.val_split, norm, window_size=cfg.data.window_size)
+        windows = dict(window_size=cfg.data.window_size, balance_motions=cfg.data.window_balance)
+        train = VQWindowDataset(layout, cfg.data.train_split, norm, **windows)
+        val = (VQWindowDataset(layout, cfg.data.val_split, norm, **windows)
                if layout.split_path(cfg.data.val_split).is_file() else None)
         eval_set = text_motion_set(cfg, layout, cfg.data.val_split, norm, required=False) if evaluator else None
         stage = VQStage(model=RVQVAE(**mc.vq.model_kwargs()), vq_config=mc.vq, loss=cfg.vq_loss, normalizer=norm,
