@@ -173,12 +173,15 @@ def run_stage(name: str, cfg: PipelineConfig, out_dir: str | Path, *, data_root:
 
 def make_bundle(cfg: PipelineConfig, out: str | Path, *, vq: str | Path, mask: str | Path, residual: str | Path,
                 length: str | Path | None = None, data_root: str | Path | None = None) -> Path:
-    """Assemble the MoMask bundle (``bundle.save_bundle``) from the stage checkpoints."""
+    """Assemble the MoMask bundle (``bundle.save_bundle``) from the stage checkpoints.
+
+    The architecture comes from the checkpoints; the sampling defaults (``model.sampling``) from ``cfg``,
+    since they are a generation choice that needs no retraining."""
     from momask_model.bundle import build_parts, save_bundle
     from momask_model.generate import MoMask
 
     mask_ckpt = read_stage_checkpoint(resolve_checkpoint(mask), "mask")
-    model_cfg = MoMaskConfig.from_dict(mask_ckpt["model_config"]["model"])
+    model_cfg = MoMaskConfig.from_dict(mask_ckpt["model_config"]["model"]).replace(sampling=cfg.model.sampling)
     vq_model, norm = load_vq_from_checkpoint(resolve_checkpoint(vq), model_cfg)
     res_ckpt = read_stage_checkpoint(resolve_checkpoint(residual), "residual")
     res_cfg = MoMaskConfig.from_dict(res_ckpt["model_config"]["model"])
