@@ -78,11 +78,11 @@ def test_paraphrases_generate_their_skill(demo, recognizer):
     n = len(texts) - len(PHRASES["must_work"])
     rate = {s: np.mean([hits[i] / len(SEEDS) for i in range(n) if labels[i] == s]) for s in skills}
     good = [s for s, r in rate.items() if r >= 0.9]
-    # Issue 18's target is 15 skills; this model reaches 6 (README, benchmarks/demo_scope.py): the VQ's own
-    # reconstructions of kick, punch, sideflip and spinkick are not recognised either. Guard what it does.
-    assert len(good) >= 5, f"skills with >= 90% of paraphrases accepted and recognised: {good}; {rate}"
+    # Issue 18's target: >= 15 of 20 skills (README, benchmarks/demo_scope.py --generate --seeds 5). These
+    # 2 seeds give 17 today; the margin is for the noise of 10 pairs per skill.
+    assert len(good) >= 14, f"skills with >= 90% of paraphrases accepted and recognised: {good}; {rate}"
     must = {texts[i]: hits[i] / len(SEEDS) for i in range(n, len(texts))}
-    assert must["the robot walks forward"] >= 0.5 and must["someone strolls ahead"] >= 0.5, must
+    assert all(r >= 0.5 for r in must.values()), must  # the robot walks forward, do a backflip, someone strolls ahead
 
 
 def test_heldout_captions_are_recognised_as_their_skill(demo, recognizer):
@@ -96,7 +96,7 @@ def test_heldout_captions_are_recognised_as_their_skill(demo, recognizer):
         predicted = recognizer.predict([result.motion(i)[0] for i in range(len(texts))])
         hits.update(s for s, p in zip(skills, predicted) if s == p)
     recognised = [s for s in skills if hits[s] / 5 >= 0.8]
-    assert len(recognised) >= 10, f"skills recognised in >= 80% of seeds: {recognised}; hits {hits}"
+    assert len(recognised) >= 15, f"skills recognised in >= 80% of seeds: {recognised}; hits {hits}"  # 18 today
 
 
 def test_then_separates_segments_and_each_is_in_scope(demo, recognizer):

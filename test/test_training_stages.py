@@ -71,6 +71,11 @@ def test_pipeline_writes_a_bundle_that_generates(runs, tmp_path, one_thread):
     model = load_bundle(path)
     res = model.generate(["a person walks forward slowly"], lengths=[48], seed=0, timesteps=3)
     assert res.joints.shape[-2:] == (22, 3) and np.isfinite(res.joints).all()
+    # the sampling defaults are the bundle config's, not the training run's (no retraining to change them)
+    other = load_pipeline_config(TINY, ["model.sampling.cond_scale=1.5"])
+    assert load_bundle(make_bundle(other, tmp_path / "c.pt", vq=out / "vq", mask=out / "mask",
+                                   residual=out / "residual")).config.sampling.cond_scale == 1.5
+    assert model.config.sampling.cond_scale == cfg.model.sampling.cond_scale
 
 
 def test_evaluator_stage_loss_falls(tiny_dataset, tmp_path, one_thread):
