@@ -176,7 +176,8 @@ def test_stream_that_calibrates_up_front_gets_a_small_first_chunk():
     clip = p.new_clip(motion)
     p.fill_clip(motion, clip)
     assert calibrated == [48]  # the whole clip, before the first push
-    assert pushed == [FIRST_CHUNK_FRAMES, 20, 20, 48 - 20 - 20 - FIRST_CHUNK_FRAMES]
+    # small first, then doubling up to chunk_frames (each chunk is retargeted while the one before plays)
+    assert pushed == [FIRST_CHUNK_FRAMES, 2 * FIRST_CHUNK_FRAMES, 20, 48 - 20 - 3 * FIRST_CHUNK_FRAMES]
     assert clip.complete and clip.frames_ready == 48
 
 
@@ -291,3 +292,33 @@ def test_playback_speed_changes_keep_positions_continuous(pipeline):
     assert np.allclose(play.sample(1.0).positions, before)
     assert play.clip_time(1.5) == pytest.approx(2.0) and play.play_time(2.0) == pytest.approx(1.5)
     assert play.duration_s == pytest.approx(1.0 + (clip.duration_s - 1.0) / 2)
+
+
+def test_chunks_start_small_and_double_up_to_the_chunk_size():
+    from momask_ros.pipeline import SWITCH_CHUNK_FRAMES, chunk_bounds
+
+    assert chunk_bounds(48, 20, 20) == [0, 20, 40, 48]
+    assert chunk_bounds(40, SWITCH_CHUNK_FRAMES, 16) == [0, 2, 6, 14, 30, 40]
+    assert chunk_bounds(1, 2, 20) == [0, 1] and chunk_bounds(0, 2, 20) == [0]
+
+
+def test_a_switch_retargets_two_frames_before_its_first_samples_are_in():
+    """A continuation's first chunk is two frames: its first changed samples are in the clip after
+    that little work (a fresh stream needs its smoothing window first)."""
+    r = AngleRetargeter()
+    pushed = []
+
+    class CountingStream(ChunkStream):
+        def push(self, joints_yup):
+            pushed.append(len(joints_yup))
+            return super().push(joints_yup)
+
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=20, stream_factory=lambda fps: CountingStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    pushed.clear()
+    second = p.continue_from(first, 24, MotionCommand("walk on", length_frames=40))
+    committed = []
+    session.push(second.joints_yup, at_frame=24, on_commit=lambda cut: committed.append(list(pushed)))
+    assert committed == [[2]] and pushed == [2, 4, 8, 16, 10]

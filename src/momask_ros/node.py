@@ -28,7 +28,10 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
 * out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
   rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
   (``wait_ms`` = accepted -> generation started, ``generation_ms``, ``latency_ms`` = command received
-  -> first JointState of its motion, ``stamp_s`` = that JointState's stamp), ``switch``, ``physical``
+  -> the first published JointState computed from its motion, ``stamp_s`` = that JointState's stamp:
+  for a fresh start the first sample of its blend-in, for a continuation the first sample it changes,
+  up to 4 frames before its switch frame, which ``switch_latency_ms`` / ``switch_stamp_s`` give),
+  ``switch`` (``switch_slip_frames``: frames the switch came after the planned token), ``physical``
   (with ``physical_checks``: torque ratio, ZMP, feet, self-collision; a motion refused under ``reject``
   is ``rejected`` with reason ``physically_infeasible``). Each
   command ends with exactly one of done, rejected or stopped (a stop lists the commands it
@@ -377,9 +380,13 @@ class MomaskNode(Node):
         if served and self._active_job is not None and not self._playing_sent:
             self._playing_sent = True
             job = self._active_job
-            latency = (now - job.received_s) * 1e3
             switch = {"switch": job.switch, **({"switch_reason": job.switch_reason} if job.switch_reason else {})}
-            self._status("playing", job, latency_ms=round(latency, 1), stamp_s=round(now, 4),
+            if job.first_sample is None:  # a fresh start: this is its first JointState
+                job.first_sample = (now, (now - job.received_s) * 1e3)
+            else:  # a continuation: its first JointState came before its switch frame (the retargeter's cut)
+                switch.update(switch_latency_ms=round((now - job.received_s) * 1e3, 1), switch_stamp_s=round(now, 4))
+            stamp, latency = job.first_sample
+            self._status("playing", job, latency_ms=round(latency, 1), stamp_s=round(stamp, 4),
                          duration_s=round(job.command_duration_s(self._active.clip.fps), 3), **switch, **job.fields)
 
         moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
@@ -422,10 +429,10 @@ class MomaskNode(Node):
         clip_t = play.clip_time(t)
         frame = clip_t * play.clip.fps
         upcoming = self._producer.next_segment(job.session, job)
-        if upcoming is not None and "reaction_ms" not in upcoming.fields and clip_t >= upcoming.cut_s:
-            # the first JointState the new command changes (the retargeter's smoothing starts the
-            # switch a few frames before the new motion's first frame)
-            upcoming.fields["reaction_ms"] = round((self._t0 + t - upcoming.received_s) * 1e3, 1)
+        if upcoming is not None and upcoming.first_sample is None and clip_t >= upcoming.cut_s:
+            # the continuation's first JointState: the first one its motion changes (the retargeter's
+            # smoothing window starts the change a few frames before the new motion's switch frame)
+            upcoming.first_sample = (self._t0 + t, (self._t0 + t - upcoming.received_s) * 1e3)
         current = self._producer.segment_at(job.session, frame)
         if current is None or current is job:
             return
@@ -476,7 +483,7 @@ class MomaskNode(Node):
         if self._traj_pub is None:
             return
         play, job = self._active, self._active_job
-        start = max(play.play_time(job.start_frame / play.clip.fps), 0.0)
+        start = max(play.play_time(job.switch_frame / play.clip.fps), 0.0)
         times, positions, velocities = play.trajectory(from_s=start)
         # time_from_start 0 is when this motion started streaming, so the controller and the
         # JointState stream follow the same timeline.

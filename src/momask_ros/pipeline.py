@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession"]
+__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession", "SWITCH_CHUNK_FRAMES",
+           "chunk_bounds"]
 
 # Names that lived here before the module was split (issue 14), importable from here still.
 _MOVED = (BundleNotFound, DeviceUnavailable, JointSpace, MotionClip, PipelineError, RobotPose, Sample,
@@ -106,6 +107,9 @@ def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.nda
 #: Human frames in the first retargeted chunk once the stream is calibrated up front: enough for the
 #: smoothing and spline look-ahead to release the first samples.
 FIRST_CHUNK_FRAMES = 6
+#: Human frames in a switch's first chunk: the rewound stream has its smoothing window already, so
+#: two frames release the first changed samples (what the switch waits for); chunks then double.
+SWITCH_CHUNK_FRAMES = 2
 
 
 class RetargetSession:
@@ -159,6 +163,14 @@ class RetargetSession:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
                        final, cancelled, on_commit)
 
+    def abandon(self) -> None:
+        """Nothing more joins this session (a switch that came too late may have rewound its stream):
+        the clip ends with the samples it has."""
+        with self._lock:
+            self.closed = True
+            if self.clip.frames_ready >= 2 and not self.clip.complete:
+                self.clip.finish()
+
     def finish(self) -> None:
         """Flush the stream's look-ahead: the clip is complete (until a continuation rewinds it)."""
         with self._lock:
@@ -192,9 +204,9 @@ class RetargetSession:
             stream.calibrate(joints)
             first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)
         elif replace_from is not None:
-            first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)  # the switch waits for this chunk
+            first = min(pipe.chunk_frames, SWITCH_CHUNK_FRAMES)  # the switch waits for this chunk
         self._calibrated = True
-        bounds = [0, *range(first, n, pipe.chunk_frames), n]
+        bounds = chunk_bounds(n, first, pipe.chunk_frames)
         try:
             for start, end in zip(bounds[:-1], bounds[1:]):
                 if cancelled():
@@ -222,19 +234,24 @@ class RetargetSession:
 
     def _append(self, out: Any, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
                 on_commit: Callable[[float], None]) -> None:
-        try:
-            self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
-        except SwitchTooLate:
-            # The stream was rewound for a motion that came too late: the clip can only end where it is.
-            self.closed = True
-            if self.clip.frames_ready >= 2:
-                self.clip.finish()
-            raise
+        # SwitchTooLate here leaves the clip as it was and the stream rewound: the caller pushes again
+        # from the same frame (a later switch) or abandons the session.
+        self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
         if replace_from is not None:
             self.clip.set_human(human, at_frame=at_frame)
         if math.isnan(self.first_chunk_ms):
             self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
             on_commit(float(self.clip.times_s[0]) if replace_from is None else replace_from)
+
+
+def chunk_bounds(n: int, first: int, chunk: int) -> list[int]:
+    """Chunk boundaries over ``n`` frames: ``first`` frames, then doubling up to ``chunk`` (a small
+    first chunk comes fast, and each next one is retargeted while the one before plays)."""
+    bounds, size = [0], max(1, int(first))
+    while bounds[-1] < n:
+        bounds.append(min(n, bounds[-1] + size))
+        size = min(max(chunk, 1), 2 * size)
+    return bounds
 
 
 class _BatchStream:

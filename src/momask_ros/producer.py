@@ -8,12 +8,14 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
   a stop or preempt ends the generation of what has not been played.
 * The retargeting worker fills clips chunk by chunk. It yields the CPU to a running generation while
   the playing clip has enough lead, and it drops work a newer continuation makes useless.
-* Joining: a command that arrives while a motion plays is generated as a continuation of it from a
-  switch frame a little ahead (the measured generation + first-chunk latency, rounded up to the
-  model's token unit) and retargeted by the same stream from its own state there
-  (`RetargetSession`), so playback switches without a blend. Queue mode continues at the end of the
-  last motion. When the switch time has passed once the motion is ready, or the model or retargeter
-  cannot continue, the motion starts afresh with a blend and its status says why.
+* Joining (`momask_ros.switching`): a command that arrives while a motion plays is generated at
+  once as a continuation of it from a token boundary a little ahead (a low quantile of the switch
+  latencies measured online), and when it is ready it joins at the first frame whose retargeting
+  cut is still ahead of playback, crossfading from the old motion if that is after the token
+  boundary. The same retargeting stream continues from its own state there (`RetargetSession`), so
+  playback switches without a blend. Queue mode continues at the end of the last motion. When the
+  switch comes too late for that, or the model or retargeter cannot continue, the motion starts
+  afresh with a blend and its status says why.
 * Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
   window (each segment of a sequence, each continuation) is checked right after generation. Under
   reject the check runs before the window is queued for retargeting, so a refused motion never plays;
@@ -27,6 +29,7 @@ command gets no further status from the workers.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -41,6 +44,7 @@ from .commands import MotionCommand
 from .physical_checks import MotionGate, Thresholds
 from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
 from .state import PipelineError
+from .switching import LatencyStats, join_frame, plan_token, splice
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,14 @@ class Job:
     cancelled: bool = False                # nothing more of it is produced or played
     stop_generating: bool = False          # preempted while playing: no further windows
     session: RetargetSession | None = None
-    start_frame: int = 0                   # where it starts on its session's timeline [frames]
+    start_frame: int = 0                   # where its motion's frame 0 is on its session's timeline [frames]
+    switch_frame: int = 0                  # where it takes over on that timeline (>= start_frame) [frames]
     motion: GeneratedMotion | None = None  # generated so far (windows joined)
     switch: str = "start"                  # start (afresh) | continue (seamless) | blend (afresh, fallback)
     switch_reason: str | None = None
     fields: dict = field(default_factory=dict)
     cut_s: float = math.inf                # clip time from which a continuation changes the samples
+    first_sample: tuple[float, float] | None = None  # (stamp [s], latency [ms]) of its first JointState
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
 
@@ -78,8 +84,11 @@ class Job:
     def command_duration_s(self, fps: float) -> float:
         """How long this motion plays [s]: its last frame's time when it starts a clip, its frames'
         span when it continues one."""
-        frames = self.command.length_frames or (self.motion.frames if self.motion is not None else 0)
-        return max(frames - (1 if self.start_frame == 0 else 0), 0) / fps / self.command.speed
+        if self.start_frame == 0:
+            frames = (self.command.length_frames or (self.motion.frames if self.motion is not None else 0)) - 1
+        else:  # from the switch frame on (a switch after the token boundary plays a little less)
+            frames = self.end_frame - self.switch_frame
+        return max(frames, 0) / fps / self.command.speed
 
 
 class MotionProducer:
@@ -112,8 +121,10 @@ class MotionProducer:
         self.generating: Job | None = None
         self.model_ready = False
         self._shutdown = False
-        self._switch_lead_ms: collections.deque[float] = collections.deque(maxlen=8)
-        self._warm_up_ms = 500.0
+        #: generation start -> continuation committed to the clip, and the commit's own part (rewind +
+        #: first chunk) [ms]; first guesses until measured (the warm-up replaces the first)
+        self.switch_lead = LatencyStats(500.0)
+        self.first_chunk = LatencyStats(20.0)
         self._last_generated: Job | None = None  # queue mode continues it
         self._threads: list[threading.Thread] = []
         self._gate: MotionGate | None = None   # physical checks, built on first use
@@ -207,7 +218,7 @@ class MotionProducer:
     def next_segment(self, session: RetargetSession, job: Job) -> Job | None:
         """The job that follows ``job`` on the session's timeline, if one is committed."""
         with self.lock:
-            later = [j for s, j in session.segments if s > job.start_frame]
+            later = [j for s, j in session.segments if s > job.switch_frame]
         return later[0] if later else None
 
     def _session_jobs(self) -> list[Job]:
@@ -225,7 +236,7 @@ class MotionProducer:
                 t0 = time.perf_counter()
                 ms = self.pipeline.warm_up()
                 lead = getattr(self.pipeline, "switch_lead_ms", math.nan)
-                self._warm_up_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
+                self.switch_lead.first_guess_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
                 self._report("ready", None, {"warmup_ms": round(ms, 1)})
             except Exception as exc:
                 self._report("error", None, {"reason": "warm_up_failed", "detail": str(exc)[:300]})
@@ -268,7 +279,8 @@ class MotionProducer:
             if job.cancelled or self._shutdown:
                 return
             parts.append(motion)
-            job.motion = motion if len(parts) == 1 else GeneratedMotion.join(parts)
+            with self.lock:  # onto what the job holds: a switch may have spliced its first frames
+                job.motion = motion if len(parts) == 1 else GeneratedMotion.join([job.motion, motion])
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
             mode = self._options().get("physical_checks", "off") if len(parts) == 1 else "off"
@@ -338,7 +350,7 @@ class MotionProducer:
                 with self.lock:
                     while not (job.cancelled or job.stop_generating or self._shutdown or self._inbox):
                         clip = job.clip
-                        ahead = max(self.AHEAD_S, 3 * self._lead_s()) * job.command.speed * self.pipeline.fps
+                        ahead = max(self.AHEAD_S, 3 * self._lead_s(0.9)) * job.command.speed * self.pipeline.fps
                         if clip is not None and job.start_frame + generated - clip.read_s * clip.fps < ahead:
                             break
                         self.lock.wait(0.02)
@@ -351,15 +363,15 @@ class MotionProducer:
             generated += motion.frames
             yield motion
 
-    def _lead_s(self) -> float:
-        """Expected time from a continuation's generation start to its first retargeted chunk [s]:
-        the slowest of the last few switches measured online (twice the warm-up's short one before
-        any), with a margin of 50 % and one control period: on a loaded CPU generation times vary by
-        that much, and too short a lead falls back to a blend."""
-        period = float(self._options().get("control_period_s", 0.02))
-        recent = list(self._switch_lead_ms)[-5:]
-        measured = max(recent) if recent else 2.0 * self._warm_up_ms
-        return 1.5 * measured / 1e3 + period
+    def _lead_s(self, q: float) -> float:
+        """The ``q`` quantile of the time from a continuation's generation start to its first
+        retargeted chunk [s], measured online on the recent switches (the warm-up's before any)."""
+        return self.switch_lead.quantile(q) / 1e3
+
+    def _commit_margin_s(self) -> float:
+        """How far ahead of playback a switch's cut must be when its first chunk starts [s of playback]:
+        the slow end of the recent first chunks plus one control period (the tick that reads it)."""
+        return self.first_chunk.quantile(0.9) / 1e3 + float(self._options().get("control_period_s", 0.02))
 
     def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
@@ -389,16 +401,16 @@ class MotionProducer:
             if base.motion is None or base.motion.tokens is None:
                 return None, None, "model_cannot_continue"
             return base, base.motion.frames, None
-        unit, fps = self.pipeline.unit_frames, session.clip.fps
+        fps = session.clip.fps
         played = max(session.clip.read_s, 0.0)
         base = next((j for s, j in reversed(session.segments) if s <= played * fps), session.segments[0][1])
         if base.cancelled or base.motion is None or base.motion.tokens is None:
             return None, None, "model_cannot_continue"
-        ahead = played + self._lead_s() * base.command.speed
-        at = max(unit, int(math.ceil((ahead * fps - base.start_frame) / unit)) * unit)
-        while at < base.motion.frames and session.cut_time(base.start_frame + at) <= ahead:
-            at += unit
-        return base, min(at, base.motion.frames // unit * unit), None
+        # a low quantile: planned early, the switch moves on a frame or two; planned late, it waits
+        at = plan_token(played_s=played, lead_s=self._lead_s(0.1) * base.command.speed,
+                        base_start=base.start_frame, base_frames=base.motion.frames,
+                        unit=self.pipeline.unit_frames, fps=fps, cut_time=session.cut_time)
+        return base, at, None
 
     # ------------------------------------------------------------------ retargeting worker
     def _retarget_loop(self) -> None:
@@ -429,23 +441,25 @@ class MotionProducer:
                 if not job.cancelled:
                     self._report("rejected", job, {"reason": "retarget_failed", "detail": f"{type(exc).__name__}: {exc}"})
 
+    def _switch_waiting(self) -> bool:
+        with self.lock:
+            return any(t[0] == "first" and t[3] is not None for t in self._tasks)
+
     def _interrupt(self, job: Job, session: RetargetSession) -> Callable[[], bool]:
         """Between chunks: give way to a running generation while the clip has lead, and stop work a
         waiting continuation, a stop or a shutdown makes useless."""
         def check() -> bool:
             clip = session.clip
             while (self.generating is not None and not self._shutdown and not job.cancelled
-                   and clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                   and clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S and not self._switch_waiting()):
                 time.sleep(0.005)
-            with self.lock:
-                waiting = any(t[0] == "first" and t[3] is not None for t in self._tasks)
-            return job.cancelled or self._shutdown or session.closed or waiting
+            return job.cancelled or self._shutdown or session.closed or self._switch_waiting()
         return check
 
     def _fresh(self, job: Job, motion: GeneratedMotion, reason: str | None) -> None:
         session = self.pipeline.open_session(motion)
         session.segments.append((0, job))
-        job.session, job.start_frame = session, 0
+        job.session, job.start_frame, job.switch_frame = session, 0, 0
         if reason is not None:
             job.switch, job.switch_reason = "blend", reason
         with self.lock:
@@ -467,31 +481,55 @@ class MotionProducer:
             frames = motion.joints_yup
         session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session))
 
+    #: Attempts at a switch whose cut playback passed while its first chunk was being retargeted.
+    SWITCH_ATTEMPTS = 3
+
     def _switch(self, job: Job, motion: GeneratedMotion, base: Job, at: int, t0: float) -> None:
-        """Join ``job`` to ``base``'s session at ``base``'s frame ``at``, or start it afresh (blend)."""
+        """Join ``job`` to ``base``'s session: at ``base``'s frame ``at``, or at the first frame after it
+        whose cut is still ahead of playback (crossfading from ``base`` there), else afresh (blend)."""
         session = base.session
-        switch_frame = base.start_frame + at
         if session is None or session.closed:
             return self._fresh(job, motion, "motion_ended")
         if not session.can_continue:
             return self._fresh(job, motion, "retargeter_cannot_continue")
-        later = [s for s, j in session.segments if s > base.start_frame]
-        resume = min([switch_frame, session.frames, *later])
-        prefix = base.motion.joints_yup[resume - base.start_frame : at]
-        frames = np.concatenate([prefix, motion.joints_yup]) if len(prefix) else motion.joints_yup
+        resume = session.frames
+        for _ in range(self.SWITCH_ATTEMPTS):
+            with self.lock:
+                old = base.motion.joints_yup
+            f = join_frame(at=at, base_start=base.start_frame, base_frames=old.shape[0],
+                           deadline_s=max(session.clip.read_s, 0.0) + self._commit_margin_s() * base.command.speed,
+                           cut_time=session.cut_time)
+            if f is None:
+                break
+            switch_frame = base.start_frame + f
+            later = [s for s, j in session.segments if s > base.switch_frame]
+            resume = min([switch_frame, session.frames, resume, *later])
+            joined = splice(old, motion.joints_yup, at, f)
+            r = resume - base.start_frame
+            frames = np.concatenate([old[r:at], joined[max(r - at, 0):]])
+            try:
+                session.push(frames, at_frame=resume, final=False,
+                             cancelled=lambda: job.cancelled or self._shutdown,
+                             on_commit=self._committer(job, base, session, motion, joined, at, f, resume, t0))
+                return
+            except SwitchTooLate:
+                continue
+        self.switch_lead.add((time.perf_counter() - t0) * 1e3)
+        session.abandon()
+        self._fresh(job, motion, "late")
 
+    def _committer(self, job: Job, base: Job, session: RetargetSession, motion: GeneratedMotion,
+                   joined: np.ndarray, at: int, f: int, resume: int, t0: float) -> Callable[[float], None]:
+        """What happens once a switch's first samples are in the clip (it is certain then)."""
         def commit(cut_s: float) -> None:
-            job.cut_s = cut_s
+            lead_ms = (time.perf_counter() - t0) * 1e3
             with self.lock:
                 session.segments[:] = [(s, j) for s, j in session.segments if s < resume or j is base]
-                session.segments.append((switch_frame, job))
-            job.session, job.start_frame, job.switch = session, switch_frame, "continue"
-            job.fields["switch_lead_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-            self._switch_lead_ms.append(job.fields["switch_lead_ms"])
-
-        try:
-            session.push(frames, at_frame=resume, final=False, cancelled=lambda: job.cancelled or self._shutdown,
-                         on_commit=commit)
-        except SwitchTooLate:
-            self._switch_lead_ms.append((time.perf_counter() - t0) * 1e3)
-            self._fresh(job, motion, "late")
+                session.segments.append((base.start_frame + f, job))
+                job.motion = dataclasses.replace(motion, joints_yup=joined)
+                job.session, job.switch = session, "continue"
+                job.start_frame, job.switch_frame, job.cut_s = base.start_frame + at, base.start_frame + f, cut_s
+            job.fields.update(switch_lead_ms=round(lead_ms, 1), switch_slip_frames=f - at)
+            self.switch_lead.add(lead_ms)
+            self.first_chunk.add(session.first_chunk_ms)
+        return commit
