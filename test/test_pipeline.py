@@ -322,3 +322,35 @@ def test_a_switch_retargets_two_frames_before_its_first_samples_are_in():
     committed = []
     session.push(second.joints_yup, at_frame=24, on_commit=lambda cut: committed.append(list(pushed)))
     assert committed == [[2]] and pushed == [2, 4, 8, 16, 10]
+
+
+def test_a_continuation_without_a_length_takes_the_length_estimators():
+    """As a fresh command would: the model's length estimator for the new text (not a fixed 4 s)."""
+    r = AngleRetargeter()
+
+    class EstimatingWalk(WalkGenerator):
+        asked = []
+
+        def estimate_lengths(self, texts, *, seed=None):
+            self.asked.append((texts[0], seed))
+            return np.array([4 * (10 + len(texts[0]))])
+
+    gen = EstimatingWalk()
+    p = MotionPipeline(gen, r, r.joint_space, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    more = p.continue_from(first, 24, MotionCommand("walk on", seed=7))
+    assert more.frames == 4 * (10 + len("walk on")) and gen.asked == [("walk on", 7)]
+    windows = list(p.motions(MotionCommand("walk again", seed=3), after=first, at_frame=24))
+    assert sum(w.frames for w in windows) == 4 * (10 + len("walk again"))
+    gen.estimate_lengths = None  # no estimator: 4 s
+    assert p.continue_from(first, 24, MotionCommand("walk on")).frames == MotionPipeline.CONTINUATION_FRAMES
+
+
+def test_real_length_estimator_gives_unit_multiples():
+    from momask_model.bundle import build_random_momask
+    from momask_model.config import tiny_config
+
+    model = build_random_momask(tiny_config())
+    frames = model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0)
+    assert frames.shape == (2,) and np.all(frames % model.unit_length == 0) and np.all(frames > 0)
+    assert np.array_equal(frames, model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0))

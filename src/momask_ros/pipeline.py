@@ -298,7 +298,8 @@ class MotionPipeline:
             ``generator.config.dataset`` when not given.
     """
 
-    #: Frames of a continuation when neither the command nor the node gives a length (4 s).
+    #: Frames of a continuation when neither the command nor the node gives a length and the model
+    #: has no length estimator (4 s).
     CONTINUATION_FRAMES = 80
 
     def __init__(
@@ -468,10 +469,10 @@ class MotionPipeline:
         if prev.tokens is None:
             raise PipelineError("the previous motion has no tokens to continue from")
         unit = self.unit_frames
-        if length is None:
-            length = command.length_frames or self.default_length_frames or self.CONTINUATION_FRAMES
-        length = max(unit, int(length) // unit * unit)
         seed = self._seed_for(command) if seed is None else seed
+        if length is None:
+            length = command.length_frames or self.default_length_frames or self.estimated_frames(command.text, seed)
+        length = max(unit, int(length) // unit * unit)
         t0 = time.perf_counter()
         with self._lock:
             try:
@@ -480,6 +481,19 @@ class MotionPipeline:
             except Exception as exc:
                 raise PipelineError(f"continuation failed for {command.text!r}: {exc}") from exc
         return self._motion(command, result, seed, (time.perf_counter() - t0) * 1e3)
+
+    def estimated_frames(self, text: str, seed: int) -> int:
+        """The length a fresh command with ``text`` would get from the model's length estimator
+        (``estimate_lengths``), for a continuation without one; `CONTINUATION_FRAMES` without it."""
+        estimate = getattr(self.generator, "estimate_lengths", None)
+        if not callable(estimate):
+            return self.CONTINUATION_FRAMES
+        with self._lock:
+            try:
+                frames = int(np.asarray(estimate([text], seed=seed)).reshape(-1)[0])
+            except Exception as exc:
+                raise PipelineError(f"length estimation failed for {text!r}: {exc}") from exc
+        return min(max(self.unit_frames, frames // self.unit_frames * self.unit_frames), self.max_frames)
 
     def motions(self, command: MotionCommand, *, after: GeneratedMotion | None = None,
                 at_frame: int | None = None) -> Iterator[GeneratedMotion]:
@@ -490,9 +504,9 @@ class MotionPipeline:
         if after is None and (length is None or length <= self.max_frames):
             yield self.generate(command)
             return
-        if length is None:
-            length = self.CONTINUATION_FRAMES
         seed = self._seed_for(command)
+        if length is None:
+            length = self.estimated_frames(command.text, seed)
         if after is None and callable(getattr(self.generator, "iter_windows", None)):
             yield from self._iter_windows(command, int(length), seed)
             return
