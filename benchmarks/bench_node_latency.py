@@ -118,7 +118,7 @@ def main() -> int:
                                  120.0, "preempting playing")[0]
             gen = h.by_state("generating", id=playing["id"])[0]
             pre.append({"latency_ms": playing["latency_ms"], "switch_latency_ms": playing.get("switch_latency_ms"),
-                        "switch_lead_ms": playing.get("switch_lead_ms"), "slip_frames": playing.get("switch_slip_frames"),
+                        "switch_lead_ms": playing.get("switch_lead_ms"), "slip_frames": playing.get("switch_slip_frames"), "chunk_ms": playing.get("switch_chunk_ms"),
                         "wait_ms": gen.get("wait_ms"), "generation_ms": playing["generation_ms"],
                         "switch": playing.get("switch", "blend"), "switch_reason": playing.get("switch_reason")})
             h.stop()

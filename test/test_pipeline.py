@@ -294,14 +294,6 @@ def test_playback_speed_changes_keep_positions_continuous(pipeline):
     assert play.duration_s == pytest.approx(1.0 + (clip.duration_s - 1.0) / 2)
 
 
-def test_chunks_start_small_and_double_up_to_the_chunk_size():
-    from momask_ros.pipeline import SWITCH_CHUNK_FRAMES, chunk_bounds
-
-    assert chunk_bounds(48, 20, 20) == [0, 20, 40, 48]
-    assert chunk_bounds(40, SWITCH_CHUNK_FRAMES, 16) == [0, 2, 6, 14, 30, 40]
-    assert chunk_bounds(1, 2, 20) == [0, 1] and chunk_bounds(0, 2, 20) == [0]
-
-
 def test_a_switch_retargets_two_frames_before_its_first_samples_are_in():
     """A continuation's first chunk is two frames: its first changed samples are in the clip after
     that little work (a fresh stream needs its smoothing window first)."""
@@ -322,6 +314,10 @@ def test_a_switch_retargets_two_frames_before_its_first_samples_are_in():
     committed = []
     session.push(second.joints_yup, at_frame=24, on_commit=lambda cut: committed.append(list(pushed)))
     assert committed == [[2]] and pushed == [2, 4, 8, 16, 10]
+    pushed.clear()
+    third = p.continue_from(first, 32, MotionCommand("walk on again", length_frames=40))
+    session.push(third.joints_yup, at_frame=32, chunk_limit=lambda: 4)  # e.g. while a generation runs
+    assert pushed == [2, 4] + [4] * 8 + [2]
 
 
 def test_a_continuation_without_a_length_takes_the_length_estimators():

@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession", "SWITCH_CHUNK_FRAMES",
-           "chunk_bounds"]
+__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession", "SWITCH_CHUNK_FRAMES"]
 
 # Names that lived here before the module was split (issue 14), importable from here still.
 _MOVED = (BundleNotFound, DeviceUnavailable, JointSpace, MotionClip, PipelineError, RobotPose, Sample,
@@ -148,8 +147,11 @@ class RetargetSession:
 
     def push(self, joints_yup: np.ndarray, *, at_frame: int | None = None, final: bool = True,
              cancelled: Callable[[], bool] = lambda: False,
-             on_commit: Callable[[float], None] = lambda cut_s: None) -> None:
-        """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk.
+             on_commit: Callable[[float], None] = lambda cut_s: None,
+             chunk_limit: Callable[[], int | None] = lambda: None) -> None:
+        """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk:
+        a small first chunk, then doubling up to ``chunk_frames``, each at most ``chunk_limit()``
+        frames when that is not None (asked before each chunk: small chunks give way sooner).
 
         ``final`` flushes the stream's look-ahead at the end (a later push rewinds that flush).
         ``on_commit(cut_s)`` runs right after the first new samples are in the clip (the switch is
@@ -161,7 +163,7 @@ class RetargetSession:
         """
         with self._lock:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
-                       final, cancelled, on_commit)
+                       final, cancelled, on_commit, chunk_limit)
 
     def abandon(self) -> None:
         """Nothing more joins this session (a switch that came too late may have rewound its stream):
@@ -179,7 +181,7 @@ class RetargetSession:
                 self.clip.finish()
 
     def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
-              on_commit: Callable[[float], None]) -> None:
+              on_commit: Callable[[float], None], chunk_limit: Callable[[], int | None]) -> None:
         pipe, clip, stream = self.pipeline, self.clip, self.stream
         if not 0 <= at_frame <= self.frames:
             raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
@@ -206,16 +208,19 @@ class RetargetSession:
         elif replace_from is not None:
             first = min(pipe.chunk_frames, SWITCH_CHUNK_FRAMES)  # the switch waits for this chunk
         self._calibrated = True
-        bounds = chunk_bounds(n, first, pipe.chunk_frames)
+        start, size = 0, first
         try:
-            for start, end in zip(bounds[:-1], bounds[1:]):
+            while start < n:
                 if cancelled():
                     raise PipelineError("cancelled")
+                limit = chunk_limit()
+                end = min(n, start + (size if limit is None else max(1, min(size, int(limit)))))
                 out = stream.push(joints[start:end])
                 self.frames = at_frame + end
                 if len(out.times_s):
                     self._append(out, replace_from, human, at_frame, t0, on_commit)
                     replace_from = None
+                start, size = end, min(pipe.chunk_frames, 2 * size)
             if final:
                 self._append(stream.finish(), replace_from, human, at_frame, t0, on_commit)
                 clip.finish()
@@ -242,16 +247,6 @@ class RetargetSession:
         if math.isnan(self.first_chunk_ms):
             self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
             on_commit(float(self.clip.times_s[0]) if replace_from is None else replace_from)
-
-
-def chunk_bounds(n: int, first: int, chunk: int) -> list[int]:
-    """Chunk boundaries over ``n`` frames: ``first`` frames, then doubling up to ``chunk`` (a small
-    first chunk comes fast, and each next one is retargeted while the one before plays)."""
-    bounds, size = [0], max(1, int(first))
-    while bounds[-1] < n:
-        bounds.append(min(n, bounds[-1] + size))
-        size = min(max(chunk, 1), 2 * size)
-    return bounds
 
 
 class _BatchStream:

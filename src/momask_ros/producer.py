@@ -19,7 +19,9 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
 * Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
   window (each segment of a sequence, each continuation) is checked right after generation. Under
   reject the check runs before the window is queued for retargeting, so a refused motion never plays;
-  under warn it runs after, and the summary reaches the ``playing``/``done`` statuses it is ready for.
+  under warn it runs on a third worker, once the clip has lead and no generation runs (so it never
+  delays a command's generation), and the summary reaches the ``playing``/``done`` statuses it is
+  ready for.
   A long motion's later windows are not checked (they play while generated; the first one is the
   motion's start, where a join or a fall begins).
 
@@ -116,6 +118,7 @@ class MotionProducer:
         self._inbox: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Job] = collections.deque()   # fresh clips for the control loop
         self._tasks: collections.deque[tuple] = collections.deque()  # retargeting work, in order
+        self._checks: collections.deque[tuple[Job, GeneratedMotion]] = collections.deque()  # warn's checks
         self._pending: list[Job] = []          # accepted, not yet playing, not ended
         self.session: RetargetSession | None = None  # what the control loop plays now
         self.generating: Job | None = None
@@ -132,7 +135,8 @@ class MotionProducer:
     # ------------------------------------------------------------------ node side
     def start(self, *, warm_up: bool) -> None:
         self.model_ready = not warm_up
-        for name, target in (("momask_generate", self._generate_loop), ("momask_retarget", self._retarget_loop)):
+        for name, target in (("momask_generate", self._generate_loop), ("momask_retarget", self._retarget_loop),
+                             ("momask_check", self._check_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -293,9 +297,10 @@ class MotionProducer:
                 else:
                     self._tasks.append(("window", job, motion, None, offset, t0))
                 self.lock.notify_all()
-            if mode == "warn":  # after the retargeting task is queued: the first JointState does not wait
-                self._wait_for_lead(job)
-                self._physically_ok(job, motion)
+            if mode == "warn":  # on the check worker: neither the first JointState nor a generation waits
+                with self.lock:
+                    self._checks.append((job, motion))
+                    self.lock.notify_all()
             offset += motion.frames
             if job.stop_generating:
                 break
@@ -303,14 +308,34 @@ class MotionProducer:
             self._tasks.append(("end", job, None, None, None, t0))
             self.lock.notify_all()
 
+    def _check_loop(self) -> None:
+        """The check worker: warn's physical checks, each once its clip has lead and no generation runs."""
+        while True:
+            with self.lock:
+                while not self._checks and not self._shutdown:
+                    self.lock.wait(0.5)
+                if self._shutdown:
+                    return
+                job, motion = self._checks.popleft()
+            if job.cancelled:
+                continue
+            try:
+                self._wait_for_lead(job)
+                if not job.cancelled:
+                    self._physically_ok(job, motion)
+            except Exception:  # a check never takes the worker down; the motion plays unchecked
+                log.exception("physical check")
+
     def _wait_for_lead(self, job: Job, timeout_s: float = 5.0) -> None:
-        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback (or a
-        new command waits): run at once, it halves the CPU of the first chunks and the clip underruns."""
+        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback and no
+        generation runs: run at once, it halves the CPU of the first chunks (the clip underruns) or
+        of a command's generation."""
         end = time.perf_counter() + timeout_s
         with self.lock:
-            while not (job.cancelled or self._shutdown or self._inbox) and time.perf_counter() < end:
+            while not (job.cancelled or self._shutdown) and time.perf_counter() < end:
                 clip = job.clip
-                if clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                lead = clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S)
+                if lead and self.generating is None and not self._inbox:
                     return
                 self.lock.wait(0.02)
 
@@ -441,6 +466,13 @@ class MotionProducer:
                 if not job.cancelled:
                     self._report("rejected", job, {"reason": "retarget_failed", "detail": f"{type(exc).__name__}: {exc}"})
 
+    #: Chunk size of background retargeting while a generation runs [frames]: it gives way within one
+    #: such chunk when the generation needs the CPU or a switch arrives.
+    BACKGROUND_CHUNK_FRAMES = 4
+
+    def _chunk_limit(self) -> int | None:
+        return self.BACKGROUND_CHUNK_FRAMES if self.generating is not None or self._switch_waiting() else None
+
     def _switch_waiting(self) -> bool:
         with self.lock:
             return any(t[0] == "first" and t[3] is not None for t in self._tasks)
@@ -466,7 +498,8 @@ class MotionProducer:
             if job.cancelled:
                 return
             self._ready.append(job)
-        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session))
+        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session),
+                     chunk_limit=self._chunk_limit)
 
     def _extend(self, job: Job, motion: GeneratedMotion, offset: int) -> None:
         session = job.session
@@ -479,7 +512,8 @@ class MotionProducer:
             at = session.frames
         else:
             frames = motion.joints_yup
-        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session))
+        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session),
+                     chunk_limit=self._chunk_limit)
 
     #: Attempts at a switch whose cut playback passed while its first chunk was being retargeted.
     SWITCH_ATTEMPTS = 3
@@ -529,7 +563,8 @@ class MotionProducer:
                 job.motion = dataclasses.replace(motion, joints_yup=joined)
                 job.session, job.switch = session, "continue"
                 job.start_frame, job.switch_frame, job.cut_s = base.start_frame + at, base.start_frame + f, cut_s
-            job.fields.update(switch_lead_ms=round(lead_ms, 1), switch_slip_frames=f - at)
+            job.fields.update(switch_lead_ms=round(lead_ms, 1), switch_slip_frames=f - at,
+                              switch_chunk_ms=round(session.first_chunk_ms, 1))
             self.switch_lead.add(lead_ms)
             self.first_chunk.add(session.first_chunk_ms)
         return commit
