@@ -240,7 +240,8 @@ class MotionProducer:
                 t0 = time.perf_counter()
                 ms = self.pipeline.warm_up()
                 lead = getattr(self.pipeline, "switch_lead_ms", math.nan)
-                self.switch_lead.first_guess_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
+                # half the warm-up's (a short continuation on a cold model): planned early costs a frame or two
+                self.switch_lead.first_guess_ms = 0.5 * (lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3)
                 self._report("ready", None, {"warmup_ms": round(ms, 1)})
             except Exception as exc:
                 self._report("error", None, {"reason": "warm_up_failed", "detail": str(exc)[:300]})
@@ -395,8 +396,9 @@ class MotionProducer:
 
     def _commit_margin_s(self) -> float:
         """How far ahead of playback a switch's cut must be when its first chunk starts [s of playback]:
-        the slow end of the recent first chunks plus one control period (the tick that reads it)."""
-        return self.first_chunk.quantile(0.9) / 1e3 + float(self._options().get("control_period_s", 0.02))
+        the upper quartile of the recent first chunks (a chunk that takes longer, rarely, finds its
+        cut played and is retried one frame later: `SwitchTooLate` leaves the clip as it was)."""
+        return self.first_chunk.quantile(0.75) / 1e3
 
     def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
@@ -431,8 +433,8 @@ class MotionProducer:
         base = next((j for s, j in reversed(session.segments) if s <= played * fps), session.segments[0][1])
         if base.cancelled or base.motion is None or base.motion.tokens is None:
             return None, None, "model_cannot_continue"
-        # a low quantile: planned early, the switch moves on a frame or two; planned late, it waits
-        at = plan_token(played_s=played, lead_s=self._lead_s(0.1) * base.command.speed,
+        # the fastest recent switch: planned early, the switch moves on a frame or two; late, it waits
+        at = plan_token(played_s=played, lead_s=self._lead_s(0.0) * base.command.speed,
                         base_start=base.start_frame, base_frames=base.motion.frames,
                         unit=self.pipeline.unit_frames, fps=fps, cut_time=session.cut_time)
         return base, at, None

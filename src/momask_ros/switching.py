@@ -10,10 +10,11 @@ the first chunk is retargeted. The continuation's frames between ``at`` and ``f`
 the old motion's; `splice` keeps those and crossfades old into new over `FADE_FRAMES` from ``f``
 (both start from the same tokens and pose at ``at``, so they differ little there).
 
-So ``at`` is planned on a low quantile of the measured switch latency: a switch planned too early
-only moves ``f`` on by a frame or two (no waiting), one planned too late makes playback wait for
-``at``. The latency is then what an idle command pays (generation and first chunk) plus at most a
-frame, instead of a fixed safety margin and the rounding up to the next 4-frame token.
+So ``at`` is planned on the fastest recent switch (the low end of the measured latencies): a
+switch planned too early only moves ``f`` on by a frame or two (no waiting), one planned too late
+makes playback wait for ``at``. The latency is then what an idle command pays (generation and first
+chunk) plus at most a frame, instead of a fixed safety margin and the rounding up to the next
+4-frame token.
 """
 from __future__ import annotations
 
