@@ -221,3 +221,23 @@ def test_a_switch_that_comes_too_late_falls_back_to_a_blend_and_says_so(harness)
     assert second["switch"] == "blend" and second["switch_reason"] == "late"
     h.wait_state("done", 10.0, text="walk second")
     check_stream(h)
+
+
+def test_a_switch_after_its_planned_token_crossfades_and_reacts_at_once(harness):
+    """Planned on a 1 ms expectation, a continuation that takes 200 ms joins a few frames after its
+    token (crossfading from the old motion there) instead of waiting or blending: its first JointState
+    comes about one generation after the command, and the stream stays continuous."""
+    h = harness
+    h.send("walk first length=6s")
+    h.wait_state("playing", 10.0)
+    producer = h.node._producer
+    for _ in range(16):
+        producer.switch_lead.add(1.0)
+    h.node.pipeline.generator.delay_s = 0.2
+    time.sleep(0.3)
+    h.send("walk second length=2s")
+    second = h.wait_state("playing", 10.0, text="walk second")
+    assert second["switch"] == "continue" and second["switch_slip_frames"] >= 2, second
+    assert second["latency_ms"] < 200 + 150  # generation, a frame, a tick, a loaded CI machine
+    h.wait_state("done", 10.0, text="walk second")
+    check_stream(h)

@@ -350,3 +350,31 @@ def test_real_length_estimator_gives_unit_multiples():
     frames = model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0)
     assert frames.shape == (2,) and np.all(frames % model.unit_length == 0) and np.all(frames > 0)
     assert np.array_equal(frames, model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0))
+
+
+def test_a_retried_switch_may_repeat_played_samples_exactly_but_never_change_them():
+    """A switch whose first chunk came too late rewinds to a frame already played and pushes the old
+    frames again up to a later switch frame: the clip takes it when the played samples come out equal,
+    and refuses it (`SwitchTooLate`, clip untouched) when they would change."""
+    from momask_ros.clip import SwitchTooLate
+
+    r = AngleRetargeter()
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    clip = session.clip
+    before = clip.samples()[1].copy()
+    play = MotionPlayback(clip, rest_pose(r.joint_space), blend_s=0.0)
+    play.sample(1.0)  # played up to 1.0 s = frame 20
+    second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
+    changed = np.concatenate([first.joints_yup[16:20], 1.1 * first.joints_yup[20:24], second.joints_yup])
+    with pytest.raises(SwitchTooLate):
+        session.push(changed, at_frame=16, repeat_frames=8)
+    assert np.array_equal(clip.samples()[1], before)
+    again = np.concatenate([first.joints_yup[16:24], second.joints_yup])
+    session.push(again, at_frame=16, repeat_frames=8)
+    positions = clip.samples()[1]
+    assert np.array_equal(positions[:24], before[:24])
+    joined = np.concatenate([first.joints_yup[:24], second.joints_yup])
+    assert np.allclose(positions, r.joint_space.clip(r.retarget(joined).positions))

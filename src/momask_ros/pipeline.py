@@ -148,14 +148,16 @@ class RetargetSession:
     def push(self, joints_yup: np.ndarray, *, at_frame: int | None = None, final: bool = True,
              cancelled: Callable[[], bool] = lambda: False,
              on_commit: Callable[[float], None] = lambda cut_s: None,
-             chunk_limit: Callable[[], int | None] = lambda: None) -> None:
+             chunk_limit: Callable[[], int | None] = lambda: None, repeat_frames: int = 0) -> None:
         """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk:
         a small first chunk, then doubling up to ``chunk_frames``, each at most ``chunk_limit()``
         frames when that is not None (asked before each chunk: small chunks give way sooner).
 
         ``final`` flushes the stream's look-ahead at the end (a later push rewinds that flush).
         ``on_commit(cut_s)`` runs right after the first new samples are in the clip (the switch is
-        certain; samples differ from the clip time ``cut_s`` on).
+        certain; samples differ from the clip time ``cut_s`` on). ``repeat_frames``: the first frames
+        are those pushed there before (a switch retried later after playback passed its cut): they
+        go in the first chunk, and the clip takes samples already played when they come out equal.
 
         Raises:
             SwitchTooLate: the cut is no longer ahead of playback (nothing was changed in the clip).
@@ -163,7 +165,7 @@ class RetargetSession:
         """
         with self._lock:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
-                       final, cancelled, on_commit, chunk_limit)
+                       final, cancelled, on_commit, chunk_limit, int(repeat_frames))
 
     def abandon(self) -> None:
         """Nothing more joins this session (a switch that came too late may have rewound its stream):
@@ -181,7 +183,8 @@ class RetargetSession:
                 self.clip.finish()
 
     def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
-              on_commit: Callable[[float], None], chunk_limit: Callable[[], int | None]) -> None:
+              on_commit: Callable[[float], None], chunk_limit: Callable[[], int | None],
+              repeat_frames: int = 0) -> None:
         pipe, clip, stream = self.pipeline, self.clip, self.stream
         if not 0 <= at_frame <= self.frames:
             raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
@@ -190,7 +193,7 @@ class RetargetSession:
             if not self.can_continue:
                 raise SwitchTooLate("this retargeter cannot continue a motion")
             cut = float(stream.cut_time(at_frame))
-            if cut <= clip.read_s:
+            if cut <= clip.read_s and not repeat_frames:
                 raise SwitchTooLate(f"cut at {cut:.3f} s, already played up to {clip.read_s:.3f} s")
             replace_from = float(stream.rewind(at_frame))
         self.frames = at_frame
@@ -205,8 +208,8 @@ class RetargetSession:
             # The whole motion is here: calibrate on it now, so a small first chunk yields samples.
             stream.calibrate(joints)
             first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)
-        elif replace_from is not None:
-            first = min(pipe.chunk_frames, SWITCH_CHUNK_FRAMES)  # the switch waits for this chunk
+        elif replace_from is not None:  # the switch waits for this chunk
+            first = repeat_frames + min(pipe.chunk_frames, SWITCH_CHUNK_FRAMES)
         self._calibrated = True
         start, size = 0, first
         try:

@@ -528,7 +528,8 @@ class MotionProducer:
             return self._fresh(job, motion, "motion_ended")
         if not session.can_continue:
             return self._fresh(job, motion, "retargeter_cannot_continue")
-        resume = session.frames
+        resume, detail = session.frames, "no frame within the slip limit after the token is still ahead of playback"
+        tried: int | None = None  # where a failed attempt rewound the stream to (its frames are old ones again)
         for _ in range(self.SWITCH_ATTEMPTS):
             with self.lock:
                 old = base.motion.joints_yup
@@ -546,10 +547,14 @@ class MotionProducer:
             try:
                 session.push(frames, at_frame=resume, final=False,
                              cancelled=lambda: job.cancelled or self._shutdown,
-                             on_commit=self._committer(job, base, session, motion, joined, at, f, resume, t0))
+                             on_commit=self._committer(job, base, session, motion, joined, at, f, resume, t0),
+                             repeat_frames=0 if tried is None else switch_frame - resume)
                 return
-            except SwitchTooLate:
+            except SwitchTooLate as exc:
+                detail = f"playback passed the cut while the first chunk was retargeted ({exc})"
+                tried = resume
                 continue
+        job.fields["switch_detail"] = detail[:200]
         self.switch_lead.add((time.perf_counter() - t0) * 1e3)
         session.abandon()
         self._fresh(job, motion, "late")
