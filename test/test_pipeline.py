@@ -254,21 +254,27 @@ def test_real_tiny_momask_and_default_robot_through_pipeline():
     assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]
 
 
+def played_walk(played_s):
+    """A 3 s walk retargeted into a session, played up to ``played_s``: (retargeter, pipeline, motion,
+    session, playback, the clip's positions)."""
+    r = AngleRetargeter()
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    play = MotionPlayback(session.clip, rest_pose(r.joint_space), blend_s=0.0)
+    before = session.clip.samples()[1].copy()
+    play.sample(played_s)
+    return r, p, first, session, play, before
+
+
 def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one():
     """A session continues its clip from a frame: the samples before the cut stay, those after come
     from the joined motion; a cut already played is refused (`SwitchTooLate`) and leaves the clip as is."""
     from momask_ros.clip import SwitchTooLate
 
-    r = AngleRetargeter()
-    gen = WalkGenerator()
-    p = MotionPipeline(gen, r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
-    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
-    session = p.open_session(first)
-    session.push(first.joints_yup)
+    r, p, first, session, play, before = played_walk(0.5)
     clip = session.clip
-    before = clip.samples()[1].copy()
-    play = MotionPlayback(clip, rest_pose(r.joint_space), blend_s=0.0)
-    play.sample(0.5)  # played up to ~0.5 s
     second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
     cuts = []
     session.push(second.joints_yup, at_frame=24, on_commit=cuts.append)
@@ -358,15 +364,8 @@ def test_a_retried_switch_may_repeat_played_samples_exactly_but_never_change_the
     and refuses it (`SwitchTooLate`, clip untouched) when they would change."""
     from momask_ros.clip import SwitchTooLate
 
-    r = AngleRetargeter()
-    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
-    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
-    session = p.open_session(first)
-    session.push(first.joints_yup)
+    r, p, first, session, play, before = played_walk(1.0)  # frame 20
     clip = session.clip
-    before = clip.samples()[1].copy()
-    play = MotionPlayback(clip, rest_pose(r.joint_space), blend_s=0.0)
-    play.sample(1.0)  # played up to 1.0 s = frame 20
     second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
     changed = np.concatenate([first.joints_yup[16:20], 1.1 * first.joints_yup[20:24], second.joints_yup])
     with pytest.raises(SwitchTooLate):

@@ -26,8 +26,9 @@ import numpy as np
 
 __all__ = ["FADE_FRAMES", "LatencyStats", "MAX_SLIP_FRAMES", "join_frame", "plan_token", "splice"]
 
-#: Frames over which the old motion fades into the continuation when the switch comes after ``at``.
-FADE_FRAMES = 8
+#: Frames over which the old motion fades into the continuation when the switch comes after ``at``
+#: (1 s at 20 fps, as MoMask's own pose ramp at a continuation: faster, planted feet slide).
+FADE_FRAMES = 20
 #: The latest switch after ``at`` [frames] (0.6 s at 20 fps): later, the two motions have diverged
 #: too far for a short crossfade and the continuation starts afresh with a blend (status ``late``).
 MAX_SLIP_FRAMES = 12
