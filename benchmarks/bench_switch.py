@@ -12,7 +12,10 @@ and measures, on what was published:
   (-0.25 s .. ``+--window``, which covers the retargeter's smoothing before a continuation and a
   0.5 s blend) against the mean inside the clips (everything else after the first blend-in);
 * max joint acceleration and jerk (finite differences on the stream's own stamps) during the
-  switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips.
+  switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips; and,
+  as that ratio's own floor, the same max / p99 over windows of the same span inside the clips
+  (a motion's peaks: a window of a walk with no switch in it reaches 1.5x as well). Foot sliding is
+  also given for each motion apart (a jog's feet slide more than a walk's on the retargeted robot).
 
 The switch instant is the stamp of the JointState at the new motion's switch frame (status
 ``playing``: ``switch_stamp_s`` for a continuation, ``stamp_s`` for a blend).
@@ -97,6 +100,12 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
              "acc_rad_s2": round(float(acc[k_sw[i_max], j_max]), 1),
              "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(acc[a_in, j_max]), 99)), 1)}
     jerk_p99 = float(np.percentile(np.abs(jerk[j_in]), 99))
+    # the metric's own floor: the same max / p99 over windows of the same span inside the clips
+    span, floor = 0.25 + window, []
+    for s in np.arange(t_start + 0.6, ta[-1] - span, 0.1):
+        m = (ta >= s) & (ta <= s + span)
+        if m.any() and not (m & a_sw).any():
+            floor.append(float(np.abs(acc[m]).max()) / acc_p99)
 
     feet = foot_tracks(robot, q, p, quat)
     contact = feet[:, :, 2] < contact_z
@@ -104,15 +113,21 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     slide = np.linalg.norm(np.diff(feet[:, :, :2], axis=0), axis=-1) / dt[:, None]
     s_sw = ((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window))[:, None] & both
     s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)))[:, None] & both
+    s_before = ((t[1:] > t_start + 0.6) & (t[1:] < t_switch - 0.25))[:, None] & both
+    s_after = (t[1:] > t_switch + window)[:, None] & both
     return {
         "walk_speed_mps": round(walk_speed, 3),
         "min_speed_through_switch_x_walk": round(dip, 3),
         "max_acc_at_switch_x_in_clip_p99": round(float(np.abs(acc[a_sw]).max()) / acc_p99, 2),
         "max_jerk_at_switch_x_in_clip_p99": round(float(np.abs(jerk[j_sw]).max()) / jerk_p99, 2),
         "in_clip_acc_p99_rad_s2": round(acc_p99, 1),
+        "in_clip_window_max_acc_x_p99_median": round(float(np.median(floor)), 2) if floor else None,
+        "in_clip_window_max_acc_x_p99_max": round(float(np.max(floor)), 2) if floor else None,
         "max_acc_at_switch": spike,
         "foot_slide_at_switch_mps": round(float(slide[s_sw].mean()), 4) if s_sw.any() else None,
         "foot_slide_in_clip_mps": round(float(slide[s_in].mean()), 4) if s_in.any() else None,
+        "foot_slide_first_motion_mps": round(float(slide[s_before].mean()), 4) if s_before.any() else None,
+        "foot_slide_second_motion_mps": round(float(slide[s_after].mean()), 4) if s_after.any() else None,
         "contact_samples_at_switch": int(s_sw.sum()),
     }
 
