@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...motion import _np_qmul
+from ...quaternion import qmul
 
 __all__ = [
     "SourceSkeleton",
@@ -34,7 +34,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-quat_mul = _np_qmul  # Hamilton product q·r over (..., 4) w x y z: the one in motion.py
+quat_mul = qmul  # Hamilton product q·r over (..., 4) w x y z: the project's one
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
