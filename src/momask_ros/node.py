@@ -184,7 +184,7 @@ class MomaskNode(Node):
 
     @staticmethod
     def _human_parents(joints_num: int) -> list[int]:
-        from momask_model.motion import skeleton_for
+        from momask_model.skeleton import skeleton_for
 
         return list(skeleton_for(joints_num).parents)
 
