@@ -44,7 +44,8 @@ import numpy as np
 from .clip import MotionClip, SwitchTooLate
 from .commands import MotionCommand
 from .physical_checks import MotionGate, Thresholds
-from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
+from .pipeline import GeneratedMotion, MotionPipeline
+from .retarget_session import RetargetSession
 from .state import PipelineError
 from .switching import LatencyStats, join_frame, plan_token, splice
 
