@@ -123,6 +123,7 @@ class MotionProducer:
         self._pending: list[Job] = []          # accepted, not yet playing, not ended
         self.session: RetargetSession | None = None  # what the control loop plays now
         self.generating: Job | None = None
+        self.computing = False  # the model runs now (not while a long motion waits for its next window)
         self.model_ready = False
         self._shutdown = False
         #: generation start -> continuation committed to the clip, and the commit's own part (rewind +
@@ -337,7 +338,7 @@ class MotionProducer:
             while not (job.cancelled or self._shutdown) and time.perf_counter() < end:
                 clip = job.clip
                 lead = clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S)
-                if lead and self.generating is None and not self._inbox:
+                if lead and not self.computing and not self._inbox:
                     return
                 self.lock.wait(0.02)
 
@@ -383,10 +384,13 @@ class MotionProducer:
                         self.lock.wait(0.02)
                     if job.cancelled or job.stop_generating or self._shutdown:
                         return
+            self.computing = True
             try:
                 motion = next(windows)
             except StopIteration:
                 return
+            finally:
+                self.computing = False
             generated += motion.frames
             yield motion
 
@@ -474,7 +478,7 @@ class MotionProducer:
     BACKGROUND_CHUNK_FRAMES = 4
 
     def _chunk_limit(self) -> int | None:
-        return self.BACKGROUND_CHUNK_FRAMES if self.generating is not None or self._switch_waiting() else None
+        return self.BACKGROUND_CHUNK_FRAMES if self.computing or self._switch_waiting() else None
 
     def _switch_waiting(self) -> bool:
         with self.lock:
@@ -485,8 +489,9 @@ class MotionProducer:
         waiting continuation, a stop or a shutdown makes useless."""
         def check() -> bool:
             clip = session.clip
-            while (self.generating is not None and not self._shutdown and not job.cancelled
-                   and clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S and not self._switch_waiting()):
+            while (self.computing and not self._shutdown and not job.cancelled  # lead in playback seconds
+                   and (clip.available_s - max(clip.read_s, 0.0)) / job.command.speed > self.YIELD_LEAD_S
+                   and not self._switch_waiting()):
                 time.sleep(0.005)
             return job.cancelled or self._shutdown or session.closed or self._switch_waiting()
         return check
