@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from momask_ros.physical_checks import MotionChecker, Thresholds
+from momask_ros.physical_checks import MotionChecker, Thresholds, window_decision
 from momask_ros.retarget import Retargeter
 from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
 from momask_ros.self_collision import SelfCollisionMeter, tree_joint_distance
@@ -237,5 +237,64 @@ def test_node_physical_checks_off_as_ros_parses_it():
         h.send("a person walks forward length=1s")
         done = h.wait_state("done", 60.0)
         assert "physical" not in done
+    finally:
+        h.close()
+
+
+def test_window_decision_for_each_window_and_mode():
+    good = {"ok": True, "failures": [], "peak_torque_ratio": 0.5, "zmp_inside_fraction": 1.0, "self_penetration_m": 0.0}
+    bad = {**good, "ok": False, "failures": ["torque 2.0 > 1.0 (left_knee)"], "peak_torque_ratio": 2.0}
+    assert window_decision("off", 3, bad, start_s=6.0).play and window_decision("reject", 0, None, start_s=0).play
+    for mode in ("warn", "reject"):
+        d = window_decision(mode, 1, good, start_s=2.0)
+        assert d.play and d.status is None and d.entry["window"] == 1 and d.entry["start_s"] == 2.0 and d.entry["ok"]
+    warned = window_decision("warn", 2, bad, start_s=4.0)
+    assert warned.play and warned.entry["failures"] == bad["failures"] and not warned.entry["ok"]
+    first = window_decision("reject", 0, bad, start_s=0.0)
+    assert not first.play and first.refuse_job and first.status["reason"] == "physically_infeasible"
+    assert "window" not in first.status and first.status["detail"].startswith("torque")
+    later = window_decision("reject", 2, bad, start_s=4.0)
+    assert not later.play and not later.refuse_job
+    assert later.status["window"] == 2 and later.status["stops_at_s"] == 4.0 and later.status["physical"] is bad
+
+
+def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatch):
+    """reject, over ROS: a 6 s motion generated in 2 s windows whose second window fails is cut where that
+    window begins: a rejected status names the window, the first window plays to its end (done, with
+    each checked window in physical_windows), the robot then holds, and the next command plays."""
+    from momask_ros import physical_checks
+    from momask_ros.pipeline import MotionPipeline
+
+    from motion_fakes import WalkGenerator
+    from ros_harness import Harness
+
+    real = physical_checks.MotionGate.summary
+    calls = []
+
+    def summary(self, joints_yup, fps, limits=Thresholds()):
+        out = real(self, joints_yup, fps, limits)
+        calls.append(len(joints_yup))
+        return {**out, "ok": False, "failures": ["torque (test)"]} if len(calls) == 2 else out
+
+    monkeypatch.setattr(physical_checks.MotionGate, "summary", summary)
+    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    h = Harness(pipeline, {"physical_checks": "reject", **LOOSE, "control_rate": 50.0})
+    try:
+        h.send("a person walks forward length=6s")
+        rejected = h.wait_state("rejected", 60.0, reason="physically_infeasible")
+        assert rejected["window"] == 1 and rejected["stops_at_s"] == 2.0 and rejected["detail"] == "torque (test)"
+        done = h.wait_state("done", 60.0)
+        assert done["id"] == rejected["id"] and done["windows"] == 1 and done["duration_s"] == pytest.approx(1.95)
+        assert [(w["window"], w["ok"]) for w in done["physical_windows"]] == [(0, True), (1, False)]
+        assert done["physical"]["ok"] and calls == [40, 40]          # the third window was never generated
+        played = [s for s in h.statuses if s.get("id") == done["id"]]
+        assert [s["state"] for s in played].index("playing") < [s["state"] for s in played].index("done")
+        n = len(h.joint_states)
+        time.sleep(0.3)
+        held = [np.asarray(m.position) for m in list(h.joint_states)[n:]]
+        assert not held or np.allclose(held, held[0], atol=1e-6)   # holding (or idle) after the cut
+        h.send("a person walks forward length=1s")
+        after = h.wait_for(lambda: [s for s in h.by_state("done") if s["id"] != done["id"]], 60.0, "next done")[0]
+        assert after["physical"]["ok"] and after["duration_s"] == pytest.approx(0.95)
     finally:
         h.close()

@@ -14,12 +14,12 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
   (`RetargetSession`), so playback switches without a blend. Queue mode continues at the end of the
   last motion. When the switch time has passed once the motion is ready, or the model or retargeter
   cannot continue, the motion starts afresh with a blend and its status says why.
-* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
-  window (each segment of a sequence, each continuation) is checked right after generation. Under
-  reject the check runs before the window is queued for retargeting, so a refused motion never plays;
-  under warn it runs after, and the summary reaches the ``playing``/``done`` statuses it is ready for.
-  A long motion's later windows are not checked (they play while generated; the first one is the
-  motion's start, where a join or a fall begins).
+* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): every window of a
+  command (each segment of a sequence, each continuation, each later window of a long motion) is
+  checked right after generation, and `window_decision` says what follows. Under reject the check
+  runs before the window is queued for retargeting, so a refused window never plays (a refused
+  first window refuses the command; a refused later one cuts the motion where it begins); under warn
+  it runs after, and the summaries reach the ``playing``/``done`` statuses they are ready for.
 
 Statuses: whoever ends a job reports it, once. A job cancelled by a stop or superseded by a newer
 command gets no further status from the workers.
@@ -38,7 +38,7 @@ import numpy as np
 
 from .clip import MotionClip, SwitchTooLate
 from .commands import MotionCommand
-from .physical_checks import MotionGate, Thresholds
+from .physical_checks import MotionGate, Thresholds, window_decision
 from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
 from .state import PipelineError
 
@@ -66,6 +66,7 @@ class Job:
     cut_s: float = math.inf                # clip time from which a continuation changes the samples
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
+    cut: bool = False                      # a later window was refused: it ends with what was generated
 
     @property
     def clip(self) -> MotionClip | None:
@@ -78,7 +79,8 @@ class Job:
     def command_duration_s(self, fps: float) -> float:
         """How long this motion plays [s]: its last frame's time when it starts a clip, its frames'
         span when it continues one."""
-        frames = self.command.length_frames or (self.motion.frames if self.motion is not None else 0)
+        generated = self.motion.frames if self.motion is not None else 0
+        frames = generated if self.cut else (self.command.length_frames or generated)
         return max(frames - (1 if self.start_frame == 0 else 0), 0) / fps / self.command.speed
 
 
@@ -267,12 +269,14 @@ class MotionProducer:
         for motion in self._paced(job, windows):
             if job.cancelled or self._shutdown:
                 return
+            mode = self._options().get("physical_checks", "off")
+            if parts and mode == "reject" and not self._physically_ok(job, motion, len(parts), offset):
+                break  # a later window refused: the job ends where it would begin (reported)
             parts.append(motion)
             job.motion = motion if len(parts) == 1 else GeneratedMotion.join(parts)
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
-            mode = self._options().get("physical_checks", "off") if len(parts) == 1 else "off"
-            if mode == "reject" and not self._physically_ok(job, motion):
+            if len(parts) == 1 and mode == "reject" and not self._physically_ok(job, motion):
                 return
             with self.lock:
                 if len(parts) == 1:
@@ -283,7 +287,7 @@ class MotionProducer:
                 self.lock.notify_all()
             if mode == "warn":  # after the retargeting task is queued: the first JointState does not wait
                 self._wait_for_lead(job)
-                self._physically_ok(job, motion)
+                self._physically_ok(job, motion, len(parts) - 1, offset)
             offset += motion.frames
             if job.stop_generating:
                 break
@@ -302,27 +306,34 @@ class MotionProducer:
                     return
                 self.lock.wait(0.02)
 
-    def _physically_ok(self, job: Job, motion: GeneratedMotion) -> bool:
-        """The physical checks of a motion's first window (option ``physical_checks``: warn|reject):
-        the summary goes into the job's status fields; under reject a failing motion is refused here,
-        before any of it is retargeted for playing. False = refused (reported)."""
+    def _physically_ok(self, job: Job, motion: GeneratedMotion, window: int = 0, offset: int = 0) -> bool:
+        """The physical checks of one window of a job (``offset`` its first frame in the job's motion),
+        decided by `window_decision`: the summary goes into the job's status fields (``physical`` for
+        the first window, a line per window in ``physical_windows``); under reject a failing first
+        window refuses the job, a failing later one cuts it there. False = not to be played (reported)."""
         if self._gate is None:
             self._gate = MotionGate(self.pipeline.retargeter)
         if not self._gate.available:
             return True
         opts = self._options()
         summary = self._gate.summary(motion.joints_yup, motion.fps, opts.get("physical_thresholds", Thresholds()))
-        job.fields["physical"] = summary
-        if summary["ok"] or opts.get("physical_checks") != "reject":
+        decision = window_decision(opts.get("physical_checks", "off"), window, summary, start_s=offset / motion.fps)
+        if window == 0:
+            job.fields["physical"] = summary
+        if decision.entry is not None:
+            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
+        if decision.play:
             return True
         with self.lock:
             if job.cancelled:
                 return False
-            job.cancelled = True
-            if job in self._pending:
-                self._pending.remove(job)
-        self._report("rejected", job, {"reason": "physically_infeasible", "physical": summary,
-                                       "detail": "; ".join(summary["failures"])[:300]})
+            if decision.refuse_job:
+                job.cancelled = True
+                if job in self._pending:
+                    self._pending.remove(job)
+            else:
+                job.stop_generating = job.cut = True
+        self._report("rejected", job, decision.status)
         return False
 
     def _paced(self, job: Job, windows):
