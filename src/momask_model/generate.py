@@ -19,7 +19,8 @@ from torch import nn
 from .config import MoMaskConfig
 from .fastpath import FastPathOptions
 from . import editing, longform
-from .motion import Normalizer, features_to_joints
+from .features import features_to_joints
+from .normalization import Normalizer
 from .results import (  # noqa: F401  (re-exported: the public names of generation live here too)
     MAX_LONG_FRAMES,
     MAX_TEXT_CHARS,

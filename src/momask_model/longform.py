@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .editing import edit_tokens
-from .motion import features_to_joints
+from .features import features_to_joints
 from .prompt import PromptError, Segment, parse_segment, parse_sequence, round_to_unit
 from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult, check_cond_vector, validate_texts
 from .trajectory import align_to_pose

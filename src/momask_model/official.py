@@ -44,7 +44,7 @@ from .config import (
     VQConfig,
 )
 from .generate import MoMask
-from .motion import Normalizer
+from .normalization import Normalizer
 
 log = logging.getLogger(__name__)
 
