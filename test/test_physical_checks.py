@@ -258,15 +258,9 @@ def test_window_decision_for_each_window_and_mode():
     assert later.status["window"] == 2 and later.status["stops_at_s"] == 4.0 and later.status["physical"] is bad
 
 
-def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatch):
-    """reject, over ROS: a 6 s motion generated in 2 s windows whose second window fails is cut where that
-    window begins: a rejected status names the window, the first window plays to its end (done, with
-    each checked window in physical_windows), the robot then holds, and the next command plays."""
+def _failing_second_window(monkeypatch):
+    """Patch the gate so that the second window it checks fails (the checks themselves are tested above)."""
     from momask_ros import physical_checks
-    from momask_ros.pipeline import MotionPipeline
-
-    from motion_fakes import WalkGenerator
-    from ros_harness import Harness
 
     real = physical_checks.MotionGate.summary
     calls = []
@@ -277,6 +271,19 @@ def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatc
         return {**out, "ok": False, "failures": ["torque (test)"]} if len(calls) == 2 else out
 
     monkeypatch.setattr(physical_checks.MotionGate, "summary", summary)
+    return calls
+
+
+def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatch):
+    """reject, over ROS: a 6 s motion generated in 2 s windows whose second window fails is cut where that
+    window begins: a rejected status names the window, the first window plays to its end (done, with
+    each checked window in physical_windows), the robot then holds, and the next command plays."""
+    from momask_ros.pipeline import MotionPipeline
+
+    from motion_fakes import WalkGenerator
+    from ros_harness import Harness
+
+    calls = _failing_second_window(monkeypatch)
     pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
     h = Harness(pipeline, {"physical_checks": "reject", **LOOSE, "control_rate": 50.0})
     try:
@@ -296,5 +303,26 @@ def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatc
         h.send("a person walks forward length=1s")
         after = h.wait_for(lambda: [s for s in h.by_state("done") if s["id"] != done["id"]], 60.0, "next done")[0]
         assert after["physical"]["ok"] and after["duration_s"] == pytest.approx(0.95)
+    finally:
+        h.close()
+
+
+def test_node_warn_checks_every_window_and_plays_them_all(monkeypatch):
+    """warn, over ROS: the same 6 s motion plays all three windows; done lists each window's check."""
+    from momask_ros.pipeline import MotionPipeline
+
+    from motion_fakes import WalkGenerator
+    from ros_harness import Harness
+
+    calls = _failing_second_window(monkeypatch)
+    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    h = Harness(pipeline, {"physical_checks": "warn", **LOOSE, "control_rate": 50.0})
+    try:
+        h.send("a person walks forward length=6s")
+        done = h.wait_state("done", 60.0)
+        assert done["windows"] == 3 and done["duration_s"] == pytest.approx(5.95) and not h.by_state("rejected")
+        assert [(w["window"], w["start_s"], w["ok"]) for w in done["physical_windows"]] == [
+            (0, 0.0, True), (1, 2.0, False), (2, 4.0, True)]
+        assert calls == [40, 40, 40]
     finally:
         h.close()
