@@ -248,7 +248,16 @@ def test_real_tiny_momask_and_default_robot_through_pipeline():
     assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)
     play = MotionPlayback(a, RobotPose(p.joint_space.rest, base_valid=False), blend_s=0.3)
     assert all(p.joint_space.within(play.sample(t).positions) for t in np.arange(0, play.duration_s, 0.02))
-    assert np.allclose(play.sample(0.0).base_position, base[0])  # no base known yet: the clip's own path
+    # no base known yet: the blend starts from the robot standing at rest (where a simulator holds it), with
+    # its feet never pushed into the floor, and the clip's own base path follows (no re-anchoring)
+    rest_p, rest_q = p.joint_space.rest_base
+    s0 = play.sample(0.0)
+    assert np.allclose(s0.base_position, rest_p) and np.allclose(s0.base_quat_wxyz, rest_q)
+    lowest = p.joint_space.lowest_foot_z
+    for t in np.arange(0.0, 0.3, 0.02):
+        s, (q_m, p_m, quat_m, _) = play.sample(t), a.at(t)
+        assert lowest(s.positions, s.base_position, s.base_quat_wxyz) >= -max(0.0, -lowest(q_m, p_m, quat_m)) - 1e-9
+    assert np.allclose(play.sample(0.6).base_position, a.at(0.6)[1])
     limits = p.command_limits()
     assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 1200, 20.0)  # 60 s: windows continue
     assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]

@@ -16,14 +16,13 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
   playback switches without a blend. Queue mode continues at the end of the last motion. When the
   switch comes too late for that, or the model or retargeter cannot continue, the motion starts
   afresh with a blend and its status says why.
-* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
-  window (each segment of a sequence, each continuation) is checked right after generation. Under
-  reject the check runs before the window is queued for retargeting, so a refused motion never plays;
-  under warn it runs on a third worker, once the clip has lead and no generation runs (so it never
-  delays a command's generation), and the summary reaches the ``playing``/``done`` statuses it is
-  ready for.
-  A long motion's later windows are not checked (they play while generated; the first one is the
-  motion's start, where a join or a fall begins).
+* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): every window of a
+  command (each segment of a sequence, each continuation, each later window of a long motion) is
+  checked right after generation, and `window_decision` says what follows. Under reject the check
+  runs before the window is queued for retargeting, so a refused window never plays (a refused
+  first window refuses the command; a refused later one cuts the motion where it begins); under warn
+  it runs on a third worker, once the clip has lead and no generation runs (so it never delays a
+  command's generation), and the summaries reach the ``playing``/``done`` statuses they are ready for.
 
 Statuses: whoever ends a job reports it, once. A job cancelled by a stop or superseded by a newer
 command gets no further status from the workers.
@@ -43,7 +42,7 @@ import numpy as np
 
 from .clip import MotionClip, SwitchTooLate
 from .commands import MotionCommand
-from .physical_checks import MotionGate, Thresholds
+from .physical_checks import MotionGate, Thresholds, window_decision
 from .pipeline import GeneratedMotion, MotionPipeline
 from .retarget_session import RetargetSession
 from .state import PipelineError
@@ -75,6 +74,7 @@ class Job:
     first_sample: tuple[float, float] | None = None  # (stamp [s], latency [ms]) of its first JointState
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
+    cut: bool = False                      # a later window was refused: it ends with what was generated
 
     @property
     def clip(self) -> MotionClip | None:
@@ -87,8 +87,9 @@ class Job:
     def command_duration_s(self, fps: float) -> float:
         """How long this motion plays [s]: its last frame's time when it starts a clip, its frames'
         span when it continues one."""
+        generated = self.motion.frames if self.motion is not None else 0
         if self.start_frame == 0:
-            frames = (self.command.length_frames or (self.motion.frames if self.motion is not None else 0)) - 1
+            frames = (generated if self.cut else (self.command.length_frames or generated)) - 1
         else:  # from the switch frame on (a switch after the token boundary plays a little less)
             frames = self.end_frame - self.switch_frame
         return max(frames, 0) / fps / self.command.speed
@@ -119,7 +120,7 @@ class MotionProducer:
         self._inbox: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Job] = collections.deque()   # fresh clips for the control loop
         self._tasks: collections.deque[tuple] = collections.deque()  # retargeting work, in order
-        self._checks: collections.deque[tuple[Job, GeneratedMotion]] = collections.deque()  # warn's checks
+        self._checks: collections.deque[tuple[Job, GeneratedMotion, int, int]] = collections.deque()  # warn's
         self._pending: list[Job] = []          # accepted, not yet playing, not ended
         self.session: RetargetSession | None = None  # what the control loop plays now
         self.generating: Job | None = None
@@ -285,13 +286,15 @@ class MotionProducer:
         for motion in self._paced(job, windows):
             if job.cancelled or self._shutdown:
                 return
+            mode = self._options().get("physical_checks", "off")
+            if parts and mode == "reject" and not self._physically_ok(job, motion, len(parts), offset):
+                break  # a later window refused: the job ends where it would begin (reported)
             parts.append(motion)
             with self.lock:  # onto what the job holds: a switch may have spliced its first frames
                 job.motion = motion if len(parts) == 1 else GeneratedMotion.join([job.motion, motion])
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
-            mode = self._options().get("physical_checks", "off") if len(parts) == 1 else "off"
-            if mode == "reject" and not self._physically_ok(job, motion):
+            if len(parts) == 1 and mode == "reject" and not self._physically_ok(job, motion):
                 return
             with self.lock:
                 if len(parts) == 1:
@@ -302,7 +305,7 @@ class MotionProducer:
                 self.lock.notify_all()
             if mode == "warn":  # on the check worker: neither the first JointState nor a generation waits
                 with self.lock:
-                    self._checks.append((job, motion))
+                    self._checks.append((job, motion, len(parts) - 1, offset))
                     self.lock.notify_all()
             offset += motion.frames
             if job.stop_generating:
@@ -319,13 +322,13 @@ class MotionProducer:
                     self.lock.wait(0.5)
                 if self._shutdown:
                     return
-                job, motion = self._checks.popleft()
+                job, motion, window, offset = self._checks.popleft()
             if job.cancelled:
                 continue
             try:
                 self._wait_for_lead(job)
                 if not job.cancelled:
-                    self._physically_ok(job, motion)
+                    self._physically_ok(job, motion, window, offset)
             except Exception:  # a check never takes the worker down; the motion plays unchecked
                 log.exception("physical check")
 
@@ -342,27 +345,34 @@ class MotionProducer:
                     return
                 self.lock.wait(0.02)
 
-    def _physically_ok(self, job: Job, motion: GeneratedMotion) -> bool:
-        """The physical checks of a motion's first window (option ``physical_checks``: warn|reject):
-        the summary goes into the job's status fields; under reject a failing motion is refused here,
-        before any of it is retargeted for playing. False = refused (reported)."""
+    def _physically_ok(self, job: Job, motion: GeneratedMotion, window: int = 0, offset: int = 0) -> bool:
+        """The physical checks of one window of a job (``offset`` its first frame in the job's motion),
+        decided by `window_decision`: the summary goes into the job's status fields (``physical`` for
+        the first window, a line per window in ``physical_windows``); under reject a failing first
+        window refuses the job, a failing later one cuts it there. False = not to be played (reported)."""
         if self._gate is None:
             self._gate = MotionGate(self.pipeline.retargeter)
         if not self._gate.available:
             return True
         opts = self._options()
         summary = self._gate.summary(motion.joints_yup, motion.fps, opts.get("physical_thresholds", Thresholds()))
-        job.fields["physical"] = summary
-        if summary["ok"] or opts.get("physical_checks") != "reject":
+        decision = window_decision(opts.get("physical_checks", "off"), window, summary, start_s=offset / motion.fps)
+        if window == 0:
+            job.fields["physical"] = summary
+        if decision.entry is not None:
+            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
+        if decision.play:
             return True
         with self.lock:
             if job.cancelled:
                 return False
-            job.cancelled = True
-            if job in self._pending:
-                self._pending.remove(job)
-        self._report("rejected", job, {"reason": "physically_infeasible", "physical": summary,
-                                       "detail": "; ".join(summary["failures"])[:300]})
+            if decision.refuse_job:
+                job.cancelled = True
+                if job in self._pending:
+                    self._pending.remove(job)
+            else:
+                job.stop_generating = job.cut = True
+        self._report("rejected", job, decision.status)
         return False
 
     def _paced(self, job: Job, windows):

@@ -24,6 +24,9 @@ import numpy as np
 from .robot import Robot
 from .trajectory import RobotTrajectory, clip_to_limits, hermite, knot_slopes, slerp_wxyz
 
+#: A keyframe or output sample deeper than this in self-collision [m] is pushed out (`KeyframeSpline`).
+REPAIR_DEPTH_M = 1e-3
+
 
 def binomial(radius: int) -> np.ndarray:
     """Normalised binomial smoothing kernel of 2 radius + 1 taps."""
@@ -98,6 +101,14 @@ class KeyframeSpline:
                 budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
                 joints = np.clip(joints, self._key_q[-1] - budget, self._key_q[-1] + budget)
                 qpos = robot.full_qpos(joints, base, quat)
+            if self.avoid is not None and self.avoid.depth(qpos) > REPAIR_DEPTH_M:  # out, within the budget
+                lower, upper = lims[:, 0], lims[:, 1]
+                if self._key_q:
+                    budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
+                    lower = np.maximum(lower, self._key_q[-1] - budget)
+                    upper = np.minimum(upper, self._key_q[-1] + budget)
+                qpos = self.avoid.push_out(qpos, robot.qpos_index, lower, np.maximum(lower, upper))
+                joints = qpos[robot.qpos_index]
             data = robot.forward(qpos, self._data)
             feet = robot.foot_points_z(data)
             contacts = contact[k]
@@ -110,6 +121,53 @@ class KeyframeSpline:
             self._key_q.append(joints)
             self._key_base.append(base)
             self._key_quat.append(quat)
+
+    def _clear_piece(self, knot_t: list, knot_q: list, knot_m: list, times: np.ndarray, pos: np.ndarray,
+                     vel: np.ndarray, base: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One spline piece's samples, with a knot inserted at each sample that would penetrate.
+
+        Why: two clear keyframes can have a spline between them that cuts through a limb in a fast
+        spin or flip. The deepest penetrating sample becomes a knot pushed out of collision
+        (`push_out`) inside the box that keeps both neighbouring secants within the velocity slope
+        ``s = velocity_margin * v_max``; its slope is the secant of its neighbours (within ``s``), so the
+        refined spline keeps the module's velocity guarantee. Repeated until no sample penetrates
+        or every penetrating sample is a knot.
+        """
+        robot = self.robot
+        depth = np.array([self.avoid.depth(robot.full_qpos(p, b, q)) for p, b, q in zip(pos, base, quat)])
+        if depth.max(initial=0.0) <= REPAIR_DEPTH_M:
+            return pos, vel
+        slope = self.rt.velocity_margin * robot.velocity_limits
+        lims = robot.position_limits
+        knot_t, knot_q, knot_m = list(knot_t), list(knot_q), list(knot_m)
+        is_knot = np.zeros(len(times), bool)
+        pos, vel = pos.copy(), vel.copy()
+        while True:
+            i = int(np.argmax(np.where(is_knot, -1.0, depth)))
+            if is_knot[i] or depth[i] <= REPAIR_DEPTH_M:
+                return pos, vel
+            t = times[i]
+            j = int(np.searchsorted(knot_t, t))
+            if j == 0 or j == len(knot_t) or t - knot_t[j - 1] < 1e-9 or knot_t[j] - t < 1e-9:
+                is_knot[i] = True  # a keyframe (pushed out already in `advance`) or a knot: leave it
+                continue
+            left, right = knot_t[j - 1], knot_t[j]
+            ql, qr = knot_q[j - 1], knot_q[j]
+            lower = np.maximum(np.maximum(ql - slope * (t - left), qr - slope * (right - t)), lims[:, 0])
+            upper = np.minimum(np.minimum(ql + slope * (t - left), qr + slope * (right - t)), lims[:, 1])
+            fixed = self.avoid.push_out(robot.full_qpos(pos[i], base[i], quat[i]), robot.qpos_index, lower,
+                                        np.maximum(lower, upper))[robot.qpos_index]
+            knot_t.insert(j, t)
+            knot_q.insert(j, fixed)
+            knot_m.insert(j, np.clip((qr - ql) / (right - left), -slope, slope))
+            is_knot[i] = True
+            sel = (times > left) & (times < right)   # the samples whose piece changed
+            for k in (j - 1, j):
+                part = sel & (times >= knot_t[k]) & (times <= knot_t[k + 1])
+                pos[part], vel[part] = hermite(knot_t[k], knot_t[k + 1] - knot_t[k], knot_q[k], knot_q[k + 1],
+                                               knot_m[k], knot_m[k + 1], times[part])
+            for m in np.flatnonzero(sel):
+                depth[m] = self.avoid.depth(robot.full_qpos(pos[m], base[m], quat[m]))
 
     def _keypoint_errors(self, targets: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
         out = np.empty(max(0, hi - lo))
@@ -154,15 +212,19 @@ class KeyframeSpline:
             pos[:] = kq[0]
             vel[:] = 0.0
             base[:] = kb[0]
-        else:
+        quat = slerp_wxyz(key_t[lo:hi], np.array(self._key_quat[lo:hi]), times) if len(times) else np.zeros((0, 4))
+        if nk > 1:
             piece = np.clip(np.floor(times / self.dt + 1e-9).astype(int), 0, nk - 2)
             for k in np.unique(piece):
                 sel = piece == k
                 a, c = k - lo, k + 1 - lo
                 pos[sel], vel[sel] = hermite(key_t[k], self.dt, kq[a], kq[c], slopes_q[a], slopes_q[c], times[sel])
                 base[sel], _ = hermite(key_t[k], self.dt, kb[a], kb[c], slopes_b[a], slopes_b[c], times[sel])
+                if self.avoid is not None:
+                    pos[sel], vel[sel] = self._clear_piece(
+                        [key_t[k], key_t[k] + self.dt], [kq[a], kq[c]], [slopes_q[a], slopes_q[c]], times[sel],
+                        pos[sel], vel[sel], base[sel], quat[sel])
         pos, vel = clip_to_limits(pos, vel, robot.position_limits)
-        quat = slerp_wxyz(key_t[lo:hi], np.array(self._key_quat[lo:hi]), times) if len(times) else np.zeros((0, 4))
         penetration = 0.0
         for i in range(len(times)):
             data = robot.forward(robot.full_qpos(pos[i], base[i], quat[i]), self._data)
