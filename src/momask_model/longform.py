@@ -31,7 +31,7 @@ from .editing import edit_tokens
 from .features import features_to_joints
 from .prompt import PromptError, Segment, parse_segment, parse_sequence, round_to_unit
 from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult, check_cond_vector, validate_texts
-from .trajectory import align_to_pose
+from .ground_alignment import align_to_pose
 
 #: A `momask_model.generate.MoMask` (not imported here: the model imports this module).
 MoMask = Any
