@@ -29,7 +29,7 @@ from momask_model.cli import default_bundle_path  # noqa: E402
 from momask_model.editing import kept_sections, source_joints  # noqa: E402
 from momask_model.evaluate.smoothness import JerkStats, in_clip_stats, percentile, transition_stats  # noqa: E402
 from momask_model.longform import DEFAULT_CONTEXT_TOKENS  # noqa: E402
-from momask_model.trajectory import align_to_pose, aligned_error  # noqa: E402
+from momask_model.ground_alignment import align_to_pose, aligned_error  # noqa: E402
 
 FPS = 20.0
 TARGET = 1.5

@@ -9,7 +9,10 @@
 * harness tracking: the demo walk (packaged demo model, "a person walks forward", 3 s, seed 3) streamed at
   50 Hz into harness mode as momask_node streams it (set-points with velocities, base pose), joint error
   against the linearly interpolated command: RMS and max [rad] (targets 0.05 / 0.2);
-* free standing: the rest pose held for 10 s in free mode: fallen or not, final tilt and base height.
+* free standing: the rest pose held for 10 s in free mode: fallen or not, final tilt and base height;
+* start from standing: the node's blend from the standing robot into the same 3 s demo walk, streamed into
+  harness mode from rest, max error against the tracked set-point (target < 0.2 rad from the first
+  JointState), with the blend before issue 17's fix beside it.
 """
 from __future__ import annotations
 
@@ -96,6 +99,41 @@ def harness_tracking(robot, walk) -> tuple[float, float, str]:
     return float(np.sqrt(np.mean(e ** 2))), float(e.max()), robot.joint_names[int(e.max(axis=0).argmax())]
 
 
+def start_from_standing(robot_name_or_robot, *, blend_feet: bool = True) -> tuple[float, float, str]:
+    """The node's start: the 3 s demo walk played by `MotionPlayback` from the standing robot (no base known
+    yet, 0.5 s blend) at 50 Hz into harness mode from rest. (max error [rad] in the first second, max over
+    the whole walk, joint), against the set-point the simulator tracks. ``blend_feet=False`` plays it with
+    a joint space that knows neither the rest stance nor the feet: the blend before issue 17's fix."""
+    from dataclasses import replace
+
+    from momask_ros.commands import MotionCommand
+    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.players import MotionPlayback
+    from momask_ros.state import RobotPose
+
+    pipe = MotionPipeline.from_bundle(None, robot=robot_name_or_robot, device="cpu")
+    clip = pipe.run(MotionCommand("a person walks forward", length_frames=60, seed=3))
+    if not blend_feet:
+        clip.joint_space = replace(clip.joint_space, rest_base=None, lowest_foot_z=None)
+    robot = pipe.retargeter.robot
+    play = MotionPlayback(clip, RobotPose(clip.joint_space.rest.copy(), base_valid=False), blend_s=0.5)
+    sim = Simulator(robot, SimOptions(mode="harness"))
+    steps = int(round(0.02 / sim.timestep_s))
+    last, errs = None, []
+    for k in range(int(play.duration_s / 0.02)):
+        sample = play.sample(0.02 * k)
+        sim.set_base_target(sample.base_position, sample.base_quat_wxyz,
+                            None if last is None else (sample.base_position - last) / 0.02)
+        last = sample.base_position.copy()
+        sim.command_joints(robot.joint_names, sample.positions, sample.velocities)
+        for _ in range(steps):
+            sim.step()
+            errs.append((sim.time_s, np.abs(sim.joint_positions() - sim.reference()[0])))
+    t = np.array([e[0] for e in errs])
+    e = np.array([e[1] for e in errs])
+    return float(e[t < 1.0].max()), float(e.max()), robot.joint_names[int(e.max(axis=0).argmax())]
+
+
 def free_standing(robot, seconds: float = 10.0) -> tuple[bool, float, float]:
     sim = Simulator(robot, SimOptions(mode="free"))
     fallen = False
@@ -125,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         rms, worst, joint = harness_tracking(robot, demo_walk(name if DESCRIPTIONS[name] is None else robot))
         fallen, tilt, height = free_standing(robot)
         print(f"{name:8s} {rms:12.4f} / {worst:.3f} ({joint:24s})   {str(fallen):>8s} {tilt:8.3f} {height:8.3f}")
+    print(f"\n{'robot':8s} start from standing, max error [rad]: first 1 s / whole walk (joint), old blend -> now")
+    for name, robot in robots.items():
+        old_start = start_from_standing(name if DESCRIPTIONS[name] is None else robot, blend_feet=False)
+        new_start = start_from_standing(name if DESCRIPTIONS[name] is None else robot)
+        print(f"{name:8s} {old_start[0]:.3f} / {old_start[1]:.3f} ({old_start[2]}) -> "
+              f"{new_start[0]:.3f} / {new_start[1]:.3f} ({new_start[2]})")
     return 0
 
 

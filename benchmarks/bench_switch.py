@@ -12,9 +12,13 @@ and measures, on what was published:
   (-0.25 s .. ``+--window``, which covers the retargeter's smoothing before a continuation and a
   0.5 s blend) against the mean inside the clips (everything else after the first blend-in);
 * max joint acceleration and jerk (finite differences on the stream's own stamps) during the
-  switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips.
+  switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips; and,
+  as that ratio's own floor, the same max / p99 over windows of the same span inside the clips
+  (a motion's peaks: a window of a walk with no switch in it reaches 1.5x as well). Foot sliding is
+  also given for each motion apart (a jog's feet slide more than a walk's on the retargeted robot).
 
-The switch instant is the stamp of the new motion's first JointState (status ``playing``).
+The switch instant is the stamp of the JointState at the new motion's switch frame (status
+``playing``: ``switch_stamp_s`` for a continuation, ``stamp_s`` for a blend).
 
 ``--switch continue`` (default) is the node's continuation, ``--switch blend`` the blend into a
 freshly generated clip (today's behaviour before continuations). Prints one JSON object.
@@ -89,7 +93,19 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     j_sw = (tjk >= t_switch - 0.25) & (tjk <= t_switch + window)
     j_in = (tjk > t_start + 0.6) & ~j_sw
     acc_p99 = float(np.percentile(np.abs(acc[a_in]), 99))
+    names = list(js[0].name)
+    k_sw = np.flatnonzero(a_sw)
+    i_max, j_max = np.unravel_index(int(np.argmax(np.abs(acc[k_sw]))), acc[k_sw].shape)
+    spike = {"joint": names[j_max], "at_s": round(float(ta[k_sw[i_max]] - t_switch), 3),
+             "acc_rad_s2": round(float(acc[k_sw[i_max], j_max]), 1),
+             "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(acc[a_in, j_max]), 99)), 1)}
     jerk_p99 = float(np.percentile(np.abs(jerk[j_in]), 99))
+    # the metric's own floor: the same max / p99 over windows of the same span inside the clips
+    span, floor = 0.25 + window, []
+    for s in np.arange(t_start + 0.6, ta[-1] - span, 0.1):
+        m = (ta >= s) & (ta <= s + span)
+        if m.any() and not (m & a_sw).any():
+            floor.append(float(np.abs(acc[m]).max()) / acc_p99)
 
     feet = foot_tracks(robot, q, p, quat)
     contact = feet[:, :, 2] < contact_z
@@ -97,14 +113,21 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     slide = np.linalg.norm(np.diff(feet[:, :, :2], axis=0), axis=-1) / dt[:, None]
     s_sw = ((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window))[:, None] & both
     s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)))[:, None] & both
+    s_before = ((t[1:] > t_start + 0.6) & (t[1:] < t_switch - 0.25))[:, None] & both
+    s_after = (t[1:] > t_switch + window)[:, None] & both
     return {
         "walk_speed_mps": round(walk_speed, 3),
         "min_speed_through_switch_x_walk": round(dip, 3),
         "max_acc_at_switch_x_in_clip_p99": round(float(np.abs(acc[a_sw]).max()) / acc_p99, 2),
         "max_jerk_at_switch_x_in_clip_p99": round(float(np.abs(jerk[j_sw]).max()) / jerk_p99, 2),
         "in_clip_acc_p99_rad_s2": round(acc_p99, 1),
+        "in_clip_window_max_acc_x_p99_median": round(float(np.median(floor)), 2) if floor else None,
+        "in_clip_window_max_acc_x_p99_max": round(float(np.max(floor)), 2) if floor else None,
+        "max_acc_at_switch": spike,
         "foot_slide_at_switch_mps": round(float(slide[s_sw].mean()), 4) if s_sw.any() else None,
         "foot_slide_in_clip_mps": round(float(slide[s_in].mean()), 4) if s_in.any() else None,
+        "foot_slide_first_motion_mps": round(float(slide[s_before].mean()), 4) if s_before.any() else None,
+        "foot_slide_second_motion_mps": round(float(slide[s_after].mean()), 4) if s_after.any() else None,
         "contact_samples_at_switch": int(s_sw.sum()),
     }
 
@@ -152,12 +175,12 @@ def main() -> int:
             text2 = args.second.split(" length=")[0]
             playing = h.wait_for(lambda: h.by_state("playing", text=text2)[run:], 30.0)[0]
             h.wait_for(lambda: h.by_state("done", text=text2)[run:], 30.0)
-            t_switch = playing.get("stamp_s") or h.received_at(playing)  # sources without stamp_s
+            t_switch = playing.get("switch_stamp_s") or playing.get("stamp_s") or h.received_at(playing)
             t_start = first.get("stamp_s") or h.received_at(first)
             row = analyse(robot, h.joint_states[n0:], h.poses[p0:], t_switch, t_start,
                           speed_window=args.speed_window, contact_z=args.contact_z, window=args.window)
             row.update(switch=playing.get("switch", "blend"), latency_ms=playing.get("latency_ms"),
-                       switch_reason=playing.get("switch_reason"))
+                       switch_reason=playing.get("switch_reason"), slip_frames=playing.get("switch_slip_frames"))
             rows.append(row)
             h.stop()
             time.sleep(0.5)
@@ -174,6 +197,7 @@ def main() -> int:
               "mean": {k: mean(k) for k in rows[0] if isinstance(rows[0][k], (int, float))},
               "worst_min_speed_x_walk": min(r["min_speed_through_switch_x_walk"] for r in rows),
               "worst_acc_x_p99": max(r["max_acc_at_switch_x_in_clip_p99"] for r in rows),
+              "worst_jerk_x_p99": max(r["max_jerk_at_switch_x_in_clip_p99"] for r in rows),
               "per_run": rows}
     print(json.dumps(report, indent=2))
     return 0

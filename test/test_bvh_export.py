@@ -8,7 +8,7 @@ from momask_model.bvh_export import BVH_JOINT_NAMES, BvhExportError, joint_rotat
 from momask_model.cli import generate_main
 from momask_model.data.mocap.bvh import bvh_to_joints, load_bvh
 from momask_model.data.mocap.kinematics import forward_kinematics
-from momask_model.motion import T2M_SKELETON
+from momask_model.skeleton import T2M_SKELETON
 
 PARENTS = T2M_SKELETON.parents
 

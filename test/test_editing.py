@@ -11,7 +11,7 @@ from momask_model.generate import GenerationError
 from momask_model.masked import MaskTransformer
 from momask_model.residual import ResidualTransformer
 from momask_model.sections import SectionError, parse_sections
-from momask_model.trajectory import aligned_error, facing_yaw
+from momask_model.ground_alignment import aligned_error, facing_yaw
 
 from transformer_reference import single_thread
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from training_data import one_thread, tiny_dataset  # noqa: E402,F401  (fixtures)
@@ -99,7 +100,7 @@ def test_save_load_round_trip(tmp_path):
 def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_dataset, tmp_path, one_thread):
     """GT against itself: FID ≈ 0 and R-precision at the ceiling, clearly above shuffled pairs."""
     from momask_model.evaluate.runner import evaluate_generator, identity_generator
-    from momask_model.motion import Normalizer
+    from momask_model.normalization import Normalizer
     from momask_model.train.config import load_pipeline_config
     from momask_model.train.pipeline import load_configured_evaluator, run_stage, text_motion_set, open_layout
 
@@ -122,3 +123,15 @@ def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_datase
     assert gt["gt"]["top3"]["mean"] >= 0.9
     assert sh["shuffled"]["top3"]["mean"] < gt["gt"]["top3"]["mean"] - 0.2
     assert sh["shuffled"]["mm_dist"]["mean"] > gt["gt"]["mm_dist"]["mean"]
+
+
+@pytest.mark.parametrize("name", ["tiny", "demo", "humanml3d", "kit"])
+def test_eval_section_keeps_its_flat_keys_and_samples_like_inference(name):
+    from momask_model.config import SamplingConfig
+    from momask_model.train.config import load_pipeline_config
+
+    root = Path(__file__).resolve().parents[1] / "training" / "configs"
+    raw = yaml.safe_load((root / f"{name}.yaml").read_text())["eval"]
+    ev = load_pipeline_config(root / f"{name}.yaml").eval
+    assert isinstance(ev, SamplingConfig)
+    assert all(getattr(ev, k) == v for k, v in raw.items())  # timesteps, cond_scale... stand flat in eval:

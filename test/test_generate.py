@@ -7,7 +7,7 @@ from momask_model.bundle import BundleError, build_random_momask, load_bundle, s
 from momask_model.cli import generate_main
 from momask_model.config import MoMaskConfig, tiny_config
 from momask_model.generate import GenerationError
-from momask_model.motion import T2M_SKELETON
+from momask_model.skeleton import T2M_SKELETON
 from momask_model.bvh_export import save_bvh
 from momask_model.render import save_video
 

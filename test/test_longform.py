@@ -7,7 +7,7 @@ from momask_model.cli import default_bundle_path, generate_main
 from momask_model.config import tiny_config
 from momask_model.evaluate.smoothness import in_clip_stats, jerk_curve, percentile, transition_stats
 from momask_model.generate import GenerationError
-from momask_model.longform import DEFAULT_CONTEXT_TOKENS
+from momask_model.longform import DEFAULT_CONTEXT_TOKENS, decoder_reach
 from momask_model.prompt import PromptError, Segment, parse_length, parse_sequence
 
 from transformer_reference import single_thread
@@ -121,10 +121,28 @@ def test_batched_long_motions_of_different_lengths(tiny):
     np.testing.assert_array_equal(result.joints[0, 300:], np.broadcast_to(result.joints[0, 299], (200, 22, 3)))
 
 
+def test_the_first_streamed_window_comes_after_one_window_of_generation(tiny, monkeypatch):
+    """A long motion's first frames do not wait for the second window's tokens (the node's first
+    JointState of a 30 s motion comes as fast as a short one's)."""
+    import momask_model.longform as longform
+
+    calls = []
+    real = longform.edit_tokens
+    monkeypatch.setattr(longform, "edit_tokens", lambda *a, **k: calls.append(1) or real(*a, **k))
+    windows = tiny.iter_windows(WALK, 440, seed=3)
+    first = next(windows)
+    assert len(calls) == 1 and first.lengths[0] == 196 - 4 * decoder_reach(tiny)
+    rest = list(windows)  # the same tokens (the frames are compared on the demo model below)
+    tokens = np.concatenate([w.tokens[0] for w in [first, *rest]])
+    np.testing.assert_array_equal(tokens, tiny.generate(WALK, 440, seed=3).tokens[0])
+    assert sum(int(w.lengths[0]) for w in [first, *rest]) == 440
+
+
 def test_streamed_windows_are_the_whole_motion(demo):
     whole = demo.generate_long(WALK, 500, seed=4)
     windows = list(demo.iter_windows(WALK, 500, seed=4))
-    assert [int(w.lengths[0]) for w in windows] == [196, 148, 148, 8]  # 49 tokens, then 49 - 12 new each
+    r = 4 * decoder_reach(demo)  # each window's last frames wait for the next window's tokens
+    assert [int(w.lengths[0]) for w in windows] == [196 - r, 148, 148, 8 + r]  # 49 tokens, then 49 - 12 new each
     tokens = np.concatenate([w.tokens[0] for w in windows])
     joints = np.concatenate([w.joints[0][: w.lengths[0]] for w in windows])
     np.testing.assert_array_equal(tokens, whole.tokens[0])

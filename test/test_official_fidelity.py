@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from momask_model.masked import MaskTransformer
-from momask_model.motion import features_to_joints, recover_root_rot_pos
+from momask_model.features import features_to_joints, recover_root_rot_pos
 from momask_model.residual import ResidualTransformer
 from momask_model.transformer_common import lengths_to_mask
 

@@ -20,13 +20,8 @@ from torch import nn
 from momask_model.bundle import load_bundle, read_bundle
 from momask_model.length import LengthEstimator
 from momask_model.masked import MaskTransformer
-from momask_model.official import (
-    OfficialImportError,
-    config_from_official,
-    import_official,
-    main,
-    parse_opt_txt,
-)
+from momask_model.official import import_official, main
+from momask_model.official_config import OfficialImportError, config_from_official, parse_opt_txt
 from momask_model.residual import ResidualTransformer
 from momask_model.vq import RVQVAE
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from momask_ros.physical_checks import MotionChecker, Thresholds
+from momask_ros.physical_checks import MotionChecker, Thresholds, window_decision
 from momask_ros.retarget import Retargeter
 from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
 from momask_ros.self_collision import SelfCollisionMeter, tree_joint_distance
@@ -75,6 +75,70 @@ def test_self_collision_avoidance_on_the_real_clip(shared_data):
     report = MotionChecker(robot).check_trajectory(traj)
     assert report.samples == len(traj) and np.all(np.isfinite(report.peak_torque))
     assert report.supported_samples > 0 and 0 <= report.zmp_inside_fraction <= 1
+
+
+def _mocap_joints(shared_data, skill):
+    from momask_model.data.mocap.deepmimic import deepmimic_to_joints, load_deepmimic_character, load_deepmimic_clip
+
+    root = shared_data / "deepmimic_mocap"
+    character = load_deepmimic_character(root / "characters" / "humanoid3d.txt")
+    return deepmimic_to_joints(load_deepmimic_clip(root / "motions" / f"humanoid3d_{skill}.txt", character))
+
+
+def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data, monkeypatch):
+    """A forward roll on the default humanoid: the IK keyframes are clear, but without the collision-aware
+    interpolation the spline between two of them cuts ~50 mm into a limb. With it: under 5 mm, the same
+    keypoint error, velocities within the guarantee, C1 samples, and chunks equal to the batch."""
+    from momask_ros import retarget_keyframes
+    from momask_ros.retarget import RobotTrajectory
+
+    robot = load_robot("default")
+    meter = SelfCollisionMeter.for_robot(robot)
+    motion = _mocap_joints(shared_data, "roll")
+
+    def run(**kw):
+        traj = Retargeter(robot, **kw).retarget(motion)
+        qpos = [robot.full_qpos(p, b, q) for p, b, q in zip(traj.positions, traj.base_position, traj.base_quat_wxyz)]
+        return meter.deepest(np.array(qpos)), traj
+
+    fixed, traj = run()
+    with monkeypatch.context() as m:
+        m.setattr(retarget_keyframes, "REPAIR_DEPTH_M", np.inf)
+        spline_only, unrepaired = run()
+    assert spline_only.depth_m > 0.02 and fixed.depth_m < 0.005
+    assert traj.keypoint_error_m.mean() <= 1.1 * run(self_collision=False)[1].keypoint_error_m.mean()
+    assert np.all(np.abs(traj.velocities) <= robot.velocity_limits + 1e-9)
+    lo, hi = robot.position_limits.T
+    assert np.all(traj.positions >= lo) and np.all(traj.positions <= hi)
+    # no jump where a knot was inserted: each step is within what the velocity limits allow
+    assert np.all(np.abs(np.diff(traj.positions, axis=0)) <= robot.velocity_limits * np.diff(traj.times_s)[:, None])
+    changed = np.abs(traj.positions - unrepaired.positions).max(axis=1) > 1e-6
+    assert 0 < changed.sum() < 0.5 * len(traj)   # only around the penetrating samples
+    stream = Retargeter(robot).stream()
+    chunks = [stream.push(motion[i:i + 7]) for i in range(0, len(motion), 7)] + [stream.finish()]
+    assert np.array_equal(RobotTrajectory.concatenate(chunks).positions, traj.positions)
+
+
+def test_push_out_moves_a_penetrating_pose_out_within_its_box():
+    """The repair step alone: a pose with the elbow in the torso comes out of collision, every joint
+    inside the box it was given; a zero-width box leaves the pose as it is."""
+    from momask_ros.self_collision import collision_limit
+
+    robot = load_robot("default")
+    limit = collision_limit(robot)
+    m = robot.model
+    qpos = robot.rest_qpos.copy()
+    for name, value in (("left_shoulder_roll_joint", -0.7), ("left_shoulder_pitch_joint", -0.3), ("left_elbow_joint", 1.4)):
+        qpos[m.jnt_qposadr[m.joint(name).id]] = value   # the forearm ~50 mm in the torso
+    depth = limit.depth(qpos)
+    assert depth > 0.03
+    joints = qpos[robot.qpos_index]
+    lower, upper = joints - 0.5, joints + 0.5
+    out = limit.push_out(qpos, robot.qpos_index, lower, upper)
+    assert limit.depth(out) <= 1e-3
+    assert np.all(out[robot.qpos_index] >= lower - 1e-9) and np.all(out[robot.qpos_index] <= upper + 1e-9)
+    same = limit.push_out(qpos, robot.qpos_index, joints, joints)
+    assert np.allclose(same, qpos)
 
 
 def test_profile_sections_are_checked(tmp_path):
@@ -173,5 +237,92 @@ def test_node_physical_checks_off_as_ros_parses_it():
         h.send("a person walks forward length=1s")
         done = h.wait_state("done", 60.0)
         assert "physical" not in done
+    finally:
+        h.close()
+
+
+def test_window_decision_for_each_window_and_mode():
+    good = {"ok": True, "failures": [], "peak_torque_ratio": 0.5, "zmp_inside_fraction": 1.0, "self_penetration_m": 0.0}
+    bad = {**good, "ok": False, "failures": ["torque 2.0 > 1.0 (left_knee)"], "peak_torque_ratio": 2.0}
+    assert window_decision("off", 3, bad, start_s=6.0).play and window_decision("reject", 0, None, start_s=0).play
+    for mode in ("warn", "reject"):
+        d = window_decision(mode, 1, good, start_s=2.0)
+        assert d.play and d.status is None and d.entry["window"] == 1 and d.entry["start_s"] == 2.0 and d.entry["ok"]
+    warned = window_decision("warn", 2, bad, start_s=4.0)
+    assert warned.play and warned.entry["failures"] == bad["failures"] and not warned.entry["ok"]
+    first = window_decision("reject", 0, bad, start_s=0.0)
+    assert not first.play and first.refuse_job and first.status["reason"] == "physically_infeasible"
+    assert "window" not in first.status and first.status["detail"].startswith("torque")
+    later = window_decision("reject", 2, bad, start_s=4.0)
+    assert not later.play and not later.refuse_job
+    assert later.status["window"] == 2 and later.status["stops_at_s"] == 4.0 and later.status["physical"] is bad
+
+
+def _failing_second_window(monkeypatch):
+    """Patch the gate so that the second window it checks fails (the checks themselves are tested above)."""
+    from momask_ros import physical_checks
+
+    real = physical_checks.MotionGate.summary
+    calls = []
+
+    def summary(self, joints_yup, fps, limits=Thresholds()):
+        out = real(self, joints_yup, fps, limits)
+        calls.append(len(joints_yup))
+        return {**out, "ok": False, "failures": ["torque (test)"]} if len(calls) == 2 else out
+
+    monkeypatch.setattr(physical_checks.MotionGate, "summary", summary)
+    return calls
+
+
+def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatch):
+    """reject, over ROS: a 6 s motion generated in 2 s windows whose second window fails is cut where that
+    window begins: a rejected status names the window, the first window plays to its end (done, with
+    each checked window in physical_windows), the robot then holds, and the next command plays."""
+    from momask_ros.pipeline import MotionPipeline
+
+    from motion_fakes import WalkGenerator
+    from ros_harness import Harness
+
+    calls = _failing_second_window(monkeypatch)
+    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    h = Harness(pipeline, {"physical_checks": "reject", **LOOSE, "control_rate": 50.0})
+    try:
+        h.send("a person walks forward length=6s")
+        rejected = h.wait_state("rejected", 60.0, reason="physically_infeasible")
+        assert rejected["window"] == 1 and rejected["stops_at_s"] == 2.0 and rejected["detail"] == "torque (test)"
+        done = h.wait_state("done", 60.0)
+        assert done["id"] == rejected["id"] and done["windows"] == 1 and done["duration_s"] == pytest.approx(1.95)
+        assert [(w["window"], w["ok"]) for w in done["physical_windows"]] == [(0, True), (1, False)]
+        assert done["physical"]["ok"] and calls == [40, 40]          # the third window was never generated
+        played = [s for s in h.statuses if s.get("id") == done["id"]]
+        assert [s["state"] for s in played].index("playing") < [s["state"] for s in played].index("done")
+        n = len(h.joint_states)
+        time.sleep(0.3)
+        held = [np.asarray(m.position) for m in list(h.joint_states)[n:]]
+        assert not held or np.allclose(held, held[0], atol=1e-6)   # holding (or idle) after the cut
+        h.send("a person walks forward length=1s")
+        after = h.wait_for(lambda: [s for s in h.by_state("done") if s["id"] != done["id"]], 60.0, "next done")[0]
+        assert after["physical"]["ok"] and after["duration_s"] == pytest.approx(0.95)
+    finally:
+        h.close()
+
+
+def test_node_warn_checks_every_window_and_plays_them_all(monkeypatch):
+    """warn, over ROS: the same 6 s motion plays all three windows; done lists each window's check."""
+    from momask_ros.pipeline import MotionPipeline
+
+    from motion_fakes import WalkGenerator
+    from ros_harness import Harness
+
+    calls = _failing_second_window(monkeypatch)
+    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    h = Harness(pipeline, {"physical_checks": "warn", **LOOSE, "control_rate": 50.0})
+    try:
+        h.send("a person walks forward length=6s")
+        done = h.wait_state("done", 60.0)
+        assert done["windows"] == 3 and done["duration_s"] == pytest.approx(5.95) and not h.by_state("rejected")
+        assert [(w["window"], w["start_s"], w["ok"]) for w in done["physical_windows"]] == [
+            (0, 0.0, True), (1, 2.0, False), (2, 4.0, True)]
+        assert calls == [40, 40, 40]
     finally:
         h.close()

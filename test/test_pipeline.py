@@ -176,7 +176,8 @@ def test_stream_that_calibrates_up_front_gets_a_small_first_chunk():
     clip = p.new_clip(motion)
     p.fill_clip(motion, clip)
     assert calibrated == [48]  # the whole clip, before the first push
-    assert pushed == [FIRST_CHUNK_FRAMES, 20, 20, 48 - 20 - 20 - FIRST_CHUNK_FRAMES]
+    # small first, then doubling up to chunk_frames (each chunk is retargeted while the one before plays)
+    assert pushed == [FIRST_CHUNK_FRAMES, 2 * FIRST_CHUNK_FRAMES, 20, 48 - 20 - 3 * FIRST_CHUNK_FRAMES]
     assert clip.complete and clip.frames_ready == 48
 
 
@@ -247,10 +248,33 @@ def test_real_tiny_momask_and_default_robot_through_pipeline():
     assert np.allclose(np.linalg.norm(quat, axis=1), 1.0)
     play = MotionPlayback(a, RobotPose(p.joint_space.rest, base_valid=False), blend_s=0.3)
     assert all(p.joint_space.within(play.sample(t).positions) for t in np.arange(0, play.duration_s, 0.02))
-    assert np.allclose(play.sample(0.0).base_position, base[0])  # no base known yet: the clip's own path
+    # no base known yet: the blend starts from the robot standing at rest (where a simulator holds it), with
+    # its feet never pushed into the floor, and the clip's own base path follows (no re-anchoring)
+    rest_p, rest_q = p.joint_space.rest_base
+    s0 = play.sample(0.0)
+    assert np.allclose(s0.base_position, rest_p) and np.allclose(s0.base_quat_wxyz, rest_q)
+    lowest = p.joint_space.lowest_foot_z
+    for t in np.arange(0.0, 0.3, 0.02):
+        s, (q_m, p_m, quat_m, _) = play.sample(t), a.at(t)
+        assert lowest(s.positions, s.base_position, s.base_quat_wxyz) >= -max(0.0, -lowest(q_m, p_m, quat_m)) - 1e-9
+    assert np.allclose(play.sample(0.6).base_position, a.at(0.6)[1])
     limits = p.command_limits()
     assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 1200, 20.0)  # 60 s: windows continue
     assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]
+
+
+def played_walk(played_s):
+    """A 3 s walk retargeted into a session, played up to ``played_s``: (retargeter, pipeline, motion,
+    session, playback, the clip's positions)."""
+    r = AngleRetargeter()
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    play = MotionPlayback(session.clip, rest_pose(r.joint_space), blend_s=0.0)
+    before = session.clip.samples()[1].copy()
+    play.sample(played_s)
+    return r, p, first, session, play, before
 
 
 def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one():
@@ -258,16 +282,8 @@ def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one
     from the joined motion; a cut already played is refused (`SwitchTooLate`) and leaves the clip as is."""
     from momask_ros.clip import SwitchTooLate
 
-    r = AngleRetargeter()
-    gen = WalkGenerator()
-    p = MotionPipeline(gen, r, r.joint_space, chunk_frames=8, stream_factory=lambda fps: ChunkStream(r, fps))
-    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
-    session = p.open_session(first)
-    session.push(first.joints_yup)
+    r, p, first, session, play, before = played_walk(0.5)
     clip = session.clip
-    before = clip.samples()[1].copy()
-    play = MotionPlayback(clip, rest_pose(r.joint_space), blend_s=0.0)
-    play.sample(0.5)  # played up to ~0.5 s
     second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
     cuts = []
     session.push(second.joints_yup, at_frame=24, on_commit=cuts.append)
@@ -291,3 +307,82 @@ def test_playback_speed_changes_keep_positions_continuous(pipeline):
     assert np.allclose(play.sample(1.0).positions, before)
     assert play.clip_time(1.5) == pytest.approx(2.0) and play.play_time(2.0) == pytest.approx(1.5)
     assert play.duration_s == pytest.approx(1.0 + (clip.duration_s - 1.0) / 2)
+
+
+def test_a_switch_retargets_two_frames_before_its_first_samples_are_in():
+    """A continuation's first chunk is two frames: its first changed samples are in the clip after
+    that little work (a fresh stream needs its smoothing window first)."""
+    r = AngleRetargeter()
+    pushed = []
+
+    class CountingStream(ChunkStream):
+        def push(self, joints_yup):
+            pushed.append(len(joints_yup))
+            return super().push(joints_yup)
+
+    p = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=20, stream_factory=lambda fps: CountingStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    session = p.open_session(first)
+    session.push(first.joints_yup)
+    pushed.clear()
+    second = p.continue_from(first, 24, MotionCommand("walk on", length_frames=40))
+    committed = []
+    session.push(second.joints_yup, at_frame=24, on_commit=lambda cut: committed.append(list(pushed)))
+    assert committed == [[2]] and pushed == [2, 4, 8, 16, 10]
+    pushed.clear()
+    third = p.continue_from(first, 32, MotionCommand("walk on again", length_frames=40))
+    session.push(third.joints_yup, at_frame=32, chunk_limit=lambda: 4)  # e.g. while a generation runs
+    assert pushed == [2, 4] + [4] * 8 + [2]
+
+
+def test_a_continuation_without_a_length_takes_the_length_estimators():
+    """As a fresh command would: the model's length estimator for the new text (not a fixed 4 s)."""
+    r = AngleRetargeter()
+
+    class EstimatingWalk(WalkGenerator):
+        asked = []
+
+        def estimate_lengths(self, texts, *, seed=None):
+            self.asked.append((texts[0], seed))
+            return np.array([4 * (10 + len(texts[0]))])
+
+    gen = EstimatingWalk()
+    p = MotionPipeline(gen, r, r.joint_space, stream_factory=lambda fps: ChunkStream(r, fps))
+    first = p.generate(MotionCommand("walk", length_frames=60, seed=1))
+    more = p.continue_from(first, 24, MotionCommand("walk on", seed=7))
+    assert more.frames == 4 * (10 + len("walk on")) and gen.asked == [("walk on", 7)]
+    windows = list(p.motions(MotionCommand("walk again", seed=3), after=first, at_frame=24))
+    assert sum(w.frames for w in windows) == 4 * (10 + len("walk again"))
+    gen.estimate_lengths = None  # no estimator: 4 s
+    assert p.continue_from(first, 24, MotionCommand("walk on")).frames == MotionPipeline.CONTINUATION_FRAMES
+
+
+def test_real_length_estimator_gives_unit_multiples():
+    from momask_model.bundle import build_random_momask
+    from momask_model.config import tiny_config
+
+    model = build_random_momask(tiny_config())
+    frames = model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0)
+    assert frames.shape == (2,) and np.all(frames % model.unit_length == 0) and np.all(frames > 0)
+    assert np.array_equal(frames, model.estimate_lengths(["a person walks forward", "a person jumps"], seed=0))
+
+
+def test_a_retried_switch_may_repeat_played_samples_exactly_but_never_change_them():
+    """A switch whose first chunk came too late rewinds to a frame already played and pushes the old
+    frames again up to a later switch frame: the clip takes it when the played samples come out equal,
+    and refuses it (`SwitchTooLate`, clip untouched) when they would change."""
+    from momask_ros.clip import SwitchTooLate
+
+    r, p, first, session, play, before = played_walk(1.0)  # frame 20
+    clip = session.clip
+    second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
+    changed = np.concatenate([first.joints_yup[16:20], 1.1 * first.joints_yup[20:24], second.joints_yup])
+    with pytest.raises(SwitchTooLate):
+        session.push(changed, at_frame=16, repeat_frames=8)
+    assert np.array_equal(clip.samples()[1], before)
+    again = np.concatenate([first.joints_yup[16:24], second.joints_yup])
+    session.push(again, at_frame=16, repeat_frames=8)
+    positions = clip.samples()[1]
+    assert np.array_equal(positions[:24], before[:24])
+    joined = np.concatenate([first.joints_yup[:24], second.joints_yup])
+    assert np.allclose(positions, r.joint_space.clip(r.retarget(joined).positions))

@@ -19,7 +19,7 @@ import torch
 
 from .config import MoMaskConfig
 from .generate import MoMask
-from .motion import Normalizer
+from .normalization import Normalizer
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .motion import T2M_SKELETON
+from .skeleton import T2M_SKELETON
 
 __all__ = ["BVH_JOINT_NAMES", "BvhExportError", "joint_rotations", "rest_offsets", "save_bvh", "write_bvh_text"]
 

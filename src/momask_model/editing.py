@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .motion import features_to_joints
+from .features import features_to_joints
 from .results import GenerationError, GenerationResult, check_cond_vector, validate_texts
 from .sections import SectionError, TokenSection, parse_sections, sections_mask
 

@@ -19,7 +19,8 @@ from torch import nn
 from .config import MoMaskConfig
 from .fastpath import FastPathOptions
 from . import editing, longform
-from .motion import Normalizer, features_to_joints
+from .features import features_to_joints
+from .normalization import Normalizer
 from .results import (  # noqa: F401  (re-exported: the public names of generation live here too)
     MAX_LONG_FRAMES,
     MAX_TEXT_CHARS,
@@ -150,6 +151,13 @@ class MoMask(nn.Module):
                 )
             tokens.append(n // unit)
         return torch.tensor(tokens, dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def estimate_lengths(self, texts: str | Sequence[str], *, seed: int | None = None) -> np.ndarray:
+        """Frames the length estimator gives each text (sampled, as `generate` does without lengths):
+        what a continuation without a length uses, so it lasts as long as the same command afresh."""
+        cond, _ = self.conditions(texts, None, fast=True)
+        return self._token_lengths(None, cond, self._generator(seed)).cpu().numpy() * self.unit_length
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         if seed is None:

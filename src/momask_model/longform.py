@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from .editing import edit_tokens
-from .motion import features_to_joints
+from .features import features_to_joints
 from .prompt import PromptError, Segment, parse_segment, parse_sequence, round_to_unit
 from .results import MAX_LONG_FRAMES, GenerationError, GenerationResult, check_cond_vector, validate_texts
-from .trajectory import align_to_pose
+from .ground_alignment import align_to_pose
 
 #: A `momask_model.generate.MoMask` (not imported here: the model imports this module).
 MoMask = Any
@@ -281,7 +281,9 @@ def iter_windows(
 ) -> Iterator[GenerationResult]:
     """The windows of `generate_long` (same tokens at the same seed), decoded and yielded one by one.
 
-    Each result holds only that window's new frames, continuing the previous one in one world frame.
+    Each result holds only that window's new frames, continuing the previous one in one world frame,
+    and comes as soon as its window is generated: the last `decoder_reach` tokens' frames of each
+    window (which depend on the next window's tokens) come with the next one.
     """
     unit = model.unit_length
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not unit <= length <= MAX_LONG_FRAMES:
@@ -295,17 +297,50 @@ def iter_windows(
         model, hist, cond_m, cond_r, [int(length) // unit] * batch, context=check_context(model, overlap_tokens),
         generator=model._generator(seed), fast=fast, sampling=opts,
     )
-    decoder = _LaggedDecoder(model, batch)
+    decoder = _StreamDecoder(model, batch, int(length) // unit)
     for _, pieces in windows:  # every sample is active in every window (one length for all)
         done = decoder.push(pieces)
         if done is not None:
             yield done
-    yield decoder.flush()
+
+
+class _StreamDecoder:
+    """Decodes each window's new tokens as soon as they are generated, all but the last
+    `decoder_reach` ones (their frames depend on the tokens that follow): those are decoded with the
+    next window, so the yielded pieces join without a seam, as one whole decode would give them, and
+    the first piece comes after one window's generation."""
+
+    def __init__(self, model: MoMask, batch: int, total_tokens: int) -> None:
+        self.model = model
+        self.reach = decoder_reach(model)
+        self.left = int(total_tokens)
+        self.hist = [_empty(model)] * batch
+        self.anchors: list[np.ndarray | None] = [None] * batch
+        self.pending = [_empty(model)] * batch
+
+    def push(self, pieces: list[torch.Tensor]) -> GenerationResult | None:
+        self.pending = [torch.cat([p, piece]) for p, piece in zip(self.pending, pieces)]
+        self.left -= pieces[0].shape[0]
+        keep = 0 if self.left <= 0 else self.reach  # the last window: everything
+        n = self.pending[0].shape[0] - keep
+        if n <= 0:
+            return None
+        feats, joints, emitted = [], [], []
+        for b, pending in enumerate(self.pending):
+            piece, after = pending[:n], (pending[n:] if keep else None)
+            f, jt = decode_after(self.model, self.hist[b], piece, self.anchors[b], after)
+            self.hist[b], self.anchors[b] = torch.cat([self.hist[b], piece]), jt[-1]
+            self.pending[b] = pending[n:]
+            feats.append(f)
+            joints.append(jt)
+            emitted.append(piece)
+        return pack_results(self.model, feats, joints, emitted)
 
 
 class _LaggedDecoder:
     """Decodes each chunk of new tokens once the next chunk is known, so its last frames see what
-    follows (as in one whole decode) and the yielded pieces join without a seam."""
+    follows (as in one whole decode) and the yielded pieces join without a seam (sequences: each
+    segment whole)."""
 
     def __init__(self, model: MoMask, batch: int) -> None:
         self.model = model

@@ -1,6 +1,6 @@
 """Unit quaternions (w, x, y, z), Hamilton product, numpy float64: one set for the whole project.
 
-`momask_model.motion` uses them (vectorised over frames and joints) to extract and recover the
+`momask_model.features` uses them (vectorised over frames and joints) to extract and recover the
 HumanML3D features; `momask_ros` uses the same functions on single quaternions in its control
 loop, where scipy's ``Rotation`` (~0.1 ms per object) would cost more than the whole tick's maths.
 """

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .motion import T2M_SKELETON, SkeletonSpec
+from .skeleton import T2M_SKELETON, SkeletonSpec
 
 CHAIN_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd")
 #: Background of marked frames (edited sections, sequence segments) in previews.

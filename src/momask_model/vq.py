@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from momask_model import feature_layout
 from momask_model.quantizer import ResidualQuantizer, codebook_usage
 
 __all__ = ["RVQVAE", "VQInputError", "VQOutput", "joints_num_from_dim"]
@@ -28,13 +29,12 @@ class VQInputError(ValueError):
 
 
 def joints_num_from_dim(dim: int) -> int:
-    """Joint count J of a HumanML3D-style feature vector of width ``dim = 12 J - 1`` (263 -> 22, 251 -> 21)."""
-    if dim < 11 or (dim + 1) % 12 != 0:
-        raise VQInputError(
-            f"cannot infer joints_num from feature dim {dim}: HumanML3D features have 12*J-1 dims "
-            "(263 for 22 joints, 251 for 21); pass joints_num explicitly"
-        )
-    return (dim + 1) // 12
+    """``feature_layout.joints_num_from_dim`` (263 -> 22, 251 -> 21), failing as a ``VQInputError``."""
+    try:
+        return feature_layout.joints_num_from_dim(dim)
+    except feature_layout.InvalidMotionError as e:
+        raise VQInputError(f"cannot infer joints_num: {e} (263 for 22 joints, 251 for 21); "
+                           "pass joints_num explicitly") from None
 
 
 # ---------------------------------------------------------------------------------------------------------

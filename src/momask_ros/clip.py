@@ -119,10 +119,13 @@ class MotionClip:
 
         Args:
             replace_from: drop every sample at or after this time first (a continuation's cut), in
-                the same locked step, so the reader sees either the old tail or the new one.
+                the same locked step, so the reader sees either the old tail or the new one. It may be
+                at or before what the reader has used only when the new samples repeat every sample
+                the reader used exactly (a stream rewound and pushed the same frames again).
 
         Raises:
-            SwitchTooLate: ``replace_from`` is not ahead of what the reader has already used.
+            SwitchTooLate: ``replace_from`` is not ahead of what the reader has already used (and the
+                new samples do not repeat it).
             PipelineError: non-finite values or times that do not increase.
         """
         times = np.asarray(times_s, dtype=np.float64).reshape(-1)
@@ -133,9 +136,10 @@ class MotionClip:
         with self._lock:
             start = self._ready
             if replace_from is not None:
-                if replace_from <= self._read_s:
-                    raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
                 start = int(np.searchsorted(self.times_s[: self._ready], replace_from, side="left"))
+                if replace_from <= self._read_s and not self._repeats_what_was_read(start, times, positions,
+                                                                                   base_position, base_quat_wxyz):
+                    raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
                 self._ready = start
                 self._complete = False
             if k == 0:
@@ -151,6 +155,20 @@ class MotionClip:
             quat = np.asarray(base_quat_wxyz, dtype=np.float64)
             self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
             self._ready = start + k  # publish the samples only after they are written
+
+    def _repeats_what_was_read(self, start: int, times: np.ndarray, positions: np.ndarray, base: np.ndarray,
+                               quat: np.ndarray) -> bool:
+        """Whether new samples from index ``start`` on equal, bit for bit, every old sample the reader
+        used (those up to the first one after `read_s`, which it interpolated towards)."""
+        used = min(int(np.searchsorted(self.times_s[: self._ready], self._read_s, side="right")) + 1, self._ready)
+        n = used - start
+        if n <= 0 or n > times.shape[0]:
+            return False
+        quat = np.asarray(quat[:n], dtype=np.float64)
+        return (np.array_equal(times[:n], self.times_s[start:used])
+                and np.array_equal(self.joint_space.clip(positions[:n]), self.positions[start:used])
+                and np.array_equal(np.asarray(base[:n], dtype=np.float64), self.base_position[start:used])
+                and np.array_equal(quat / np.linalg.norm(quat, axis=-1, keepdims=True), self.base_quat_wxyz[start:used]))
 
     def _grow(self, needed: int) -> None:
         # New arrays, old ones left intact: a reader holding the old reference still sees valid data.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 __all__ = [
     "MessageError",
     "STATES",
+    "decode_string_cdr",
     "duration_msg",
     "joint_state_msg",
     "joint_trajectory_msg",
@@ -209,3 +211,27 @@ def status_payload(state: str, **fields: Any) -> dict[str, Any]:
 def status_msg(state: str, **fields: Any) -> String:
     """std_msgs/String carrying the status as one JSON object (stable keys, ASCII only)."""
     return String(data=json.dumps(status_payload(state, **fields), ensure_ascii=True, sort_keys=False))
+
+
+def decode_string_cdr(payload: bytes) -> bytes:
+    """The text bytes of a serialized std_msgs/String (CDR), without decoding them as UTF-8.
+
+    The node subscribes in raw mode so that a message with invalid UTF-8 (which a typed subscription
+    would fail to deserialize inside the executor) is still seen and answered with a ``not_utf8``
+    rejection. Layout: 4-byte encapsulation header (byte 1: 0 big endian, 1 little endian), uint32
+    length including the terminating NUL, the bytes, NUL.
+
+    Raises:
+        ValueError: the payload is not a CDR string.
+    """
+    payload = bytes(payload)
+    if len(payload) < 8:
+        raise ValueError(f"serialized message too short ({len(payload)} bytes)")
+    little = payload[1] & 1
+    (n,) = struct.unpack("<I" if little else ">I", payload[4:8])
+    if n == 0:
+        return b""
+    if 8 + n > len(payload):
+        raise ValueError(f"string length {n} exceeds the {len(payload) - 8} bytes received")
+    data = payload[8 : 8 + n]
+    return data[:-1] if data.endswith(b"\x00") else data

@@ -28,7 +28,10 @@ Topics (defaults; names are relative to the node's namespace and set by paramete
 * out ``momask/status`` std_msgs/String, JSON: ``state`` (ready, accepted, generating, playing, done,
   rejected, stopped, error), ``id``, ``text``, ``reason``/``detail`` for rejections, timings
   (``wait_ms`` = accepted -> generation started, ``generation_ms``, ``latency_ms`` = command received
-  -> first JointState of its motion, ``stamp_s`` = that JointState's stamp), ``switch``, ``physical``
+  -> the first published JointState computed from its motion, ``stamp_s`` = that JointState's stamp:
+  for a fresh start the first sample of its blend-in, for a continuation the first sample it changes,
+  up to 4 frames before its switch frame, which ``switch_latency_ms`` / ``switch_stamp_s`` give),
+  ``switch`` (``switch_slip_frames``: frames the switch came after the planned token), ``physical``
   (with ``physical_checks``: torque ratio, ZMP, feet, self-collision; a motion refused under ``reject``
   is ``rejected`` with reason ``physically_infeasible``). Each
   command ends with exactly one of done, rejected or stopped (a stop lists the commands it
@@ -42,11 +45,8 @@ from __future__ import annotations
 
 import collections
 import math
-import struct
 import sys
-import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -62,6 +62,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .commands import BurstLimiter, CommandLimits, CommandRejected, parse_sequence_command, preview
 from .messages import (
+    decode_string_cdr,
     joint_state_msg,
     joint_trajectory_msg,
     pose_stamped_msg,
@@ -69,182 +70,15 @@ from .messages import (
     status_msg,
     status_payload,
 )
+from .parameters import PARAMETERS, ParameterError, coerce as _coerce
 from .physical_checks import thresholds_from
 from .pipeline import MotionPipeline
 from .players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
 from .producer import Job, MotionProducer
 from .recording import MotionRecorder
 from .state import RobotPose, Sample
-from .topics import DEFAULT_TOPICS
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
-
-
-class ParameterError(ValueError):
-    """A node parameter has an invalid value (the message names it and the accepted values)."""
-
-
-# --------------------------------------------------------------------------- parameters
-@dataclass(frozen=True)
-class _Param:
-    default: Any
-    description: str
-    read_only: bool = True
-    check: Callable[[Any], str | None] = lambda v: None  # returns an error text or None
-    off_is_false: bool = False  # YAML 1.1 (ROS's -p and parameter files) reads a bare off as false
-
-
-def _positive(v: Any) -> str | None:
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else "must be a finite number > 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
-
-
-def _one_of(*options: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
-
-
-def _int_at_least(lo: int) -> Callable[[Any], str | None]:
-    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= lo else f"must be an integer >= {lo}"
-
-
-def _device(v: Any) -> str | None:
-    ok = isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()))
-    return None if ok else "must be auto, cpu, cuda or cuda:N"
-
-
-def _string(v: Any) -> str | None:
-    return None if isinstance(v, str) else "must be a string"
-
-
-def _topic(optional: bool) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if not isinstance(v, str):
-            return "must be a string"
-        if v == "" and optional:
-            return None
-        if v == "" or any(c.isspace() for c in v):
-            return "must be a non-empty topic name without spaces" + (" ('' disables it)" if optional else "")
-        return None
-
-    return check
-
-
-PARAMETERS: dict[str, _Param] = {
-    "bundle_path": _Param("", "MoMask bundle (.pt); empty = the packaged demo bundle momask_model/assets/demo_bundle.pt"),
-    "device": _Param("auto", "where the model runs: auto (CUDA if present), cpu, cuda, cuda:N", check=_device),
-    "robot": _Param("default", "robot profile name (momask_ros/robots) or path to a profile YAML",
-                    check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
-    "robot_description_path": _Param("", "MJCF or URDF file of the robot, for any profile (e.g. your copy of "
-                                         "Unitree's h1.xml); '' = the profile's own", check=_string),
-    "record": _Param("", "folder: write each played motion there as an MCAP bag (ROS 2 profile); '' = off",
-                     check=_string),
-    "control_rate": _Param(50.0, "JointState publishing rate [Hz]",
-                           check=lambda v: _positive(v) or (None if v <= 1000 else "must be <= 1000 Hz")),
-    "joint_state_topic": _Param(DEFAULT_TOPICS["joint_state_topic"], "JointState stream (robot_state_publisher reads joint_states)",
-                                check=_topic(False)),
-    "joint_command_topic": _Param("", "second JointState stream, e.g. /joint_command for Isaac Sim; '' = off",
-                                  check=_topic(True)),
-    "trajectory_topic": _Param(DEFAULT_TOPICS["trajectory_topic"],
-                               "whole motion as JointTrajectory (ros2_control); '' = off", check=_topic(True)),
-    "base_pose_topic": _Param(DEFAULT_TOPICS["base_pose_topic"], "floating-base pose as PoseStamped; '' = off", check=_topic(True)),
-    "markers_topic": _Param(DEFAULT_TOPICS["markers_topic"], "human skeleton MarkerArray for RViz; '' = off",
-                            check=_topic(True)),
-    "command_topic": _Param(DEFAULT_TOPICS["command_topic"], "text commands (std_msgs/String)", check=_topic(False)),
-    "stop_topic": _Param(DEFAULT_TOPICS["stop_topic"], "stop (std_msgs/Empty): blend into a hold of the current pose",
-                         check=_topic(False)),
-    "status_topic": _Param(DEFAULT_TOPICS["status_topic"], "status JSON (std_msgs/String)", check=_topic(False)),
-    "frame_id": _Param("odom", "frame of the base pose and the skeleton markers",
-                       check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
-    "marker_rate": _Param(10.0, "skeleton marker rate [Hz]; 0 = off", read_only=False, check=_non_negative),
-    "publish_when_idle": _Param(True, "keep publishing the held pose when no motion plays", read_only=False),
-    "cond_scale": _Param(4.0, "classifier-free guidance scale of the masked transformer", read_only=False,
-                         check=_non_negative),
-    "res_cond_scale": _Param(5.0, "classifier-free guidance scale of the residual transformer", read_only=False,
-                             check=_non_negative),
-    "timesteps": _Param(10, "masked decoding iterations", read_only=False, check=_int_at_least(1)),
-    "temperature": _Param(1.0, "sampling temperature", read_only=False, check=_positive),
-    "length_s": _Param(0.0, "motion length when a command gives none [s]; 0 = the model's length estimator",
-                       read_only=False, check=_non_negative),
-    "seed": _Param(-1, "generation seed; -1 = a new seed per command", read_only=False, check=_int_at_least(-1)),
-    "idle_behavior": _Param("hold", "after a motion: hold the last pose, or rest (blend to the rest pose)",
-                            read_only=False, check=_one_of("hold", "rest")),
-    "queue_mode": _Param("preempt", "a new command preempts the current motion, or queue it", read_only=False,
-                         check=_one_of("preempt", "queue")),
-    "max_queue": _Param(4, "commands waiting in queue mode (older ones beyond it are rejected)", read_only=False,
-                        check=_int_at_least(1)),
-    "blend_s": _Param(0.5, "blend from the current pose into a motion that starts afresh [s]", read_only=False,
-                      check=_non_negative),
-    "switch_mode": _Param("continue", "continue: a new motion continues the playing one without a blend; "
-                          "blend: it starts afresh and blends in over blend_s", read_only=False,
-                          check=_one_of("continue", "blend")),
-    "stop_blend_s": _Param(0.15, "deceleration time of a stop [s]", read_only=False, check=_non_negative),
-    "rest_blend_s": _Param(1.5, "return-to-rest duration when idle_behavior=rest [s]", read_only=False,
-                           check=_non_negative),
-    "max_command_chars": _Param(300, "longest accepted command text [characters]", read_only=False,
-                                check=_int_at_least(1)),
-    "command_rate": _Param(2.0, "sustained command rate [Hz]; faster commands coalesce to the newest",
-                           read_only=False, check=_positive),
-    "command_burst": _Param(3, "commands accepted back to back before coalescing", read_only=False,
-                            check=_int_at_least(1)),
-    "chunk_frames": _Param(20, "frames retargeted per chunk (smaller = earlier first JointState)",
-                           check=_int_at_least(2)),
-    "warm_up": _Param(True, "run one short generation at start so the first command is fast"),
-    "physical_checks": _Param("warn", "physical checks of each motion (momask_ros.physical_checks): off; warn = "
-                              "summary in the status; reject = check before playing, refuse motions over the "
-                              "thresholds below", read_only=False, check=_one_of("off", "warn", "reject"),
-                              off_is_false=True),
-    "physical_max_torque_ratio": _Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
-                                        check=_positive),
-    "physical_min_zmp_inside": _Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "
-                                      "samples than this fraction", read_only=False, check=_non_negative),
-    "physical_max_zmp_outside_m": _Param(0.1, "reject when the ZMP ever goes further outside the support "
-                                         "polygon [m]", read_only=False, check=_non_negative),
-    "physical_max_self_penetration_m": _Param(0.01, "reject above this self-penetration depth [m]",
-                                              read_only=False, check=_non_negative),
-}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """YAML writes 50 for 50.0: accept ints for float parameters, then run the parameter's check."""
-    spec = PARAMETERS[name]
-    if spec.off_is_false and value is False:
-        value = "off"
-    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not type(spec.default):
-        raise ParameterError(f"parameter {name}={value!r} must be a {type(spec.default).__name__}")
-    problem = spec.check(value)
-    if problem:
-        raise ParameterError(f"parameter {name}={value!r} {problem}")
-    return value
-
-
-# --------------------------------------------------------------------------- raw CDR strings
-def decode_string_cdr(payload: bytes) -> bytes:
-    """The text bytes of a serialized std_msgs/String (CDR), without decoding them as UTF-8.
-
-    The node subscribes in raw mode so that a message with invalid UTF-8 (which a typed subscription
-    would fail to deserialize inside the executor) is still seen and answered with a ``not_utf8``
-    rejection. Layout: 4-byte encapsulation header (byte 1: 0 big endian, 1 little endian), uint32
-    length including the terminating NUL, the bytes, NUL.
-
-    Raises:
-        ValueError: the payload is not a CDR string.
-    """
-    payload = bytes(payload)
-    if len(payload) < 8:
-        raise ValueError(f"serialized message too short ({len(payload)} bytes)")
-    little = payload[1] & 1
-    (n,) = struct.unpack("<I" if little else ">I", payload[4:8])
-    if n == 0:
-        return b""
-    if 8 + n > len(payload):
-        raise ValueError(f"string length {n} exceeds the {len(payload) - 8} bytes received")
-    data = payload[8 : 8 + n]
-    return data[:-1] if data.endswith(b"\x00") else data
 
 
 class MomaskNode(Node):
@@ -350,7 +184,7 @@ class MomaskNode(Node):
 
     @staticmethod
     def _human_parents(joints_num: int) -> list[int]:
-        from momask_model.motion import skeleton_for
+        from momask_model.skeleton import skeleton_for
 
         return list(skeleton_for(joints_num).parents)
 
@@ -546,9 +380,13 @@ class MomaskNode(Node):
         if served and self._active_job is not None and not self._playing_sent:
             self._playing_sent = True
             job = self._active_job
-            latency = (now - job.received_s) * 1e3
             switch = {"switch": job.switch, **({"switch_reason": job.switch_reason} if job.switch_reason else {})}
-            self._status("playing", job, latency_ms=round(latency, 1), stamp_s=round(now, 4),
+            if job.first_sample is None:  # a fresh start: this is its first JointState
+                job.first_sample = (now, (now - job.received_s) * 1e3)
+            else:  # a continuation: its first JointState came before its switch frame (the retargeter's cut)
+                switch.update(switch_latency_ms=round((now - job.received_s) * 1e3, 1), switch_stamp_s=round(now, 4))
+            stamp, latency = job.first_sample
+            self._status("playing", job, latency_ms=round(latency, 1), stamp_s=round(stamp, 4),
                          duration_s=round(job.command_duration_s(self._active.clip.fps), 3), **switch, **job.fields)
 
         moving = self._active_job is not None or not isinstance(self._active, HoldPlayback)
@@ -591,10 +429,10 @@ class MomaskNode(Node):
         clip_t = play.clip_time(t)
         frame = clip_t * play.clip.fps
         upcoming = self._producer.next_segment(job.session, job)
-        if upcoming is not None and "reaction_ms" not in upcoming.fields and clip_t >= upcoming.cut_s:
-            # the first JointState the new command changes (the retargeter's smoothing starts the
-            # switch a few frames before the new motion's first frame)
-            upcoming.fields["reaction_ms"] = round((self._t0 + t - upcoming.received_s) * 1e3, 1)
+        if upcoming is not None and upcoming.first_sample is None and clip_t >= upcoming.cut_s:
+            # the continuation's first JointState: the first one its motion changes (the retargeter's
+            # smoothing window starts the change a few frames before the new motion's switch frame)
+            upcoming.first_sample = (self._t0 + t, (self._t0 + t - upcoming.received_s) * 1e3)
         current = self._producer.segment_at(job.session, frame)
         if current is None or current is job:
             return
@@ -645,7 +483,7 @@ class MomaskNode(Node):
         if self._traj_pub is None:
             return
         play, job = self._active, self._active_job
-        start = max(play.play_time(job.start_frame / play.clip.fps), 0.0)
+        start = max(play.play_time(job.switch_frame / play.clip.fps), 0.0)
         times, positions, velocities = play.trajectory(from_s=start)
         # time_from_start 0 is when this motion started streaming, so the controller and the
         # JointState stream follow the same timeline.

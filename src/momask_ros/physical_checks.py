@@ -363,6 +363,45 @@ class MotionGate:
         return self._checker.check_trajectory(traj).summary(limits)
 
 
+@dataclass(frozen=True)
+class WindowDecision:
+    """What the node does with one generated window of a command (`window_decision`).
+
+    Attributes:
+        play: queue the window for retargeting and playing.
+        refuse_job: the whole command is refused (its first window failed): nothing of it plays.
+        status: fields of the ``rejected`` status to publish now, or None.
+        entry: the window's line in the job's ``physical_windows`` status field, or None (unchecked).
+    """
+
+    play: bool
+    refuse_job: bool = False
+    status: dict[str, Any] | None = None
+    entry: dict[str, Any] | None = None
+
+
+def window_decision(mode: str, window: int, summary: dict[str, Any] | None, *, start_s: float) -> WindowDecision:
+    """The gate's verdict on window ``window`` (0 = the command's first) starting ``start_s`` into the
+    motion, from its `PhysicalReport.summary` (None: not checked) under ``physical_checks`` ``mode``.
+
+    warn and off always play; reject refuses the command when its first window fails, and cuts it
+    where a later window begins when that one fails (the windows before it play to their end, so the
+    robot is never stopped mid-window by the gate): both say so in a ``rejected`` status.
+    """
+    if mode == "off" or summary is None:
+        return WindowDecision(True)
+    entry = {"window": int(window), "start_s": round(float(start_s), 3), "ok": bool(summary["ok"]),
+             "failures": list(summary["failures"]), "peak_torque_ratio": summary["peak_torque_ratio"],
+             "zmp_inside_fraction": summary["zmp_inside_fraction"], "self_penetration_m": summary["self_penetration_m"]}
+    if summary["ok"] or mode != "reject":
+        return WindowDecision(True, entry=entry)
+    status = {"reason": "physically_infeasible", "physical": summary, "detail": "; ".join(summary["failures"])[:300]}
+    if window == 0:
+        return WindowDecision(False, refuse_job=True, status=status, entry=entry)
+    return WindowDecision(False, status={**status, "window": int(window), "stops_at_s": round(float(start_s), 3)},
+                          entry=entry)
+
+
 def thresholds_from(params: Any) -> Thresholds:
     """`Thresholds` from the node's ``physical_*`` parameters (a mapping by name)."""
     return Thresholds(max_torque_ratio=float(params["physical_max_torque_ratio"]),

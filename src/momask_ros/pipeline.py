@@ -7,11 +7,8 @@ No ROS here. The node owns threads and topics; this module owns what is produced
   with the same ``generate`` / ``continue_motion`` calls) and a retargeter (``retarget(joints_yup,
   fps) -> RobotTrajectory`` plus a ``stream`` factory). Both are constructor arguments, so tests can
   drive the node logic with small deterministic stand-ins and the real models alike.
-* `RetargetSession` is one retargeting stream feeding one clip: the first motion, then every
-  continuation of it. The stream keeps its state (calibration, IK warm start, planted feet,
-  smoothing window) from one motion to the next, and a continuation rewinds it to the switch frame,
-  so the robot motion through a switch is what retargeting the joined human motion in one go gives:
-  no re-calibration, no jump of the base.
+* Its sessions (`momask_ros.retarget_session.RetargetSession`) are one retargeting stream feeding
+  one clip each, through every continuation of its first motion.
 """
 from __future__ import annotations
 
@@ -25,10 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .clip import MotionClip, SwitchTooLate
+from .clip import MotionClip
 from .commands import CommandLimits, MotionCommand
 from .frames import human_yup_to_ros
 from .loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
+from .retarget_session import FIRST_CHUNK_FRAMES, SWITCH_CHUNK_FRAMES, BatchStream, RetargetSession
 from .state import JointSpace, PipelineError, RobotPose, Sample
 
 if TYPE_CHECKING:
@@ -36,11 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession"]
+__all__ = ["FIRST_CHUNK_FRAMES", "GeneratedMotion", "MotionPipeline", "RetargetSession", "SWITCH_CHUNK_FRAMES"]
 
 # Names that lived here before the module was split (issue 14), importable from here still.
 _MOVED = (BundleNotFound, DeviceUnavailable, JointSpace, MotionClip, PipelineError, RobotPose, Sample,
-          default_bundle_path, human_yup_to_ros, resolve_bundle_path, select_device)
+          default_bundle_path, human_yup_to_ros, resolve_bundle_path, select_device, FIRST_CHUNK_FRAMES,
+          SWITCH_CHUNK_FRAMES)
 
 
 @dataclass
@@ -81,184 +80,6 @@ class Retargeter(Protocol):
         """-> RobotTrajectory (joint_names, times_s, positions, velocities, base_position, base_quat_wxyz)."""
 
 
-def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A RobotTrajectory's (times, positions in joint_space order, base position, base quat wxyz)."""
-    names = [str(n) for n in traj.joint_names]
-    positions = np.asarray(traj.positions, dtype=np.float64)
-    if positions.ndim != 2 or positions.shape[1] != len(names):
-        raise PipelineError(f"retargeter positions have shape {positions.shape} for {len(names)} joints")
-    index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in joint_space.names if n not in index]
-    if missing:
-        raise PipelineError(f"retargeter output lacks joints {missing}")
-    positions = positions[:, [index[n] for n in joint_space.names]]
-    n = positions.shape[0]
-    base = getattr(traj, "base_position", None)
-    quat = getattr(traj, "base_quat_wxyz", None)
-    base = np.zeros((n, 3)) if base is None else np.asarray(base, dtype=np.float64).reshape(n, 3)
-    quat = np.tile([1.0, 0, 0, 0], (n, 1)) if quat is None else np.asarray(quat, dtype=np.float64).reshape(n, 4)
-    times = np.asarray(traj.times_s, dtype=np.float64).reshape(-1)
-    if times.shape[0] != n:
-        raise PipelineError(f"retargeter gave {times.shape[0]} times for {n} samples")
-    return times, positions, base, quat
-
-
-#: Human frames in the first retargeted chunk once the stream is calibrated up front: enough for the
-#: smoothing and spline look-ahead to release the first samples.
-FIRST_CHUNK_FRAMES = 6
-
-
-class RetargetSession:
-    """One retargeting stream feeding one clip, from its first motion through every continuation.
-
-    ``frames`` human frames have been pushed (frame 0 is the clip's time 0). `push` with ``at_frame``
-    before that rewinds the stream first (``stream.rewind(frame) -> cut time``) and replaces the
-    clip's samples from the cut time on with the new ones; the cut is a few frames before
-    ``at_frame`` (the smoothing window), so it must still be ahead of playback (`SwitchTooLate`).
-    """
-
-    def __init__(self, pipeline: "MotionPipeline", clip: MotionClip, stream: Any, *, calibrated: bool) -> None:
-        self.pipeline = pipeline
-        self.clip = clip
-        self.stream = stream
-        self.frames = 0
-        self.closed = False  # set by the owner when playback left this clip: nothing more joins it
-        self.segments: list[tuple[int, Any]] = []  # (start frame, owner) of each motion on the timeline
-        self._calibrated = calibrated
-        self._lock = threading.Lock()  # one writer at a time
-        self.first_chunk_ms = float("nan")  # of the latest push: what the switch had to wait for
-
-    @property
-    def can_continue(self) -> bool:
-        """Whether a motion can join this session without a blend (the stream can rewind)."""
-        return self.stream is not None and hasattr(self.stream, "rewind")
-
-    def cut_time(self, frame: int) -> float:
-        """Clip time from which samples change when the session continues from human ``frame``
-        (beyond the frames pushed so far: extrapolated at the same look-ahead)."""
-        if not self.can_continue:
-            return math.inf if frame >= self.frames and not self.clip.complete else -math.inf
-        if frame > self.frames:
-            return float(self.stream.cut_time(self.frames)) + (frame - self.frames) / self.clip.fps
-        return float(self.stream.cut_time(frame))
-
-    def push(self, joints_yup: np.ndarray, *, at_frame: int | None = None, final: bool = True,
-             cancelled: Callable[[], bool] = lambda: False,
-             on_commit: Callable[[float], None] = lambda cut_s: None) -> None:
-        """Retarget human frames (Y-up) continuing at ``at_frame`` (default: the end), chunk by chunk.
-
-        ``final`` flushes the stream's look-ahead at the end (a later push rewinds that flush).
-        ``on_commit(cut_s)`` runs right after the first new samples are in the clip (the switch is
-        certain; samples differ from the clip time ``cut_s`` on).
-
-        Raises:
-            SwitchTooLate: the cut is no longer ahead of playback (nothing was changed in the clip).
-            PipelineError: retargeting failed or was cancelled; the clip is marked failed on failure.
-        """
-        with self._lock:
-            self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
-                       final, cancelled, on_commit)
-
-    def finish(self) -> None:
-        """Flush the stream's look-ahead: the clip is complete (until a continuation rewinds it)."""
-        with self._lock:
-            if not self.clip.complete and self.frames:
-                self.clip.append(*_traj_arrays(self.stream.finish(), self.pipeline.joint_space))
-                self.clip.finish()
-
-    def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
-              on_commit: Callable[[float], None]) -> None:
-        pipe, clip, stream = self.pipeline, self.clip, self.stream
-        if not 0 <= at_frame <= self.frames:
-            raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
-        replace_from = None
-        if at_frame < self.frames or clip.complete:
-            if not self.can_continue:
-                raise SwitchTooLate("this retargeter cannot continue a motion")
-            cut = float(stream.cut_time(at_frame))
-            if cut <= clip.read_s:
-                raise SwitchTooLate(f"cut at {cut:.3f} s, already played up to {clip.read_s:.3f} s")
-            replace_from = float(stream.rewind(at_frame))
-        self.frames = at_frame
-        human = human_yup_to_ros(joints)
-        if replace_from is None:
-            clip.set_human(human, at_frame=at_frame)
-        self.first_chunk_ms = float("nan")
-        t0 = time.perf_counter()
-        n = joints.shape[0]
-        first = pipe.chunk_frames
-        if not self._calibrated and hasattr(stream, "calibrate"):
-            # The whole motion is here: calibrate on it now, so a small first chunk yields samples.
-            stream.calibrate(joints)
-            first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)
-        elif replace_from is not None:
-            first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)  # the switch waits for this chunk
-        self._calibrated = True
-        bounds = [0, *range(first, n, pipe.chunk_frames), n]
-        try:
-            for start, end in zip(bounds[:-1], bounds[1:]):
-                if cancelled():
-                    raise PipelineError("cancelled")
-                out = stream.push(joints[start:end])
-                self.frames = at_frame + end
-                if len(out.times_s):
-                    self._append(out, replace_from, human, at_frame, t0, on_commit)
-                    replace_from = None
-            if final:
-                self._append(stream.finish(), replace_from, human, at_frame, t0, on_commit)
-                clip.finish()
-        except SwitchTooLate:
-            raise
-        except Exception as exc:
-            error = exc if isinstance(exc, PipelineError) else PipelineError(f"retargeting failed: {exc}")
-            if str(error) != "cancelled":
-                clip.fail(error)
-            raise error from exc
-        finally:
-            clip.retarget_ms += (time.perf_counter() - t0) * 1e3
-            if math.isnan(clip.first_chunk_ms):
-                clip.first_chunk_ms = self.first_chunk_ms
-
-
-    def _append(self, out: Any, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
-                on_commit: Callable[[float], None]) -> None:
-        try:
-            self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
-        except SwitchTooLate:
-            # The stream was rewound for a motion that came too late: the clip can only end where it is.
-            self.closed = True
-            if self.clip.frames_ready >= 2:
-                self.clip.finish()
-            raise
-        if replace_from is not None:
-            self.clip.set_human(human, at_frame=at_frame)
-        if math.isnan(self.first_chunk_ms):
-            self.first_chunk_ms = (time.perf_counter() - t0) * 1e3
-            on_commit(float(self.clip.times_s[0]) if replace_from is None else replace_from)
-
-
-class _BatchStream:
-    """A stream made of a batch retargeter (no ``stream_factory``): one call, then pieces; no rewind."""
-
-    def __init__(self, retargeter: Retargeter, fps: float) -> None:
-        self.retargeter, self.fps, self.frames = retargeter, fps, []
-
-    def push(self, joints_yup: np.ndarray) -> Any:
-        self.frames.append(joints_yup)
-        return _EMPTY
-
-    def finish(self) -> Any:
-        return self.retargeter.retarget(np.concatenate(self.frames), self.fps)
-
-
-class _Empty:
-    joint_names: tuple = ()
-    times_s = np.zeros(0)
-
-
-_EMPTY = _Empty()
-
-
 class MotionPipeline:
     """Text command -> `MotionClip` (generation, then chunked retargeting), plus warm-up.
 
@@ -281,7 +102,8 @@ class MotionPipeline:
             ``generator.config.dataset`` when not given.
     """
 
-    #: Frames of a continuation when neither the command nor the node gives a length (4 s).
+    #: Frames of a continuation when neither the command nor the node gives a length and the model
+    #: has no length estimator (4 s).
     CONTINUATION_FRAMES = 80
 
     def __init__(
@@ -451,10 +273,10 @@ class MotionPipeline:
         if prev.tokens is None:
             raise PipelineError("the previous motion has no tokens to continue from")
         unit = self.unit_frames
-        if length is None:
-            length = command.length_frames or self.default_length_frames or self.CONTINUATION_FRAMES
-        length = max(unit, int(length) // unit * unit)
         seed = self._seed_for(command) if seed is None else seed
+        if length is None:
+            length = command.length_frames or self.default_length_frames or self.estimated_frames(command.text, seed)
+        length = max(unit, int(length) // unit * unit)
         t0 = time.perf_counter()
         with self._lock:
             try:
@@ -463,6 +285,19 @@ class MotionPipeline:
             except Exception as exc:
                 raise PipelineError(f"continuation failed for {command.text!r}: {exc}") from exc
         return self._motion(command, result, seed, (time.perf_counter() - t0) * 1e3)
+
+    def estimated_frames(self, text: str, seed: int) -> int:
+        """The length a fresh command with ``text`` would get from the model's length estimator
+        (``estimate_lengths``), for a continuation without one; `CONTINUATION_FRAMES` without it."""
+        estimate = getattr(self.generator, "estimate_lengths", None)
+        if not callable(estimate):
+            return self.CONTINUATION_FRAMES
+        with self._lock:
+            try:
+                frames = int(np.asarray(estimate([text], seed=seed)).reshape(-1)[0])
+            except Exception as exc:
+                raise PipelineError(f"length estimation failed for {text!r}: {exc}") from exc
+        return min(max(self.unit_frames, frames // self.unit_frames * self.unit_frames), self.max_frames)
 
     def motions(self, command: MotionCommand, *, after: GeneratedMotion | None = None,
                 at_frame: int | None = None) -> Iterator[GeneratedMotion]:
@@ -473,9 +308,9 @@ class MotionPipeline:
         if after is None and (length is None or length <= self.max_frames):
             yield self.generate(command)
             return
-        if length is None:
-            length = self.CONTINUATION_FRAMES
         seed = self._seed_for(command)
+        if length is None:
+            length = self.estimated_frames(command.text, seed)
         if after is None and callable(getattr(self.generator, "iter_windows", None)):
             yield from self._iter_windows(command, int(length), seed)
             return
@@ -521,7 +356,7 @@ class MotionPipeline:
         clip = self.new_clip(motion)
         if self.stream_factory is not None:
             return RetargetSession(self, clip, self.stream_factory(motion.fps), calibrated=False)
-        return RetargetSession(self, clip, _BatchStream(self.retargeter, motion.fps), calibrated=True)
+        return RetargetSession(self, clip, BatchStream(self.retargeter, motion.fps), calibrated=True)
 
     def fill_clip(self, motion: GeneratedMotion, clip: MotionClip, *,
                   cancelled: Callable[[], bool] = lambda: False) -> None:
@@ -532,7 +367,7 @@ class MotionPipeline:
                 so a playback of it ends instead of waiting forever.
         """
         stream = self.stream_factory(motion.fps) if self.stream_factory is not None else None
-        session = RetargetSession(self, clip, stream or _BatchStream(self.retargeter, motion.fps),
+        session = RetargetSession(self, clip, stream or BatchStream(self.retargeter, motion.fps),
                                   calibrated=stream is None)
         try:
             session.push(motion.joints_yup, cancelled=cancelled)

@@ -8,18 +8,21 @@ No ROS here: the node hands accepted jobs in, the producer hands playable clips 
   a stop or preempt ends the generation of what has not been played.
 * The retargeting worker fills clips chunk by chunk. It yields the CPU to a running generation while
   the playing clip has enough lead, and it drops work a newer continuation makes useless.
-* Joining: a command that arrives while a motion plays is generated as a continuation of it from a
-  switch frame a little ahead (the measured generation + first-chunk latency, rounded up to the
-  model's token unit) and retargeted by the same stream from its own state there
-  (`RetargetSession`), so playback switches without a blend. Queue mode continues at the end of the
-  last motion. When the switch time has passed once the motion is ready, or the model or retargeter
-  cannot continue, the motion starts afresh with a blend and its status says why.
-* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): each command's first
-  window (each segment of a sequence, each continuation) is checked right after generation. Under
-  reject the check runs before the window is queued for retargeting, so a refused motion never plays;
-  under warn it runs after, and the summary reaches the ``playing``/``done`` statuses it is ready for.
-  A long motion's later windows are not checked (they play while generated; the first one is the
-  motion's start, where a join or a fall begins).
+* Joining (`momask_ros.switching`): a command that arrives while a motion plays is generated at
+  once as a continuation of it from a token boundary a little ahead (a low quantile of the switch
+  latencies measured online), and when it is ready it joins at the first frame whose retargeting
+  cut is still ahead of playback, crossfading from the old motion if that is after the token
+  boundary. The same retargeting stream continues from its own state there (`RetargetSession`), so
+  playback switches without a blend. Queue mode continues at the end of the last motion. When the
+  switch comes too late for that, or the model or retargeter cannot continue, the motion starts
+  afresh with a blend and its status says why.
+* Physical checks (``physical_checks``, `momask_ros.physical_checks.MotionGate`): every window of a
+  command (each segment of a sequence, each continuation, each later window of a long motion) is
+  checked right after generation, and `window_decision` says what follows. Under reject the check
+  runs before the window is queued for retargeting, so a refused window never plays (a refused
+  first window refuses the command; a refused later one cuts the motion where it begins); under warn
+  it runs on a third worker, once the clip has lead and no generation runs (so it never delays a
+  command's generation), and the summaries reach the ``playing``/``done`` statuses they are ready for.
 
 Statuses: whoever ends a job reports it, once. A job cancelled by a stop or superseded by a newer
 command gets no further status from the workers.
@@ -27,6 +30,7 @@ command gets no further status from the workers.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -38,9 +42,11 @@ import numpy as np
 
 from .clip import MotionClip, SwitchTooLate
 from .commands import MotionCommand
-from .physical_checks import MotionGate, Thresholds
-from .pipeline import GeneratedMotion, MotionPipeline, RetargetSession
+from .physical_checks import MotionGate, Thresholds, window_decision
+from .pipeline import GeneratedMotion, MotionPipeline
+from .retarget_session import RetargetSession
 from .state import PipelineError
+from .switching import LatencyStats, join_frame, plan_token, splice
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +64,17 @@ class Job:
     cancelled: bool = False                # nothing more of it is produced or played
     stop_generating: bool = False          # preempted while playing: no further windows
     session: RetargetSession | None = None
-    start_frame: int = 0                   # where it starts on its session's timeline [frames]
+    start_frame: int = 0                   # where its motion's frame 0 is on its session's timeline [frames]
+    switch_frame: int = 0                  # where it takes over on that timeline (>= start_frame) [frames]
     motion: GeneratedMotion | None = None  # generated so far (windows joined)
     switch: str = "start"                  # start (afresh) | continue (seamless) | blend (afresh, fallback)
     switch_reason: str | None = None
     fields: dict = field(default_factory=dict)
     cut_s: float = math.inf                # clip time from which a continuation changes the samples
+    first_sample: tuple[float, float] | None = None  # (stamp [s], latency [ms]) of its first JointState
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
+    cut: bool = False                      # a later window was refused: it ends with what was generated
 
     @property
     def clip(self) -> MotionClip | None:
@@ -78,8 +87,12 @@ class Job:
     def command_duration_s(self, fps: float) -> float:
         """How long this motion plays [s]: its last frame's time when it starts a clip, its frames'
         span when it continues one."""
-        frames = self.command.length_frames or (self.motion.frames if self.motion is not None else 0)
-        return max(frames - (1 if self.start_frame == 0 else 0), 0) / fps / self.command.speed
+        generated = self.motion.frames if self.motion is not None else 0
+        if self.start_frame == 0:
+            frames = (generated if self.cut else (self.command.length_frames or generated)) - 1
+        else:  # from the switch frame on (a switch after the token boundary plays a little less)
+            frames = self.end_frame - self.switch_frame
+        return max(frames, 0) / fps / self.command.speed
 
 
 class MotionProducer:
@@ -107,13 +120,17 @@ class MotionProducer:
         self._inbox: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Job] = collections.deque()   # fresh clips for the control loop
         self._tasks: collections.deque[tuple] = collections.deque()  # retargeting work, in order
+        self._checks: collections.deque[tuple[Job, GeneratedMotion, int, int]] = collections.deque()  # warn's
         self._pending: list[Job] = []          # accepted, not yet playing, not ended
         self.session: RetargetSession | None = None  # what the control loop plays now
         self.generating: Job | None = None
+        self.computing = False  # the model runs now (not while a long motion waits for its next window)
         self.model_ready = False
         self._shutdown = False
-        self._switch_lead_ms: collections.deque[float] = collections.deque(maxlen=8)
-        self._warm_up_ms = 500.0
+        #: generation start -> continuation committed to the clip, and the commit's own part (rewind +
+        #: first chunk) [ms]; first guesses until measured (the warm-up replaces the first)
+        self.switch_lead = LatencyStats(500.0)
+        self.first_chunk = LatencyStats(20.0)
         self._last_generated: Job | None = None  # queue mode continues it
         self._threads: list[threading.Thread] = []
         self._gate: MotionGate | None = None   # physical checks, built on first use
@@ -121,7 +138,8 @@ class MotionProducer:
     # ------------------------------------------------------------------ node side
     def start(self, *, warm_up: bool) -> None:
         self.model_ready = not warm_up
-        for name, target in (("momask_generate", self._generate_loop), ("momask_retarget", self._retarget_loop)):
+        for name, target in (("momask_generate", self._generate_loop), ("momask_retarget", self._retarget_loop),
+                             ("momask_check", self._check_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -207,7 +225,7 @@ class MotionProducer:
     def next_segment(self, session: RetargetSession, job: Job) -> Job | None:
         """The job that follows ``job`` on the session's timeline, if one is committed."""
         with self.lock:
-            later = [j for s, j in session.segments if s > job.start_frame]
+            later = [j for s, j in session.segments if s > job.switch_frame]
         return later[0] if later else None
 
     def _session_jobs(self) -> list[Job]:
@@ -225,7 +243,8 @@ class MotionProducer:
                 t0 = time.perf_counter()
                 ms = self.pipeline.warm_up()
                 lead = getattr(self.pipeline, "switch_lead_ms", math.nan)
-                self._warm_up_ms = lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3
+                # half the warm-up's (a short continuation on a cold model): planned early costs a frame or two
+                self.switch_lead.first_guess_ms = 0.5 * (lead if math.isfinite(lead) else (time.perf_counter() - t0) * 1e3)
                 self._report("ready", None, {"warmup_ms": round(ms, 1)})
             except Exception as exc:
                 self._report("error", None, {"reason": "warm_up_failed", "detail": str(exc)[:300]})
@@ -267,12 +286,15 @@ class MotionProducer:
         for motion in self._paced(job, windows):
             if job.cancelled or self._shutdown:
                 return
+            mode = self._options().get("physical_checks", "off")
+            if parts and mode == "reject" and not self._physically_ok(job, motion, len(parts), offset):
+                break  # a later window refused: the job ends where it would begin (reported)
             parts.append(motion)
-            job.motion = motion if len(parts) == 1 else GeneratedMotion.join(parts)
+            with self.lock:  # onto what the job holds: a switch may have spliced its first frames
+                job.motion = motion if len(parts) == 1 else GeneratedMotion.join([job.motion, motion])
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
-            mode = self._options().get("physical_checks", "off") if len(parts) == 1 else "off"
-            if mode == "reject" and not self._physically_ok(job, motion):
+            if len(parts) == 1 and mode == "reject" and not self._physically_ok(job, motion):
                 return
             with self.lock:
                 if len(parts) == 1:
@@ -281,9 +303,10 @@ class MotionProducer:
                 else:
                     self._tasks.append(("window", job, motion, None, offset, t0))
                 self.lock.notify_all()
-            if mode == "warn":  # after the retargeting task is queued: the first JointState does not wait
-                self._wait_for_lead(job)
-                self._physically_ok(job, motion)
+            if mode == "warn":  # on the check worker: neither the first JointState nor a generation waits
+                with self.lock:
+                    self._checks.append((job, motion, len(parts) - 1, offset))
+                    self.lock.notify_all()
             offset += motion.frames
             if job.stop_generating:
                 break
@@ -291,38 +314,65 @@ class MotionProducer:
             self._tasks.append(("end", job, None, None, None, t0))
             self.lock.notify_all()
 
+    def _check_loop(self) -> None:
+        """The check worker: warn's physical checks, each once its clip has lead and no generation runs."""
+        while True:
+            with self.lock:
+                while not self._checks and not self._shutdown:
+                    self.lock.wait(0.5)
+                if self._shutdown:
+                    return
+                job, motion, window, offset = self._checks.popleft()
+            if job.cancelled:
+                continue
+            try:
+                self._wait_for_lead(job)
+                if not job.cancelled:
+                    self._physically_ok(job, motion, window, offset)
+            except Exception:  # a check never takes the worker down; the motion plays unchecked
+                log.exception("physical check")
+
     def _wait_for_lead(self, job: Job, timeout_s: float = 5.0) -> None:
-        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback (or a
-        new command waits): run at once, it halves the CPU of the first chunks and the clip underruns."""
+        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback and no
+        generation runs: run at once, it halves the CPU of the first chunks (the clip underruns) or
+        of a command's generation."""
         end = time.perf_counter() + timeout_s
         with self.lock:
-            while not (job.cancelled or self._shutdown or self._inbox) and time.perf_counter() < end:
+            while not (job.cancelled or self._shutdown) and time.perf_counter() < end:
                 clip = job.clip
-                if clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+                lead = clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S)
+                if lead and not self.computing and not self._inbox:
                     return
                 self.lock.wait(0.02)
 
-    def _physically_ok(self, job: Job, motion: GeneratedMotion) -> bool:
-        """The physical checks of a motion's first window (option ``physical_checks``: warn|reject):
-        the summary goes into the job's status fields; under reject a failing motion is refused here,
-        before any of it is retargeted for playing. False = refused (reported)."""
+    def _physically_ok(self, job: Job, motion: GeneratedMotion, window: int = 0, offset: int = 0) -> bool:
+        """The physical checks of one window of a job (``offset`` its first frame in the job's motion),
+        decided by `window_decision`: the summary goes into the job's status fields (``physical`` for
+        the first window, a line per window in ``physical_windows``); under reject a failing first
+        window refuses the job, a failing later one cuts it there. False = not to be played (reported)."""
         if self._gate is None:
             self._gate = MotionGate(self.pipeline.retargeter)
         if not self._gate.available:
             return True
         opts = self._options()
         summary = self._gate.summary(motion.joints_yup, motion.fps, opts.get("physical_thresholds", Thresholds()))
-        job.fields["physical"] = summary
-        if summary["ok"] or opts.get("physical_checks") != "reject":
+        decision = window_decision(opts.get("physical_checks", "off"), window, summary, start_s=offset / motion.fps)
+        if window == 0:
+            job.fields["physical"] = summary
+        if decision.entry is not None:
+            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
+        if decision.play:
             return True
         with self.lock:
             if job.cancelled:
                 return False
-            job.cancelled = True
-            if job in self._pending:
-                self._pending.remove(job)
-        self._report("rejected", job, {"reason": "physically_infeasible", "physical": summary,
-                                       "detail": "; ".join(summary["failures"])[:300]})
+            if decision.refuse_job:
+                job.cancelled = True
+                if job in self._pending:
+                    self._pending.remove(job)
+            else:
+                job.stop_generating = job.cut = True
+        self._report("rejected", job, decision.status)
         return False
 
     def _paced(self, job: Job, windows):
@@ -338,28 +388,32 @@ class MotionProducer:
                 with self.lock:
                     while not (job.cancelled or job.stop_generating or self._shutdown or self._inbox):
                         clip = job.clip
-                        ahead = max(self.AHEAD_S, 3 * self._lead_s()) * job.command.speed * self.pipeline.fps
+                        ahead = max(self.AHEAD_S, 3 * self._lead_s(0.9)) * job.command.speed * self.pipeline.fps
                         if clip is not None and job.start_frame + generated - clip.read_s * clip.fps < ahead:
                             break
                         self.lock.wait(0.02)
                     if job.cancelled or job.stop_generating or self._shutdown:
                         return
+            self.computing = True
             try:
                 motion = next(windows)
             except StopIteration:
                 return
+            finally:
+                self.computing = False
             generated += motion.frames
             yield motion
 
-    def _lead_s(self) -> float:
-        """Expected time from a continuation's generation start to its first retargeted chunk [s]:
-        the slowest of the last few switches measured online (twice the warm-up's short one before
-        any), with a margin of 50 % and one control period: on a loaded CPU generation times vary by
-        that much, and too short a lead falls back to a blend."""
-        period = float(self._options().get("control_period_s", 0.02))
-        recent = list(self._switch_lead_ms)[-5:]
-        measured = max(recent) if recent else 2.0 * self._warm_up_ms
-        return 1.5 * measured / 1e3 + period
+    def _lead_s(self, q: float) -> float:
+        """The ``q`` quantile of the time from a continuation's generation start to its first
+        retargeted chunk [s], measured online on the recent switches (the warm-up's before any)."""
+        return self.switch_lead.quantile(q) / 1e3
+
+    def _commit_margin_s(self) -> float:
+        """How far ahead of playback a switch's cut must be when its first chunk starts [s of playback]:
+        the upper quartile of the recent first chunks (a chunk that takes longer, rarely, finds its
+        cut played and is retried one frame later: `SwitchTooLate` leaves the clip as it was)."""
+        return self.first_chunk.quantile(0.75) / 1e3
 
     def _plan(self, job: Job) -> tuple[Job | None, int | None, str | None]:
         """(motion to continue, its switch frame, why not) for a job about to be generated (locked)."""
@@ -389,16 +443,16 @@ class MotionProducer:
             if base.motion is None or base.motion.tokens is None:
                 return None, None, "model_cannot_continue"
             return base, base.motion.frames, None
-        unit, fps = self.pipeline.unit_frames, session.clip.fps
+        fps = session.clip.fps
         played = max(session.clip.read_s, 0.0)
         base = next((j for s, j in reversed(session.segments) if s <= played * fps), session.segments[0][1])
         if base.cancelled or base.motion is None or base.motion.tokens is None:
             return None, None, "model_cannot_continue"
-        ahead = played + self._lead_s() * base.command.speed
-        at = max(unit, int(math.ceil((ahead * fps - base.start_frame) / unit)) * unit)
-        while at < base.motion.frames and session.cut_time(base.start_frame + at) <= ahead:
-            at += unit
-        return base, min(at, base.motion.frames // unit * unit), None
+        # the fastest recent switch: planned early, the switch moves on a frame or two; late, it waits
+        at = plan_token(played_s=played, lead_s=self._lead_s(0.0) * base.command.speed,
+                        base_start=base.start_frame, base_frames=base.motion.frames,
+                        unit=self.pipeline.unit_frames, fps=fps, cut_time=session.cut_time)
+        return base, at, None
 
     # ------------------------------------------------------------------ retargeting worker
     def _retarget_loop(self) -> None:
@@ -429,30 +483,41 @@ class MotionProducer:
                 if not job.cancelled:
                     self._report("rejected", job, {"reason": "retarget_failed", "detail": f"{type(exc).__name__}: {exc}"})
 
+    #: Chunk size of background retargeting while a generation runs [frames]: it gives way within one
+    #: such chunk when the generation needs the CPU or a switch arrives.
+    BACKGROUND_CHUNK_FRAMES = 4
+
+    def _chunk_limit(self) -> int | None:
+        return self.BACKGROUND_CHUNK_FRAMES if self.computing or self._switch_waiting() else None
+
+    def _switch_waiting(self) -> bool:
+        with self.lock:
+            return any(t[0] == "first" and t[3] is not None for t in self._tasks)
+
     def _interrupt(self, job: Job, session: RetargetSession) -> Callable[[], bool]:
         """Between chunks: give way to a running generation while the clip has lead, and stop work a
         waiting continuation, a stop or a shutdown makes useless."""
         def check() -> bool:
             clip = session.clip
-            while (self.generating is not None and not self._shutdown and not job.cancelled
-                   and clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S):
+            while (self.computing and not self._shutdown and not job.cancelled  # lead in playback seconds
+                   and (clip.available_s - max(clip.read_s, 0.0)) / job.command.speed > self.YIELD_LEAD_S
+                   and not self._switch_waiting()):
                 time.sleep(0.005)
-            with self.lock:
-                waiting = any(t[0] == "first" and t[3] is not None for t in self._tasks)
-            return job.cancelled or self._shutdown or session.closed or waiting
+            return job.cancelled or self._shutdown or session.closed or self._switch_waiting()
         return check
 
     def _fresh(self, job: Job, motion: GeneratedMotion, reason: str | None) -> None:
         session = self.pipeline.open_session(motion)
         session.segments.append((0, job))
-        job.session, job.start_frame = session, 0
+        job.session, job.start_frame, job.switch_frame = session, 0, 0
         if reason is not None:
             job.switch, job.switch_reason = "blend", reason
         with self.lock:
             if job.cancelled:
                 return
             self._ready.append(job)
-        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session))
+        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session),
+                     chunk_limit=self._chunk_limit)
 
     def _extend(self, job: Job, motion: GeneratedMotion, offset: int) -> None:
         session = job.session
@@ -465,33 +530,64 @@ class MotionProducer:
             at = session.frames
         else:
             frames = motion.joints_yup
-        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session))
+        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session),
+                     chunk_limit=self._chunk_limit)
+
+    #: Attempts at a switch whose cut playback passed while its first chunk was being retargeted.
+    SWITCH_ATTEMPTS = 3
 
     def _switch(self, job: Job, motion: GeneratedMotion, base: Job, at: int, t0: float) -> None:
-        """Join ``job`` to ``base``'s session at ``base``'s frame ``at``, or start it afresh (blend)."""
+        """Join ``job`` to ``base``'s session: at ``base``'s frame ``at``, or at the first frame after it
+        whose cut is still ahead of playback (crossfading from ``base`` there), else afresh (blend)."""
         session = base.session
-        switch_frame = base.start_frame + at
         if session is None or session.closed:
             return self._fresh(job, motion, "motion_ended")
         if not session.can_continue:
             return self._fresh(job, motion, "retargeter_cannot_continue")
-        later = [s for s, j in session.segments if s > base.start_frame]
-        resume = min([switch_frame, session.frames, *later])
-        prefix = base.motion.joints_yup[resume - base.start_frame : at]
-        frames = np.concatenate([prefix, motion.joints_yup]) if len(prefix) else motion.joints_yup
+        resume, detail = session.frames, "no frame within the slip limit after the token is still ahead of playback"
+        tried: int | None = None  # where a failed attempt rewound the stream to (its frames are old ones again)
+        for _ in range(self.SWITCH_ATTEMPTS):
+            with self.lock:
+                old = base.motion.joints_yup
+            f = join_frame(at=at, base_start=base.start_frame, base_frames=old.shape[0],
+                           deadline_s=max(session.clip.read_s, 0.0) + self._commit_margin_s() * base.command.speed,
+                           cut_time=session.cut_time)
+            if f is None:
+                break
+            switch_frame = base.start_frame + f
+            later = [s for s, j in session.segments if s > base.switch_frame]
+            resume = min([switch_frame, session.frames, resume, *later])
+            joined = splice(old, motion.joints_yup, at, f)
+            r = resume - base.start_frame
+            frames = np.concatenate([old[r:at], joined[max(r - at, 0):]])
+            try:
+                session.push(frames, at_frame=resume, final=False,
+                             cancelled=lambda: job.cancelled or self._shutdown,
+                             on_commit=self._committer(job, base, session, motion, joined, at, f, resume, t0),
+                             repeat_frames=0 if tried is None else switch_frame - resume)
+                return
+            except SwitchTooLate as exc:
+                detail = f"playback passed the cut while the first chunk was retargeted ({exc})"
+                tried = resume
+                continue
+        job.fields["switch_detail"] = detail[:200]
+        self.switch_lead.add((time.perf_counter() - t0) * 1e3)
+        session.abandon()
+        self._fresh(job, motion, "late")
 
+    def _committer(self, job: Job, base: Job, session: RetargetSession, motion: GeneratedMotion,
+                   joined: np.ndarray, at: int, f: int, resume: int, t0: float) -> Callable[[float], None]:
+        """What happens once a switch's first samples are in the clip (it is certain then)."""
         def commit(cut_s: float) -> None:
-            job.cut_s = cut_s
+            lead_ms = (time.perf_counter() - t0) * 1e3
             with self.lock:
                 session.segments[:] = [(s, j) for s, j in session.segments if s < resume or j is base]
-                session.segments.append((switch_frame, job))
-            job.session, job.start_frame, job.switch = session, switch_frame, "continue"
-            job.fields["switch_lead_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-            self._switch_lead_ms.append(job.fields["switch_lead_ms"])
-
-        try:
-            session.push(frames, at_frame=resume, final=False, cancelled=lambda: job.cancelled or self._shutdown,
-                         on_commit=commit)
-        except SwitchTooLate:
-            self._switch_lead_ms.append((time.perf_counter() - t0) * 1e3)
-            self._fresh(job, motion, "late")
+                session.segments.append((base.start_frame + f, job))
+                job.motion = dataclasses.replace(motion, joints_yup=joined)
+                job.session, job.switch = session, "continue"
+                job.start_frame, job.switch_frame, job.cut_s = base.start_frame + at, base.start_frame + f, cut_s
+            job.fields.update(switch_lead_ms=round(lead_ms, 1), switch_slip_frames=f - at,
+                              switch_chunk_ms=round(session.first_chunk_ms, 1))
+            self.switch_lead.add(lead_ms)
+            self.first_chunk.add(session.first_chunk_ms)
+        return commit

@@ -291,7 +291,7 @@ def record_motion_offline(path: str | os.PathLike, pipeline: Any, motion: Any, *
     Returns:
         counts per topic and the duration [s].
     """
-    from momask_model.motion import skeleton_for
+    from momask_model.skeleton import skeleton_for
 
     from .messages import joint_state_msg, joint_trajectory_msg, pose_stamped_msg, skeleton_marker_array, status_msg
     from .messages import time_msg

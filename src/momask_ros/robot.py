@@ -62,7 +62,7 @@ from .profile_sections import SectionError, SelfCollisionConfig, SimConfig, pars
 
 logger = logging.getLogger(__name__)
 
-#: The 22 HumanML3D / SMPL joint names, in data order (mirrors ``momask_model.motion.JOINT_NAMES``; kept
+#: The 22 HumanML3D / SMPL joint names, in data order (mirrors ``momask_model.skeleton.JOINT_NAMES``; kept
 #: here so the ROS side does not need the model package).
 HUMAN_JOINT_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 import mink
 import mujoco
 import numpy as np
+import qpsolvers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .robot import Robot
@@ -119,6 +120,7 @@ class SelfCollisionMeter:
         self._rsum = model.geom_rbound[self.pairs[:, 0]] + model.geom_rbound[self.pairs[:, 1]]
         self._bounded = (model.geom_rbound[self.pairs[:, 0]] > 0) & (model.geom_rbound[self.pairs[:, 1]] > 0)
         self._fromto = np.zeros(6)
+        self._last: tuple[bytes, tuple[float, int]] | None = None  # callers often ask twice in a row
 
     @classmethod
     def for_robot(cls, robot: "Robot") -> "SelfCollisionMeter":
@@ -126,6 +128,14 @@ class SelfCollisionMeter:
 
     def frame_depth(self, qpos: np.ndarray) -> tuple[float, int]:
         """(deepest penetration [m], pair index or -1) at one configuration."""
+        key = np.asarray(qpos, dtype=np.float64).tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        result = self._frame_depth(qpos)
+        self._last = (key, result)
+        return result
+
+    def _frame_depth(self, qpos: np.ndarray) -> tuple[float, int]:
         m, d = self.model, self.data
         d.qpos[:] = qpos
         mujoco.mj_kinematics(m, d)
@@ -233,7 +243,7 @@ def collision_limit(robot: "Robot"):
         robot.model, [([int(a)], [int(b)]) for a, b in pairs], gain=cfg.gain,
         minimum_distance_from_collisions=cfg.min_distance_m,
         collision_detection_distance=cfg.detection_distance_m)
-    return _ActiveRows(limit)
+    return _ActiveRows(limit, robot.dof_index, cfg.min_distance_m)
 
 
 class _ActiveRows(mink.Limit):
@@ -243,9 +253,77 @@ class _ActiveRows(mink.Limit):
     with G1's ~500 pairs those idle rows made DAQP's problem ~30x larger and retargeting 2.5x slower.
     """
 
-    def __init__(self, limit) -> None:
+    def __init__(self, limit, dof_index: np.ndarray, min_distance_m: float) -> None:
         self.limit = limit
         self._meter: SelfCollisionMeter | None = None
+        self._dofs = np.asarray(dof_index, dtype=int)
+        self._min_distance = float(min_distance_m)
+        self._data = mujoco.MjData(limit.model)
+        self._jacs = (np.zeros((3, limit.model.nv)), np.zeros((3, limit.model.nv)))
+
+    @property
+    def meter(self) -> SelfCollisionMeter:
+        """A `SelfCollisionMeter` on the limit's pairs."""
+        if self._meter is None:
+            self._meter = SelfCollisionMeter(self.limit.model, np.array(self.limit.geom_id_pairs).reshape(-1, 2))
+        return self._meter
+
+    def depth(self, qpos: np.ndarray) -> float:
+        """Deepest penetration [m] among the limit's pairs at a configuration."""
+        return self.meter.frame_depth(qpos)[0]
+
+    def push_out(self, qpos: np.ndarray, joint_index: np.ndarray, lower: np.ndarray, upper: np.ndarray, *,
+                 tolerance_m: float = 5e-4, iterations: int = 6) -> np.ndarray:
+        """The configuration nearest to ``qpos`` (driven joints only, in [lower, upper]) whose pairs keep
+        the limit's clearance, by a few linearised QPs; the least deep one found when none does.
+
+        Why: the IK limit only stops a pair from closing further, and a spline between two clear
+        keyframes can pass through a limb; this moves the configuration out, inside a box that keeps
+        the caller's velocity bound.
+        """
+        model, data = self.limit.model, self._data
+        target = qpos[joint_index].copy()
+        q = qpos.copy()
+        q[joint_index] = np.clip(target, lower, upper)
+        best, best_depth = q.copy(), self.depth(q)
+        n = len(joint_index)
+        fromto, normal = np.zeros(6), np.zeros(3)
+        for _ in range(iterations):
+            if best_depth <= tolerance_m:
+                break
+            data.qpos[:] = q
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)
+            rows, bounds = [], []
+            for k in self.limit._broadphase_survivors(data):
+                a, b = self.limit.geom_id_pairs[k]
+                dist = mujoco.mj_geomDistance(model, data, a, b, self.limit.collision_detection_distance, fromto)
+                if dist >= self.limit.collision_detection_distance - 1e-12:
+                    continue
+                normal[:] = fromto[3:] - fromto[:3]
+                mujoco.mju_normalize3(normal)
+                jac1, jac2 = self._jacs
+                mujoco.mj_jac(model, data, jac2, None, fromto[3:], model.geom_bodyid[b])
+                mujoco.mj_jac(model, data, jac1, None, fromto[:3], model.geom_bodyid[a])
+                grad = normal @ (jac2 - jac1)  # d(distance)/dq, sign as mink's limit has it
+                grad = grad if dist >= 0 else -grad
+                rows.append(-grad[self._dofs])
+                bounds.append(dist)   # distance + grad dq >= clearance
+            if not rows:
+                break
+            x = q[joint_index]
+            for clearance in (self._min_distance, 0.0, -0.5 * tolerance_m):  # less where the box is tight
+                step = qpsolvers.solve_qp(np.eye(n), x - target, np.array(rows), np.array(bounds) - clearance,
+                                          lb=lower - x, ub=upper - x, solver="daqp")
+                if step is not None:
+                    break
+            if step is None:
+                break
+            q[joint_index] = np.clip(x + step, lower, upper)
+            depth = self.depth(q)
+            if depth < best_depth:
+                best, best_depth = q.copy(), depth
+        return best
 
     def deepest(self, configuration) -> float:
         """Deepest penetration [m] among the limit's pairs at `configuration` (kinematics up to date)."""
@@ -262,17 +340,15 @@ class _ActiveRows(mink.Limit):
         """The smoothed configuration, or the blend towards the raw IK one (which the limit kept clear) as
         smooth as it can be without a deeper penetration than the raw one's: smoothing averages poses and
         can push a knee into the other leg in a fast spin."""
-        if self._meter is None:
-            self._meter = SelfCollisionMeter(self.limit.model, np.array(self.limit.geom_id_pairs).reshape(-1, 2))
-        allowed = self._meter.frame_depth(raw_qpos)[0] + 1e-3
-        if self._meter.frame_depth(smoothed_qpos)[0] <= allowed:
+        allowed = self.meter.frame_depth(raw_qpos)[0] + 1e-3
+        if self.meter.frame_depth(smoothed_qpos)[0] <= allowed:
             return smoothed_qpos
         for weight in (0.5, 0.25, 0.0):
             qpos = raw_qpos.copy()
             qpos[joint_index] += weight * (smoothed_qpos[joint_index] - raw_qpos[joint_index])
             qpos[base_index:base_index + 3] += weight * (smoothed_qpos[base_index:base_index + 3]
                                                          - raw_qpos[base_index:base_index + 3])
-            if weight == 0.0 or self._meter.frame_depth(qpos)[0] <= allowed:
+            if weight == 0.0 or self.meter.frame_depth(qpos)[0] <= allowed:
                 return qpos
         return raw_qpos
 

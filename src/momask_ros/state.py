@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -15,12 +15,21 @@ class PipelineError(RuntimeError):
 
 @dataclass(frozen=True)
 class JointSpace:
-    """The robot's actuated joints: names, limits [rad or m] and rest pose, in publishing order."""
+    """The robot's actuated joints: names, limits [rad or m] and rest pose, in publishing order.
+
+    With a robot model (`from_robot`) it also knows where the robot stands at rest (``rest_base``:
+    base position and quaternion w, x, y, z) and the lowest point of its feet for a pose
+    (``lowest_foot_z(positions, base_position, base_quat_wxyz) -> z [m]``): a blend into a motion
+    uses both to start from the standing robot and keep its feet out of the floor.
+    """
 
     names: tuple[str, ...]
     lower: np.ndarray
     upper: np.ndarray
     rest: np.ndarray
+    rest_base: tuple[np.ndarray, np.ndarray] | None = None
+    lowest_foot_z: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = field(
+        default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -56,7 +65,18 @@ class JointSpace:
             upper = np.asarray(_first_attr(robot, ("upper", "upper_limits", "q_max")), dtype=np.float64)
         rest = _first_attr(robot, ("rest_positions", "rest_pose", "q_rest", "default_positions"), required=False)
         rest = np.zeros(len(names)) if rest is None else np.asarray(rest, dtype=np.float64)
-        return cls(tuple(str(n) for n in names), lower, upper, rest)
+        rest_base, lowest = None, None
+        if all(hasattr(robot, a) for a in ("rest_qpos", "base_qpos_index", "full_qpos", "forward", "lowest_foot_z")):
+            import mujoco
+
+            b = int(robot.base_qpos_index)
+            rest_base = (np.array(robot.rest_qpos[b:b + 3], float), np.array(robot.rest_qpos[b + 3:b + 7], float))
+            data = mujoco.MjData(robot.model)   # the control loop's own (one thread calls it)
+
+            def lowest(positions, base_position, base_quat_wxyz) -> float:
+                return robot.lowest_foot_z(robot.forward(robot.full_qpos(positions, base_position, base_quat_wxyz),
+                                                         data))
+        return cls(tuple(str(n) for n in names), lower, upper, rest, rest_base, lowest)
 
 
 def _first_attr(obj: Any, names: Sequence[str], required: bool = True) -> Any:

@@ -26,16 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from ..motion import (
-    T2M_SKELETON,
-    Normalizer,
-    SkeletonSpec,
-    compute_mean_std,
-    features_to_joints,
-    joints_to_features,
-    mirror_caption,
-    mirror_joints,
-)
+from ..features import features_to_joints, joints_to_features
+from ..mirroring import mirror_caption, mirror_joints
+from ..normalization import Normalizer, compute_mean_std
+from ..skeleton import T2M_SKELETON, SkeletonSpec
 
 logger = logging.getLogger(__name__)
 

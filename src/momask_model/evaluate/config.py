@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from momask_model.config import ConfigBase
+from momask_model.config import SamplingConfig
 
 
 @dataclass(frozen=True)
-class EvalConfig(ConfigBase):
+class EvalConfig(SamplingConfig):
     """Evaluation protocol (§6.2) and which evaluator to use.
+
+    A ``SamplingConfig`` because the protocol samples with the inference settings (timesteps, guidance
+    scales...); its fields stand flat beside the protocol's in the ``eval:`` section.
 
     evaluator: a checkpoint written by ``train_evaluator`` (``save_evaluator`` format).
     official_checkpoint / glove_dir / meta_dir: the official ``text_mot_match/model/finest.tar``, the
@@ -32,10 +35,4 @@ class EvalConfig(ConfigBase):
     mm_repeats: int = 30
     mm_times: int = 10
     seed: int = 10107
-    timesteps: int = 10
-    cond_scale: float = 4.0
-    res_cond_scale: float = 5.0
-    temperature: float = 1.0
-    topk_filter_thres: float = 0.9
-    gsample: bool = False
     val_during_training: bool = True

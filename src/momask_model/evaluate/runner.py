@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from momask_model.motion import Normalizer, features_to_joints
+from momask_model.features import features_to_joints
+from momask_model.normalization import Normalizer
 
 from . import metrics as M
 from .config import EvalConfig

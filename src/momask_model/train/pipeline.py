@@ -13,7 +13,7 @@ import torch
 
 from momask_model.config import MoMaskConfig
 from momask_model.data.humanml3d import DatasetLayout, TextMotionDataset, VQWindowDataset
-from momask_model.motion import Normalizer
+from momask_model.normalization import Normalizer
 
 from ..evaluate.evaluator import (
     TextMotionEvaluator, WordVectorizer, build_evaluator, load_evaluator, load_official_evaluator,

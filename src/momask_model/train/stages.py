@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from momask_model.config import MoMaskConfig, TextEncoderConfig, VQConfig
 from momask_model.data.humanml3d import DatasetLayout, collate_text_motion
-from momask_model.motion import Normalizer, features_to_joints
+from momask_model.features import features_to_joints
+from momask_model.normalization import Normalizer
 
 from ..evaluate import metrics as M
 from ..evaluate.evaluator import TextMotionEvaluator, batch_tokens

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...motion import _np_qmul
+from ...quaternion import qinv, qmul
 
 __all__ = [
     "SourceSkeleton",
@@ -34,7 +34,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-quat_mul = _np_qmul  # Hamilton product q·r over (..., 4) w x y z: the one in motion.py
+quat_mul = qmul  # Hamilton product q·r over (..., 4) w x y z: the project's one
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -229,7 +229,7 @@ def loop_cycles(
         return seq
     trans = seq.local_translations.copy()
     quats = seq.local_quats_wxyz.copy()
-    delta_root = quat_mul(quats[-1, 0], _conj(quats[0, 0]))
+    delta_root = quat_mul(quats[-1, 0], qinv(quats[0, 0]))
     yaw = 2.0 * np.arctan2(delta_root[2], delta_root[0])
     yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
     if abs(np.degrees(yaw)) < min_turn_deg:
@@ -245,7 +245,7 @@ def loop_cycles(
         # the first pose, with the root turned by the cycle's heading change.
         target = quats[0].copy()
         target[0] = quat_mul(q_yaw, quats[0, 0])
-        delta = quat_mul(target, _conj(quats[-1]))
+        delta = quat_mul(target, qinv(quats[-1]))
         delta = np.where(delta[..., :1] < 0, -delta, delta)
         ident = np.zeros_like(delta)
         ident[..., 0] = 1.0
@@ -270,7 +270,3 @@ def loop_cycles(
         times.append(seq.times_s[1:] + k * seq.duration_s)
         cur_t, cur_q = nxt_t, nxt_q
     return PoseSequence(seq.skeleton, np.concatenate(times), np.concatenate(all_t), np.concatenate(all_q))
-
-
-def _conj(q: np.ndarray) -> np.ndarray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])

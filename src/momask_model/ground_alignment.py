@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .motion import skeleton_for
+from .skeleton import skeleton_for
 
 
 def facing_yaw(joints: np.ndarray) -> np.ndarray:
