@@ -224,8 +224,14 @@ def test_parameters_are_validated(harness):
     assert not node.set_parameters([Parameter("blend_s", value=-1.0)])[0].successful
     assert not node.set_parameters([Parameter("control_rate", value=10.0)])[0].successful  # read-only
     assert node.set_parameters([Parameter("idle_behavior", value="rest")])[0].successful
+    # guidance and steps default to the bundle's own (-1: not passed, MoMask uses its config's)
+    assert not {"cond_scale", "res_cond_scale", "timesteps"} & set(node.pipeline.sampling)
     assert node.set_parameters([Parameter("cond_scale", value=2)])[0].successful  # int accepted for float
     assert node.pipeline.sampling["cond_scale"] == 2.0
+    assert not node.set_parameters([Parameter("cond_scale", value=-2.0)])[0].successful
+    assert not node.set_parameters([Parameter("timesteps", value=0)])[0].successful
+    assert node.set_parameters([Parameter("cond_scale", value=-1.0)])[0].successful
+    assert "cond_scale" not in node.pipeline.sampling
     assert node.set_parameters([Parameter("length_s", value=3.0)])[0].successful
     assert node.pipeline.default_length_frames == 60
     desc = node.describe_parameter("control_rate")

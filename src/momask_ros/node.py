@@ -190,7 +190,8 @@ class MomaskNode(Node):
 
     def _apply_pipeline_settings(self) -> None:
         p, pipe = self._p, self.pipeline
-        pipe.sampling = {k: p[k] for k in ("timesteps", "cond_scale", "res_cond_scale", "temperature")}
+        pipe.sampling = {k: p[k] for k in ("timesteps", "cond_scale", "res_cond_scale", "temperature")
+                         if p[k] != -1}  # -1: the bundle's own setting (None in MoMask.generate)
         pipe.seed = None if p["seed"] < 0 else int(p["seed"])
         frames = None
         if p["length_s"] > 0:

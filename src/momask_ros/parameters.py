@@ -36,6 +36,11 @@ def _non_negative(v: Any) -> str | None:
     return None if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
 
 
+def _bundle_or_non_negative(v: Any) -> str | None:
+    """Sampling settings: -1 keeps the bundle's own (each model is trained for its guidance), else >= 0."""
+    return None if v == -1 else _non_negative(v)
+
+
 def _one_of(*options: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in options else f"must be one of {', '.join(options)}"
 
@@ -94,11 +99,12 @@ PARAMETERS: dict[str, Param] = {
                        check=lambda v: None if isinstance(v, str) and v else "must be a non-empty string"),
     "marker_rate": Param(10.0, "skeleton marker rate [Hz]; 0 = off", read_only=False, check=_non_negative),
     "publish_when_idle": Param(True, "keep publishing the held pose when no motion plays", read_only=False),
-    "cond_scale": Param(4.0, "classifier-free guidance scale of the masked transformer", read_only=False,
-                         check=_non_negative),
-    "res_cond_scale": Param(5.0, "classifier-free guidance scale of the residual transformer", read_only=False,
-                             check=_non_negative),
-    "timesteps": Param(10, "masked decoding iterations", read_only=False, check=_int_at_least(1)),
+    "cond_scale": Param(-1.0, "classifier-free guidance scale of the masked transformer; -1 = the bundle's own",
+                         read_only=False, check=_bundle_or_non_negative),
+    "res_cond_scale": Param(-1.0, "classifier-free guidance scale of the residual transformer; -1 = the bundle's own",
+                             read_only=False, check=_bundle_or_non_negative),
+    "timesteps": Param(-1, "masked decoding iterations; -1 = the bundle's own", read_only=False,
+                        check=lambda v: None if v == -1 else _int_at_least(1)(v)),
     "temperature": Param(1.0, "sampling temperature", read_only=False, check=_positive),
     "length_s": Param(0.0, "motion length when a command gives none [s]; 0 = the model's length estimator",
                        read_only=False, check=_non_negative),
