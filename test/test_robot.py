@@ -173,3 +173,11 @@ def test_missing_description_names_the_parameter_fix(monkeypatch):
     monkeypatch.delenv("MOMASK_ROS_G1_DESCRIPTION", raising=False)
     with pytest.raises(DescriptionNotFound, match="robot_description_path:=/path/to/g1_29dof.xml.*menagerie:unitree_g1"):
         load_robot("g1")
+
+
+def test_human_joint_names_are_the_model_skeletons():
+    """The profile side keeps its own copy of the joint names (no torch import); it must not drift."""
+    from momask_model.skeleton import JOINT_NAMES
+    from momask_ros.robot import HUMAN_JOINT_NAMES
+
+    assert HUMAN_JOINT_NAMES == JOINT_NAMES

@@ -62,8 +62,8 @@ from .profile_sections import SectionError, SelfCollisionConfig, SimConfig, pars
 
 logger = logging.getLogger(__name__)
 
-#: The 22 HumanML3D / SMPL joint names, in data order (mirrors ``momask_model.skeleton.JOINT_NAMES``; kept
-#: here so the ROS side does not need the model package).
+#: The 22 HumanML3D / SMPL joint names, in data order: a copy of ``momask_model.skeleton.JOINT_NAMES``, kept
+#: here so profile loading and ``momask-robot-check`` need no torch (test_robot checks the two agree).
 HUMAN_JOINT_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
