@@ -236,6 +236,12 @@ class MotionProducer:
             self.session.closed = True
         self.session = None
 
+    def _take(self, queue: collections.deque) -> Any:
+        """A worker's next item of ``queue``, waiting for one (call with the lock held); None on shutdown."""
+        while not queue and not self._shutdown:
+            self.lock.wait(0.5)
+        return None if self._shutdown else queue.popleft()
+
     # ------------------------------------------------------------------ generation worker
     def _generate_loop(self) -> None:
         if not self.model_ready:
@@ -254,11 +260,9 @@ class MotionProducer:
             self._report("ready", None, {})
         while True:
             with self.lock:
-                while not self._inbox and not self._shutdown:
-                    self.lock.wait(0.5)
-                if self._shutdown:
+                job = self._take(self._inbox)
+                if job is None:
                     return
-                job = self._inbox.popleft()
                 self.generating = job
             try:
                 self._produce(job)
@@ -318,11 +322,10 @@ class MotionProducer:
         """The check worker: warn's physical checks, each once its clip has lead and no generation runs."""
         while True:
             with self.lock:
-                while not self._checks and not self._shutdown:
-                    self.lock.wait(0.5)
-                if self._shutdown:
-                    return
-                job, motion, window, offset = self._checks.popleft()
+                check = self._take(self._checks)
+            if check is None:
+                return
+            job, motion, window, offset = check
             if job.cancelled:
                 continue
             try:
@@ -458,11 +461,9 @@ class MotionProducer:
     def _retarget_loop(self) -> None:
         while True:
             with self.lock:
-                while not self._tasks and not self._shutdown:
-                    self.lock.wait(0.5)
-                if self._shutdown:
-                    return
-                task = self._tasks.popleft()
+                task = self._take(self._tasks)
+            if task is None:
+                return
             kind, job = task[0], task[1]
             if job.cancelled:
                 continue
