@@ -304,18 +304,35 @@ def iter_windows(
             yield done
 
 
-class _StreamDecoder:
+class _PieceDecoder:
+    """Decodes pieces of new tokens one after another, each seeing the tokens before it (``hist``) and,
+    where known, those after it, and starting where the previous piece's joints ended."""
+
+    def __init__(self, model: MoMask, batch: int) -> None:
+        self.model = model
+        self.hist = [_empty(model)] * batch
+        self.anchors: list[np.ndarray | None] = [None] * batch
+
+    def _emit(self, pieces: list[torch.Tensor], afters: list[torch.Tensor | None]) -> GenerationResult:
+        feats, joints = [], []
+        for b, (piece, after) in enumerate(zip(pieces, afters)):
+            f, jt = decode_after(self.model, self.hist[b], piece, self.anchors[b], after)
+            self.hist[b], self.anchors[b] = torch.cat([self.hist[b], piece]), jt[-1]
+            feats.append(f)
+            joints.append(jt)
+        return pack_results(self.model, feats, joints, pieces)
+
+
+class _StreamDecoder(_PieceDecoder):
     """Decodes each window's new tokens as soon as they are generated, all but the last
     `decoder_reach` ones (their frames depend on the tokens that follow): those are decoded with the
     next window, so the yielded pieces join without a seam, as one whole decode would give them, and
     the first piece comes after one window's generation."""
 
     def __init__(self, model: MoMask, batch: int, total_tokens: int) -> None:
-        self.model = model
+        super().__init__(model, batch)
         self.reach = decoder_reach(model)
         self.left = int(total_tokens)
-        self.hist = [_empty(model)] * batch
-        self.anchors: list[np.ndarray | None] = [None] * batch
         self.pending = [_empty(model)] * batch
 
     def push(self, pieces: list[torch.Tensor]) -> GenerationResult | None:
@@ -325,48 +342,30 @@ class _StreamDecoder:
         n = self.pending[0].shape[0] - keep
         if n <= 0:
             return None
-        feats, joints, emitted = [], [], []
-        for b, pending in enumerate(self.pending):
-            piece, after = pending[:n], (pending[n:] if keep else None)
-            f, jt = decode_after(self.model, self.hist[b], piece, self.anchors[b], after)
-            self.hist[b], self.anchors[b] = torch.cat([self.hist[b], piece]), jt[-1]
-            self.pending[b] = pending[n:]
-            feats.append(f)
-            joints.append(jt)
-            emitted.append(piece)
-        return pack_results(self.model, feats, joints, emitted)
+        emitted = [p[:n] for p in self.pending]
+        afters = [p[n:] if keep else None for p in self.pending]
+        self.pending = [p[n:] for p in self.pending]
+        return self._emit(emitted, afters)
 
 
-class _LaggedDecoder:
+class _LaggedDecoder(_PieceDecoder):
     """Decodes each chunk of new tokens once the next chunk is known, so its last frames see what
     follows (as in one whole decode) and the yielded pieces join without a seam (sequences: each
     segment whole)."""
 
     def __init__(self, model: MoMask, batch: int) -> None:
-        self.model = model
-        self.hist = [_empty(model)] * batch
-        self.anchors: list[np.ndarray | None] = [None] * batch
+        super().__init__(model, batch)
         self.pending: list[torch.Tensor] | None = None
 
     def push(self, pieces: list[torch.Tensor]) -> GenerationResult | None:
-        out = None if self.pending is None else self._decode(pieces)
+        out = None if self.pending is None else self._emit(self.pending, list(pieces))
         self.pending = pieces
         return out
 
     def flush(self) -> GenerationResult:
-        return self._decode(None)
-
-    def _decode(self, following: list[torch.Tensor] | None) -> GenerationResult:
-        feats, joints = [], []
-        for b, piece in enumerate(self.pending):
-            after = None if following is None else following[b]
-            f, jt = decode_after(self.model, self.hist[b], piece, self.anchors[b], after)
-            self.hist[b], self.anchors[b] = torch.cat([self.hist[b], piece]), jt[-1]
-            feats.append(f)
-            joints.append(jt)
-        result = pack_results(self.model, feats, joints, self.pending)
+        out = self._emit(self.pending, [None] * len(self.pending))
         self.pending = None
-        return result
+        return out
 
 
 # ------------------------------------------------------------------------------------------ sequences
