@@ -151,8 +151,7 @@ class MotionPlayback:
         self._p0 = np.asarray(start.base_position, float).copy()
         self._quat0 = np.asarray(start.base_quat_wxyz, float).copy()
         self._base_valid = bool(start.base_valid)
-        rest_base = getattr(self._space, "rest_base", None)
-        self._blend_base = (self._p0, self._quat0) if self._base_valid else rest_base
+        self._blend_base = (self._p0, self._quat0) if self._base_valid else self._space.rest_base
         self._anchor_wanted = anchor_base and self._base_valid
         self._anchor: BaseAnchor | None = None
         self._pieces: list[tuple[float, float, float]] = [(0.0, 0.0, float(speed))]  # (play t, clip t, speed)
@@ -233,7 +232,7 @@ class MotionPlayback:
             else:
                 p = (1 - w) * p0 + w * p
             quat = qslerp(quat0 / np.linalg.norm(quat0), quat, w)
-            lowest = getattr(self._space, "lowest_foot_z", None)
+            lowest = self._space.lowest_foot_z
             if lowest is not None:  # feet out of (and mid-blend just off) the floor; the clip's own floor at its end
                 p[2] += max(0.0, -lowest(q, p, quat)) - w * max(0.0, -lowest(*clip_pose)) + BLEND_FOOT_CLEARANCE_M * 4 * w * (1 - w)
         return Sample(q, p, quat, True, vel, anchor.points(human))

@@ -82,6 +82,7 @@ class KeyframeSpline:
         robot = self.robot
         b = robot.base_qpos_index
         lims = robot.position_limits
+        budget = self.rt.velocity_margin * robot.velocity_limits * self.dt  # per keyframe step (module doc)
         while len(self._key_q) < ready:
             k = len(self._key_q)
             idx = np.clip(np.arange(k - r, k + r + 1), 0, n - 1)
@@ -97,14 +98,12 @@ class KeyframeSpline:
             if self.avoid is not None:  # smoothing must not undo the IK's self-collision avoidance
                 qpos = self.avoid.least_smoothing(ik_q[k], qpos, robot.qpos_index, b)
                 joints, base, quat = qpos[robot.qpos_index], qpos[b:b + 3], qpos[b + 3:b + 7]
-            if self._key_q:  # keep each step within the velocity budget whatever the blend did (module doc)
-                budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
+            if self._key_q:  # keep each step within the velocity budget whatever the blend did
                 joints = np.clip(joints, self._key_q[-1] - budget, self._key_q[-1] + budget)
                 qpos = robot.full_qpos(joints, base, quat)
             if self.avoid is not None and self.avoid.depth(qpos) > REPAIR_DEPTH_M:  # out, within the budget
                 lower, upper = lims[:, 0], lims[:, 1]
                 if self._key_q:
-                    budget = self.rt.velocity_margin * robot.velocity_limits * self.dt
                     lower = np.maximum(lower, self._key_q[-1] - budget)
                     upper = np.minimum(upper, self._key_q[-1] + budget)
                 qpos = self.avoid.push_out(qpos, robot.qpos_index, lower, np.maximum(lower, upper))
