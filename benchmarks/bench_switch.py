@@ -15,7 +15,10 @@ and measures, on what was published:
   switch (same span), against the 99th percentile of |acceleration| / |jerk| inside the clips; and,
   as that ratio's own floor, the same max / p99 over windows of the same span inside the clips
   (a motion's peaks: a window of a walk with no switch in it reaches 1.5x as well). Foot sliding is
-  also given for each motion apart (a jog's feet slide more than a walk's on the retargeted robot).
+  also given for each motion apart (a jog's feet slide more than a walk's on the retargeted robot),
+  and against the clips it joins (``foot_slide_in_clip_matched_mps``: each contact sample of the
+  switch counted at the in-clip sliding of its own motion, the first before the switch frame, the
+  second after).
 
 The switch instant is the stamp of the JointState at the new motion's switch frame (status
 ``playing``: ``switch_stamp_s`` for a continuation, ``stamp_s`` for a blend).
@@ -115,6 +118,14 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)))[:, None] & both
     s_before = ((t[1:] > t_start + 0.6) & (t[1:] < t_switch - 0.25))[:, None] & both
     s_after = (t[1:] > t_switch + window)[:, None] & both
+    # "no worse than inside the clips it joins": each contact sample of the switch is held against the
+    # in-clip sliding of the motion it belongs to (before the switch frame: the first motion's, after:
+    # the second's), since a walk -> jog switch holds a jog start whose feet slide as the jog's do
+    n_before = int((s_sw & (t[1:] < t_switch)[:, None]).sum())
+    n_after = int(s_sw.sum()) - n_before
+    matched = None
+    if s_before.any() and s_after.any() and s_sw.any():
+        matched = (n_before * slide[s_before].mean() + n_after * slide[s_after].mean()) / (n_before + n_after)
     return {
         "walk_speed_mps": round(walk_speed, 3),
         "min_speed_through_switch_x_walk": round(dip, 3),
@@ -128,7 +139,10 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
         "foot_slide_in_clip_mps": round(float(slide[s_in].mean()), 4) if s_in.any() else None,
         "foot_slide_first_motion_mps": round(float(slide[s_before].mean()), 4) if s_before.any() else None,
         "foot_slide_second_motion_mps": round(float(slide[s_after].mean()), 4) if s_after.any() else None,
+        "foot_slide_in_clip_matched_mps": round(float(matched), 4) if matched is not None else None,
+        "foot_slide_at_switch_x_matched": round(float(slide[s_sw].mean() / matched), 3) if matched else None,
         "contact_samples_at_switch": int(s_sw.sum()),
+        "contact_samples_at_switch_after_switch_frame": n_after,
     }
 
 
@@ -198,6 +212,8 @@ def main() -> int:
               "worst_min_speed_x_walk": min(r["min_speed_through_switch_x_walk"] for r in rows),
               "worst_acc_x_p99": max(r["max_acc_at_switch_x_in_clip_p99"] for r in rows),
               "worst_jerk_x_p99": max(r["max_jerk_at_switch_x_in_clip_p99"] for r in rows),
+              "worst_foot_slide_x_matched": max((r["foot_slide_at_switch_x_matched"] for r in rows
+                                                 if r["foot_slide_at_switch_x_matched"] is not None), default=None),
               "per_run": rows}
     print(json.dumps(report, indent=2))
     return 0

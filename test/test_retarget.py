@@ -4,6 +4,7 @@ import pytest
 
 from momask_ros.retarget import RetargetStream, Retargeter, RobotTrajectory, resample, yup_to_zup
 from momask_ros.robot import load_robot
+from momask_ros.trajectory import bspline_knots, hermite
 
 SAMPLE = "humanml3d_sample/new_joints/012314.npy"
 # Mean keypoint error threshold [m]: robot points vs scaled human targets after forward kinematics. H1's
@@ -108,6 +109,52 @@ def test_resampling_preserves_ends_and_is_smooth(robots, motion):
     assert np.all(np.abs(np.diff(fine.positions, axis=0)) <= robot.velocity_limits * dt + 1e-9)
     coarse = resample(traj, 25.0)
     assert coarse.times_s[-1] == pytest.approx(traj.times_s[-1])
+
+
+def _hermite_acc(h, p0, p1, m0, m1, u):
+    """Second derivative of a cubic Hermite piece at u in [0, 1]."""
+    return ((12 * u - 6) * (p0 - p1) / h + (6 * u - 4) * m0 + (6 * u - 2) * m1) / h
+
+
+def test_bspline_knots_make_a_c2_spline_that_keeps_its_ends_and_bounds():
+    rng = np.random.default_rng(3)
+    dt = 0.05
+    control = np.cumsum(rng.normal(0, 0.1, (30, 4)), axis=0)
+    values, slopes = bspline_knots(dt, control)
+    assert values.shape == control.shape and slopes.shape == control.shape
+    np.testing.assert_allclose(values[[0, -1]], control[[0, -1]])            # the ends are kept
+    np.testing.assert_allclose(slopes[0], (control[1] - control[0]) / dt)     # one-sided at the ends
+    # C2: the acceleration leaving each inner knot equals the one arriving (Catmull-Rom jumps there)
+    for k in range(1, len(control) - 1):
+        into = _hermite_acc(dt, values[k - 1], values[k], slopes[k - 1], slopes[k], 1.0)
+        out = _hermite_acc(dt, values[k], values[k + 1], slopes[k], slopes[k + 1], 0.0)
+        np.testing.assert_allclose(into, out, atol=1e-8 * max(1.0, np.abs(into).max()))
+    # a convex combination: inside the points' box, and no secant steeper than the steepest step
+    assert np.all(values >= control.min(0) - 1e-12) and np.all(values <= control.max(0) + 1e-12)
+    steepest = np.abs(np.diff(control, axis=0)).max(0) / dt
+    assert np.all(np.abs(np.diff(values, axis=0)) / dt <= steepest + 1e-9)
+    assert np.all(np.abs(slopes) <= steepest + 1e-9)
+    # a sampled piece lies between its knots' neighbourhood and matches the knots at its ends
+    pos, _ = hermite(0.0, dt, values[3], values[4], slopes[3], slopes[4], np.array([0.0, dt]))
+    np.testing.assert_allclose(pos, values[3:5])
+    one, zero = bspline_knots(dt, control[:1])
+    np.testing.assert_allclose(one, control[:1]) and np.testing.assert_allclose(zero, 0.0)
+
+
+def test_retargeted_acceleration_does_not_jump_at_keyframes(robots, motion):
+    """The output is the C2 B-spline over the keyframes: its acceleration, sampled finely, changes by
+    little from one sample to the next, also across a keyframe (a C1 spline would jump there)."""
+    robot = robots["default"]
+    traj = Retargeter(robot, rate_hz=400.0).retarget(motion[:41])
+    t, q = traj.times_s[:-1], traj.positions[:-1]      # the last sample is the off-grid end
+    acc = np.diff(q, 2, axis=0) / np.diff(t)[0] ** 2
+    step = np.abs(np.diff(acc, axis=0))
+    knot = np.zeros(len(step), bool)
+    knot[np.arange(20, len(step), 20) - 1] = True        # keyframes every 20 samples (400 Hz / 20 fps)
+    typical = np.abs(acc).max(0)
+    # across keyframes, the acceleration changes no more than elsewhere (jerk is bounded, C2)
+    assert np.all(step[knot].max(0) <= 2.0 * step[~knot].max(0) + 1e-6 * typical)
+    assert step.max() < 0.05 * np.abs(acc).max()
 
 
 def test_resample_stretches_time_instead_of_exceeding_velocity():

@@ -6,8 +6,8 @@ Pipeline, per input frame, run incrementally so that batch and streaming give th
    the robot and foot planting (`momask_ros.retarget_targets`).
 2. Differential IK with mink on the MuJoCo model, warm-started from the previous frame
    (`momask_ros.retarget_ik`).
-3. Temporal smoothing, a floor pass, and resampling to the control rate with a cubic Hermite spline whose
-   velocities are provably within the limits (`momask_ros.retarget_keyframes`, `momask_ros.trajectory`).
+3. Temporal smoothing, a floor pass, and resampling to the control rate with the cubic B-spline over the
+   keyframes (C2, sampled as Hermite pieces) whose velocities are provably within the limits (`momask_ros.retarget_keyframes`, `momask_ros.trajectory`).
 
 This module holds the public API: `Retargeter` (settings, whole motions) and `RetargetStream` (chunks,
 and the rewind that lets a motion continue another from one of its frames).

@@ -2,8 +2,9 @@
 
 1. Temporal smoothing of the IK results (binomial kernel over frames), kept out of self-collision, then a
    floor pass that shifts the base vertically so no foot point is below z = 0 and feet in contact touch it.
-2. Resampling to the control rate with a local cubic Hermite spline through the keyframes
-   (centred-difference slopes, start and end kept); velocities are the spline's derivative.
+2. Resampling to the control rate with the uniform cubic B-spline over the keyframes (C2: no jump of
+   acceleration at a keyframe; start and end kept), sampled as Hermite pieces
+   (`momask_ros.trajectory.bspline_knots`); velocities are the spline's derivative.
 
 Why the velocity guarantee holds without post-hoc jumps: the IK bounds every joint's step per input frame
 to ``velocity_margin * v_max * dt``; smoothing (a convex combination of steps) and clipping to position
@@ -22,7 +23,7 @@ import mujoco
 import numpy as np
 
 from .robot import Robot
-from .trajectory import RobotTrajectory, clip_to_limits, hermite, knot_slopes, slerp_wxyz
+from .trajectory import RobotTrajectory, bspline_knots, clip_to_limits, hermite, slerp_wxyz
 
 #: A keyframe or output sample deeper than this in self-collision [m] is pushed out (`KeyframeSpline`).
 REPAIR_DEPTH_M = 1e-3
@@ -168,6 +169,24 @@ class KeyframeSpline:
             for m in np.flatnonzero(sel):
                 depth[m] = self.avoid.depth(robot.full_qpos(pos[m], base[m], quat[m]))
 
+    def _settle_knots(self, kq: np.ndarray, kb: np.ndarray, lo: int) -> None:
+        """Make the B-spline knots of keyframes ``lo ..`` as clear as the keyframes are (in place).
+
+        A knot that would be in self-collision gets its keyframe back: the keyframes are clear
+        (`advance`), and a keyframe's step to a neighbouring knot is a convex combination of keyframe
+        steps, so the secants keep the velocity slope (only C2 is lost there, C1 remains). A knot with a
+        foot point below the floor has its base raised to the floor (the floor pass of `advance`, for
+        the averaged pose).
+        """
+        robot = self.robot
+        for i in range(len(kq)):
+            k = lo + i
+            qpos = robot.full_qpos(kq[i], kb[i], self._key_quat[k])
+            if self.avoid is not None and self.avoid.depth(qpos) > REPAIR_DEPTH_M:
+                kq[i], kb[i] = self._key_q[k], self._key_base[k]
+                continue
+            kb[i, 2] += max(0.0, -robot.lowest_foot_z(robot.forward(qpos, self._data)))
+
     def _keypoint_errors(self, targets: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
         out = np.empty(max(0, hi - lo))
         for i, k in enumerate(range(lo, hi)):
@@ -199,10 +218,11 @@ class KeyframeSpline:
         key_t = np.arange(nk) * self.dt
         lo = max(0, first_piece - 1)
         hi = min(nk, max(last_piece, first_piece) + 2)
-        kq = np.array(self._key_q[lo:hi])
-        kb = np.array(self._key_base[lo:hi])
-        slopes_q = knot_slopes(self.dt, kq)
-        slopes_b = knot_slopes(self.dt, kb)
+        # the pieces are the C2 B-spline over the keyframes, each knot's value needing its two neighbours
+        # (the window holds them: piece k needs keyframes k - 1 .. k + 2, the look-ahead of `kept`)
+        kq, slopes_q = bspline_knots(self.dt, np.array(self._key_q[lo:hi]))
+        kb, slopes_b = bspline_knots(self.dt, np.array(self._key_base[lo:hi]))
+        self._settle_knots(kq, kb, lo)
         nj = len(robot.joint_names)
         pos = np.empty((len(times), nj))
         vel = np.empty_like(pos)

@@ -1,4 +1,5 @@
-"""A robot joint trajectory at the control rate, and the cubic Hermite spline that samples it.
+"""A robot joint trajectory at the control rate, and the cubic splines that sample it (Hermite pieces;
+the retargeter's are those of the C2 B-spline over its keyframes, `bspline_knots`).
 
 Why the velocity guarantee holds for the retargeter's output (`momask_ros.retarget`): a cubic Hermite
 piece whose slopes and secant are all bounded by s has a derivative bounded by 2 s everywhere
@@ -121,6 +122,31 @@ def knot_slopes(times: np.ndarray | float, values: np.ndarray) -> np.ndarray:
     if len(values) < 2:
         return np.zeros_like(values)
     return np.gradient(values, times, axis=0, edge_order=1)
+
+
+def bspline_knots(dt: float, control: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hermite knot values and slopes of the uniform cubic B-spline over ``control`` points (spacing ``dt``).
+
+    Why: a Hermite spline through the points with centred slopes (Catmull-Rom) is only C1, its
+    acceleration jumps at every knot, and those jumps are the tallest acceleration and jerk peaks of a
+    retargeted motion. The B-spline over the same points is C2 and, piece for piece, the cubic with
+    knot values (P[k-1] + 4 P[k] + P[k+1]) / 6 and slopes (P[k+1] - P[k-1]) / (2 dt): the same look-ahead
+    and the same Hermite pieces, so limits, velocity bounds and knot insertion work on it unchanged. A
+    value is a convex combination of points (inside any box that holds them) and each secant a convex
+    combination of the points' steps (never steeper than the steepest step).
+
+    The first and last points are kept exactly (a mirrored ghost point beyond each: value P, one-sided
+    slope), as a trajectory's own ends must be; where the points are a window of a longer trajectory,
+    its first and last entries are therefore not the B-spline's and must not be used.
+    """
+    p = np.asarray(control, float)
+    if len(p) < 2:
+        return p.copy(), np.zeros_like(p)
+    prev = np.concatenate([2 * p[:1] - p[1:2], p[:-1]])
+    nxt = np.concatenate([p[1:], 2 * p[-1:] - p[-2:-1]])
+    values = (prev + 4 * p + nxt) / 6.0
+    slopes = (nxt - prev) / (2.0 * dt)
+    return values, slopes
 
 
 def slerp_wxyz(times: np.ndarray, quats_wxyz: np.ndarray, query: np.ndarray) -> np.ndarray:
