@@ -103,12 +103,20 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
              "acc_rad_s2": round(float(acc[k_sw[i_max], j_max]), 1),
              "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(acc[a_in, j_max]), 99)), 1)}
     jerk_p99 = float(np.percentile(np.abs(jerk[j_in]), 99))
+    kj = np.flatnonzero(j_sw)
+    i_j, j_j = np.unravel_index(int(np.argmax(np.abs(jerk[kj]))), jerk[kj].shape)
+    jerk_spike = {"joint": names[j_j], "at_s": round(float(tjk[kj[i_j]] - t_switch), 3),
+                  "jerk_rad_s3": round(float(jerk[kj[i_j], j_j]), 0),
+                  "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(jerk[j_in, j_j]), 99)), 0)}
     # the metric's own floor: the same max / p99 over windows of the same span inside the clips
-    span, floor = 0.25 + window, []
+    span, floor, jerk_floor = 0.25 + window, [], []
     for s in np.arange(t_start + 0.6, ta[-1] - span, 0.1):
         m = (ta >= s) & (ta <= s + span)
         if m.any() and not (m & a_sw).any():
             floor.append(float(np.abs(acc[m]).max()) / acc_p99)
+        m = (tjk >= s) & (tjk <= s + span)
+        if m.any() and not (m & j_sw).any():
+            jerk_floor.append(float(np.abs(jerk[m]).max()) / jerk_p99)
 
     feet = foot_tracks(robot, q, p, quat)
     contact = feet[:, :, 2] < contact_z
@@ -134,7 +142,10 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
         "in_clip_acc_p99_rad_s2": round(acc_p99, 1),
         "in_clip_window_max_acc_x_p99_median": round(float(np.median(floor)), 2) if floor else None,
         "in_clip_window_max_acc_x_p99_max": round(float(np.max(floor)), 2) if floor else None,
+        "in_clip_window_max_jerk_x_p99_median": round(float(np.median(jerk_floor)), 2) if jerk_floor else None,
         "max_acc_at_switch": spike,
+        "in_clip_jerk_p99_rad_s3": round(jerk_p99, 0),
+        "max_jerk_at_switch": jerk_spike,
         "foot_slide_at_switch_mps": round(float(slide[s_sw].mean()), 4) if s_sw.any() else None,
         "foot_slide_in_clip_mps": round(float(slide[s_in].mean()), 4) if s_in.any() else None,
         "foot_slide_first_motion_mps": round(float(slide[s_before].mean()), 4) if s_before.any() else None,

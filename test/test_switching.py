@@ -66,3 +66,15 @@ def test_splice_keeps_what_was_played_then_crossfades_into_the_new_motion():
     assert np.all(np.diff(w) > 0)
     # near the old motion's end the fade is shorter, never reads past it
     assert splice(old[:33], new, 24, 30).shape == new.shape
+
+
+def test_splice_crossfade_adds_no_step_of_acceleration():
+    """The fade's weights are flat in velocity and acceleration at both ends (quintic): the spliced
+    motion's second difference at the join is small against the fade's largest, unlike a cubic
+    smoothstep (about half of its largest there)."""
+    old, new = np.zeros((80, 22, 3)), np.ones((56, 22, 3))
+    out = splice(old, new, 24, 30)[:, 0, 0]
+    second = np.abs(np.diff(out, 2))
+    start, end = 6 - 2, 6 + FADE_FRAMES - 1          # second differences centred on the fade's first / last frame
+    assert second[start] < 0.15 * second.max() and second[end] < 0.15 * second.max()
+    assert np.all(np.diff(out[5:6 + FADE_FRAMES + 1]) >= 0)

@@ -168,7 +168,8 @@ def decode_after(
 
     ``blend``: ``anchor`` is a pose that was already shown, decoded with other tokens after it (a
     preempted motion); the pose difference at the join then fades out over the first
-    ``BLEND_FRAMES`` frames (a raised-cosine ramp), so the switch has no jump.
+    ``BLEND_FRAMES`` frames (a quintic smootherstep ramp, flat in velocity and acceleration at both
+    ends), so the switch has no jump and no step of acceleration.
     """
     unit = model.unit_length
     d = min(before.shape[0], max(DECODE_CONTEXT_TOKENS, decoder_reach(model)))
@@ -180,7 +181,8 @@ def decode_after(
         joints = align_to_pose(joints, d * unit - 1, anchor)
         if blend:
             k = min(BLEND_FRAMES, joints.shape[0] - d * unit)
-            ramp = 0.5 * (1.0 + np.cos(np.pi * (np.arange(k) + 1) / (k + 1)))
+            x = (np.arange(k) + 1.0) / (k + 1.0)
+            ramp = 1.0 - x * x * x * (x * (6.0 * x - 15.0) + 10.0)  # quintic: no step of acceleration at either end
             offset = np.asarray(anchor, dtype=np.float64) - joints[d * unit - 1]
             joints[d * unit : d * unit + k] += ramp[:, None, None] * offset
     return feats[d * unit :], joints[d * unit :].astype(np.float32)

@@ -93,7 +93,7 @@ def join_frame(*, at: int, base_start: int, base_frames: int, deadline_s: float,
 
 def splice(old: np.ndarray, new: np.ndarray, at: int, f: int) -> np.ndarray:
     """The continuation as the session holds it from ``at``: ``old``'s frames [at, f) (played), then
-    ``old`` fading into ``new`` over `FADE_FRAMES` (smoothstep weights), then ``new``.
+    ``old`` fading into ``new`` over `FADE_FRAMES` (smootherstep weights), then ``new``.
 
     Args:
         old: (T_old, J, 3) the base motion's human frames (its frame 0 is the base's start).
@@ -108,6 +108,8 @@ def splice(old: np.ndarray, new: np.ndarray, at: int, f: int) -> np.ndarray:
     k = max(0, min(FADE_FRAMES, old.shape[0] - f, new.shape[0] - (f - at)))
     if k:
         x = (np.arange(k) + 1.0) / (k + 1.0)
-        w = (x * x * (3.0 - 2.0 * x))[:, None, None]
+        # quintic smootherstep: its first and second derivatives vanish at both ends, so the join
+        # adds no step of acceleration (a cubic smoothstep's would show as a jerk peak at f)
+        w = (x * x * x * (x * (6.0 * x - 15.0) + 10.0))[:, None, None]
         out[f - at : f - at + k] = (1.0 - w) * old[f : f + k] + w * new[f - at : f - at + k]
     return out
