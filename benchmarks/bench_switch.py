@@ -219,7 +219,7 @@ def main() -> int:
     report = {"machine": {"cpu_count": os.cpu_count(), "note": "shared machine"}, "src": args.src,
               "switch_mode": args.switch, "robot": args.robot, "first": args.first, "second": args.second,
               "after_s": args.after, "runs": len(rows),
-              "mean": {k: mean(k) for k in rows[0] if isinstance(rows[0][k], (int, float))},
+              "mean": {k: mean(k) for k in rows[0] if any(isinstance(r[k], (int, float)) for r in rows)},
               "worst_min_speed_x_walk": min(r["min_speed_through_switch_x_walk"] for r in rows),
               "worst_acc_x_p99": max(r["max_acc_at_switch_x_in_clip_p99"] for r in rows),
               "worst_jerk_x_p99": max(r["max_jerk_at_switch_x_in_clip_p99"] for r in rows),
