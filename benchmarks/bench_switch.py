@@ -87,6 +87,11 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     dip = float(np.nanmin(speed[around]) / walk_speed)
 
     dt = np.diff(t)
+    near = (t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)
+    period = float(np.median(dt))
+    stamps = {"max_gap_ms_at_switch": round(float(dt[near].max()) * 1e3, 2) if near.any() else None,
+              "off_grid_at_switch": int((np.abs(dt[near] - period) > 1e-3).sum()),
+              "joint_states_without_pose": int(len(tj) - len(common))}
     vel = np.diff(q, axis=0) / dt[:, None]
     acc = np.diff(vel, axis=0) / (0.5 * (dt[1:] + dt[:-1]))[:, None]
     jerk = np.diff(acc, axis=0) / (0.5 * (t[3:] - t[1:-2]))[:, None]
@@ -153,6 +158,7 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
         "foot_slide_in_clip_matched_mps": round(float(matched), 4) if matched is not None else None,
         "foot_slide_at_switch_x_matched": round(float(slide[s_sw].mean() / matched), 3) if matched else None,
         "contact_samples_at_switch": int(s_sw.sum()),
+        "stamps": stamps,
         "contact_samples_at_switch_after_switch_frame": n_after,
     }
 

@@ -8,6 +8,7 @@ from momask_ros.commands import MotionCommand
 from momask_ros.frames import human_yup_to_ros
 from momask_ros.loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
 from momask_ros.pipeline import FIRST_CHUNK_FRAMES, MotionPipeline
+from momask_ros.clip import MotionClip
 from momask_ros.players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
 from momask_ros.state import JointSpace, PipelineError, RobotPose
 
@@ -179,6 +180,30 @@ def test_stream_that_calibrates_up_front_gets_a_small_first_chunk():
     # small first, then doubling up to chunk_frames (each chunk is retargeted while the one before plays)
     assert pushed == [FIRST_CHUNK_FRAMES, 2 * FIRST_CHUNK_FRAMES, 20, 48 - 20 - 3 * FIRST_CHUNK_FRAMES]
     assert clip.complete and clip.frames_ready == 48
+
+
+def test_clip_reads_between_samples_on_their_hermite_curve_not_a_polyline():
+    """A control tick lands anywhere between two samples: the clip gives the cubic through the
+    samples and their velocities (exact for a cubic), where straight lines would put a kink at
+    every sample (acceleration and jerk noise in the published stream)."""
+    space = JointSpace(("a", "b"), np.array([-10.0, -0.5]), np.array([10.0, 0.5]), np.zeros(2))
+    times = np.arange(0.0, 1.0001, 0.1)
+    q = np.stack([times ** 3 - times, np.full_like(times, 0.7)], axis=1)     # "b" beyond its limit
+    v = np.stack([3 * times ** 2 - 1, np.full_like(times, 2.0)], axis=1)
+    clip = MotionClip(joint_space=space, fps=20.0, human_joints_ros=np.zeros((21, 22, 3)))
+    clip.append(times, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)), v)
+    for t in (0.05, 0.137, 0.55, 0.999):
+        pos = clip.at(t)[0]
+        assert pos[0] == pytest.approx(t ** 3 - t, abs=1e-12)
+        assert pos[1] == pytest.approx(0.5)                 # clipped: flat, its velocity zeroed
+    assert clip.velocities[:, 1].max() == 0.0
+    # without velocities: finite differences of the samples, still a smooth read between them
+    rough = MotionClip(joint_space=space, fps=20.0, human_joints_ros=np.zeros((21, 22, 3)))
+    rough.append(times, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)))
+    assert rough.at(0.55)[0][0] == pytest.approx(0.55 ** 3 - 0.55, abs=2e-3)
+    with pytest.raises(PipelineError, match="non-finite"):
+        rough.append(times + 2.0, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)),
+                     np.full_like(q, np.nan))
 
 
 def test_failed_retarget_marks_clip_failed():

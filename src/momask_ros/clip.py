@@ -3,7 +3,10 @@
 A clip is one continuous timeline. It starts with one motion and grows with every continuation
 of it (a preempting or queued command, the next window of a long motion, the next segment of a
 sequence). One writer (the retargeting worker) appends robot samples with their times; the reader
-(the control loop) interpolates inside the samples already written. A continuation replaces the
+(the control loop) interpolates inside the samples already written: joint positions on the cubic
+Hermite curve through the samples and their velocities, so a control tick that lands between two
+samples (ticks jitter by milliseconds) reads the retargeter's smooth curve, not a polyline whose
+kinks would show as acceleration and jerk noise. A continuation replaces the
 tail of the clip from its cut time on (`append(..., replace_from=...)`); the clip remembers how far
 it has been read and refuses a replacement of anything already played (`SwitchTooLate`), so what
 was published is never rewritten. Robot samples may come at any rate (the retargeter's control
@@ -55,6 +58,7 @@ class MotionClip:
         cap = max(2, int(capacity))
         self.times_s = np.zeros(cap)
         self.positions = np.zeros((cap, len(joint_space.names)))
+        self.velocities = np.zeros((cap, len(joint_space.names)))
         self.base_position = np.zeros((cap, 3))
         self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (cap, 1))
         self._ready = 0
@@ -114,10 +118,13 @@ class MotionClip:
             self.human_joints = np.concatenate([self.human_joints[:at_frame], frames])
 
     def append(self, times_s: np.ndarray, positions: np.ndarray, base_position: np.ndarray,
-               base_quat_wxyz: np.ndarray, *, replace_from: float | None = None) -> None:
+               base_quat_wxyz: np.ndarray, velocities: np.ndarray | None = None, *,
+               replace_from: float | None = None) -> None:
         """Add the next robot samples; positions are clipped to the joint limits here, once.
 
         Args:
+            velocities: the joint velocities at the samples (the retargeter's spline derivative);
+                None: finite differences of these samples' positions. Zero where a position is clipped.
             replace_from: drop every sample at or after this time first (a continuation's cut), in
                 the same locked step, so the reader sees either the old tail or the new one. It may be
                 at or before what the reader has used only when the new samples repeat every sample
@@ -131,6 +138,13 @@ class MotionClip:
         times = np.asarray(times_s, dtype=np.float64).reshape(-1)
         positions = np.asarray(positions, dtype=np.float64)
         k = times.shape[0]
+        if velocities is None:
+            velocities = np.gradient(positions, times, axis=0) if k > 1 else np.zeros_like(positions)
+        velocities = np.asarray(velocities, dtype=np.float64).reshape(positions.shape)
+        if not np.all(np.isfinite(velocities)):
+            raise PipelineError(f"retargeter returned non-finite velocities in samples {self._ready}..{self._ready + k}")
+        clipped = self.joint_space.clip(positions)
+        velocities = np.where(clipped != positions, 0.0, velocities)  # the clipped curve is flat there
         if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position)) and np.all(np.isfinite(times))):
             raise PipelineError(f"retargeter returned non-finite values in samples {self._ready}..{self._ready + k}")
         with self._lock:
@@ -150,7 +164,8 @@ class MotionClip:
             if start + k > self.times_s.shape[0]:
                 self._grow(start + k)
             self.times_s[start : start + k] = times
-            self.positions[start : start + k] = self.joint_space.clip(positions)
+            self.positions[start : start + k] = clipped
+            self.velocities[start : start + k] = velocities
             self.base_position[start : start + k] = base_position
             quat = np.asarray(base_quat_wxyz, dtype=np.float64)
             self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
@@ -180,6 +195,7 @@ class MotionClip:
             return out
 
         self.positions = grown(self.positions)
+        self.velocities = grown(self.velocities)
         self.base_position = grown(self.base_position)
         self.base_quat_wxyz = grown(self.base_quat_wxyz)
         self.times_s = grown(self.times_s)
@@ -200,8 +216,10 @@ class MotionClip:
     def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Interpolated (positions, base position, base quat, human joints) at clip time [s].
 
-        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions are
-        linear between samples, the base orientation is slerped. Marks ``t_s`` as played.
+        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions follow
+        the cubic Hermite piece through the two samples around ``t_s`` and their velocities (callers
+        clip to the limits), the base position is linear and its orientation slerped. Marks ``t_s``
+        as played.
         """
         with self._lock:
             self._read_s = max(self._read_s, t_s)
@@ -212,7 +230,9 @@ class MotionClip:
             j = min(i + 1, ready - 1)
             span = times[j] - times[i]
             a = 0.0 if span <= 0 else min(max((t_s - times[i]) / span, 0.0), 1.0)
-            pos = (1 - a) * self.positions[i] + a * self.positions[j]
+            a2, a3 = a * a, a * a * a
+            pos = ((2 * a3 - 3 * a2 + 1) * self.positions[i] + (-2 * a3 + 3 * a2) * self.positions[j]
+                   + span * ((a3 - 2 * a2 + a) * self.velocities[i] + (a3 - a2) * self.velocities[j]))
             base = (1 - a) * self.base_position[i] + a * self.base_position[j]
             q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
             human_all = self.human_joints

@@ -22,8 +22,10 @@ from .state import JointSpace, PipelineError
 __all__ = ["FIRST_CHUNK_FRAMES", "RetargetSession", "SWITCH_CHUNK_FRAMES", "BatchStream"]
 
 
-def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A RobotTrajectory's (times, positions in joint_space order, base position, base quat wxyz)."""
+def _traj_arrays(traj: Any, joint_space: JointSpace
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """A RobotTrajectory's (times, positions in joint_space order, base position, base quat wxyz,
+    velocities in joint_space order or None when it has none)."""
     names = [str(n) for n in traj.joint_names]
     positions = np.asarray(traj.positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != len(names):
@@ -32,8 +34,13 @@ def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.nda
     missing = [n for n in joint_space.names if n not in index]
     if missing:
         raise PipelineError(f"retargeter output lacks joints {missing}")
-    positions = positions[:, [index[n] for n in joint_space.names]]
+    order = [index[n] for n in joint_space.names]
+    positions = positions[:, order]
     n = positions.shape[0]
+    velocities = getattr(traj, "velocities", None)
+    if velocities is not None:
+        velocities = np.asarray(velocities, dtype=np.float64)
+        velocities = velocities[:, order] if velocities.shape == (n, len(names)) else None
     base = getattr(traj, "base_position", None)
     quat = getattr(traj, "base_quat_wxyz", None)
     base = np.zeros((n, 3)) if base is None else np.asarray(base, dtype=np.float64).reshape(n, 3)
@@ -41,7 +48,7 @@ def _traj_arrays(traj: Any, joint_space: JointSpace) -> tuple[np.ndarray, np.nda
     times = np.asarray(traj.times_s, dtype=np.float64).reshape(-1)
     if times.shape[0] != n:
         raise PipelineError(f"retargeter gave {times.shape[0]} times for {n} samples")
-    return times, positions, base, quat
+    return times, positions, base, quat, velocities
 
 
 #: Human frames in the first retargeted chunk once the stream is calibrated up front: enough for the
