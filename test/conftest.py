@@ -15,7 +15,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 try:
     import torch
 
-    # One intra-op thread: with two or more busy processes on 2 cores, OpenMP spinning made steps 10-30x slower.
+    # One intra-op thread for the whole suite (test files need not set it): with two or more busy
+    # processes on 2 cores, OpenMP spinning made steps 10-30x slower.
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass

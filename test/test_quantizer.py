@@ -11,15 +11,6 @@ import torch.nn.functional as F
 from momask_model.quantizer import CodeIndexError, EMAResetQuantizer, ResidualQuantizer, codebook_usage
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and far faster when the CPU is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _gauss(n: int, c: int, seed: int) -> torch.Tensor:
     return torch.randn(n, c, generator=torch.Generator().manual_seed(seed))
 

@@ -22,10 +22,6 @@ def _falls(losses, k=8):
 
 @pytest.fixture(scope="module")
 def runs(tiny_dataset, tmp_path_factory):
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("runs")
     cfg = load_pipeline_config(TINY, ["vq.max_steps=60", "mask.max_steps=40", "residual.max_steps=40",
                                       "length.max_steps=40", "vq.eval_every=30", "mask.eval_every=40",
@@ -33,7 +29,6 @@ def runs(tiny_dataset, tmp_path_factory):
     results = {"vq": run_stage("vq", cfg, out / "vq", data_root=tiny_dataset)}
     for st in ("mask", "residual", "length"):
         results[st] = run_stage(st, cfg, out / st, data_root=tiny_dataset, vq=out / "vq")
-    torch.set_num_threads(n)
     return cfg, out, results
 
 

@@ -13,15 +13,6 @@ from momask_model.vq import RVQVAE, VQInputError, VQOutput, joints_num_from_dim
 TINY = dict(input_dim=263, width=64, code_dim=32, nb_code=64, num_quantizers=4, depth=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and far faster when the CPU is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _official_keys(d: int, q: int = 6) -> dict[str, tuple[int, ...]]:
     """The 72 state_dict entries listed in design/momask.md §2.2, written out independently."""
     w = 512
