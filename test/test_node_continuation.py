@@ -127,15 +127,26 @@ def test_sequence_streams_segment_by_segment_as_continuations(harness):
     check_stream(h)
 
 
+def start_long_walk(h):
+    """A 30 s walk (windows of 196 frames), 0.5 s into its playback: its 'playing' status."""
+    h.send("walk for a long while length=30s")
+    playing = h.wait_state("playing", 10.0)
+    time.sleep(0.5)
+    return playing
+
+
+def long_walk_windows(h):
+    """The continuations the generator made for the long walk's later windows."""
+    return [c for c in h.node.pipeline.generator.continuations if c[0] == "walk for a long while"]
+
+
 def test_a_30_s_motion_streams_window_by_window(harness):
     h = harness
     h.send("walk for a long while length=30s speed=4")
     playing = h.wait_state("playing", 10.0)
     done = h.wait_state("done", 20.0)
     assert done["windows"] == 4 and done["duration_s"] == pytest.approx(30.0 / 4, abs=0.05)
-    gen = h.node.pipeline.generator
-    windows = [c for c in gen.continuations if c[0] == "walk for a long while"]
-    assert [c[1] for c in windows] == [196, 196, 196]  # each window continues the one before
+    assert [c[1] for c in long_walk_windows(h)] == [196, 196, 196]  # each window continues the one before
     assert states_of(h, playing["id"]) == ["accepted", "generating", "playing", "done"]
     js = check_stream(h, speed=4.0)
     t = stamps(js)
@@ -145,16 +156,13 @@ def test_a_30_s_motion_streams_window_by_window(harness):
 @pytest.mark.parametrize("harness", [{"delay_s": 0.25}], indirect=True)
 def test_stop_during_a_long_motion_reports_stopped_only_and_cancels_the_rest(harness):
     h = harness
-    h.send("walk for a long while length=30s")
-    playing = h.wait_state("playing", 10.0)
-    time.sleep(0.5)
+    playing = start_long_walk(h)
     h.stop()
     stopped = h.wait_state("stopped", 2.0)
     time.sleep(0.8)
     assert stopped["id"] == playing["id"] and stopped["dropped_ids"] == []
     assert states_of(h, playing["id"]) == ["accepted", "generating", "playing", "stopped"]
-    gen = h.node.pipeline.generator
-    assert not [c for c in gen.continuations if c[0] == "walk for a long while"]  # later windows: never made
+    assert not long_walk_windows(h)  # later windows: never made
     n = len(h.joint_states)
     time.sleep(0.3)
     held = np.array([m.position for m in h.joint_states[n:]])
@@ -165,16 +173,13 @@ def test_stop_during_a_long_motion_reports_stopped_only_and_cancels_the_rest(har
 @pytest.mark.parametrize("harness", [{"delay_s": 0.1}], indirect=True)
 def test_preempt_during_a_long_motion_cancels_its_unplayed_windows(harness):
     h = harness
-    h.send("walk for a long while length=30s")
-    first = h.wait_state("playing", 10.0)
-    time.sleep(0.5)
+    first = start_long_walk(h)
     h.send("walk short length=1s")
     second = h.wait_state("playing", 10.0, text="walk short")
     h.wait_state("done", 10.0, text="walk short")
     assert second["switch"] == "continue", second
     assert h.by_state("done", id=first["id"])[0]["preempted_by"] == second["id"]
-    gen = h.node.pipeline.generator
-    assert not [c for c in gen.continuations if c[0] == "walk for a long while"]
+    assert not long_walk_windows(h)
     check_stream(h)
 
 
