@@ -201,9 +201,10 @@ def test_clip_reads_between_samples_on_their_hermite_curve_not_a_polyline():
     rough = MotionClip(joint_space=space, fps=20.0, human_joints_ros=np.zeros((21, 22, 3)))
     rough.append(times, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)))
     assert rough.at(0.55)[0][0] == pytest.approx(0.55 ** 3 - 0.55, abs=2e-3)
-    with pytest.raises(PipelineError, match="non-finite"):
-        rough.append(times + 2.0, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)),
-                     np.full_like(q, np.nan))
+    for bad in (np.full_like(q, np.nan), q[:, :1]):       # NaN, or the wrong shape: one clear error
+        with pytest.raises(PipelineError, match="velocities"):
+            rough.append(times + 2.0, q, np.zeros((len(times), 3)), np.tile([1.0, 0, 0, 0], (len(times), 1)), bad)
+    assert rough.frames_ready == len(times)               # and the clip is as it was
 
 
 def test_failed_retarget_marks_clip_failed():

@@ -138,15 +138,16 @@ class MotionClip:
         times = np.asarray(times_s, dtype=np.float64).reshape(-1)
         positions = np.asarray(positions, dtype=np.float64)
         k = times.shape[0]
-        if velocities is None:
-            velocities = np.gradient(positions, times, axis=0) if k > 1 else np.zeros_like(positions)
-        velocities = np.asarray(velocities, dtype=np.float64).reshape(positions.shape)
-        if not np.all(np.isfinite(velocities)):
-            raise PipelineError(f"retargeter returned non-finite velocities in samples {self._ready}..{self._ready + k}")
-        clipped = self.joint_space.clip(positions)
-        velocities = np.where(clipped != positions, 0.0, velocities)  # the clipped curve is flat there
         if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position)) and np.all(np.isfinite(times))):
             raise PipelineError(f"retargeter returned non-finite values in samples {self._ready}..{self._ready + k}")
+        if velocities is None:
+            velocities = np.gradient(positions, times, axis=0) if k > 1 else np.zeros_like(positions)
+        velocities = np.asarray(velocities, dtype=np.float64)
+        if velocities.shape != positions.shape or not np.all(np.isfinite(velocities)):
+            raise PipelineError(f"retargeter velocities of shape {velocities.shape} are not finite values "
+                                f"shaped like its positions {positions.shape}")
+        clipped = self.joint_space.clip(positions)
+        velocities = np.where(clipped != positions, 0.0, velocities)  # the clipped curve is flat there
         with self._lock:
             start = self._ready
             if replace_from is not None:
