@@ -134,11 +134,12 @@ def test_bspline_knots_make_a_c2_spline_that_keeps_its_ends_and_bounds():
     steepest = np.abs(np.diff(control, axis=0)).max(0) / dt
     assert np.all(np.abs(np.diff(values, axis=0)) / dt <= steepest + 1e-9)
     assert np.all(np.abs(slopes) <= steepest + 1e-9)
-    # a sampled piece lies between its knots' neighbourhood and matches the knots at its ends
+    # a sampled piece matches its knots at its ends
     pos, _ = hermite(0.0, dt, values[3], values[4], slopes[3], slopes[4], np.array([0.0, dt]))
     np.testing.assert_allclose(pos, values[3:5])
-    one, zero = bspline_knots(dt, control[:1])
-    np.testing.assert_allclose(one, control[:1]) and np.testing.assert_allclose(zero, 0.0)
+    one, zero = bspline_knots(dt, control[:1])          # a single point: itself, at rest
+    np.testing.assert_allclose(one, control[:1])
+    np.testing.assert_allclose(zero, 0.0)
 
 
 def test_retargeted_acceleration_does_not_jump_at_keyframes(robots, motion):
