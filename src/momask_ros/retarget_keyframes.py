@@ -169,8 +169,9 @@ class KeyframeSpline:
             for m in np.flatnonzero(sel):
                 depth[m] = self.avoid.depth(robot.full_qpos(pos[m], base[m], quat[m]))
 
-    def _settle_knots(self, kq: np.ndarray, kb: np.ndarray, lo: int) -> None:
-        """Make the B-spline knots of keyframes ``lo ..`` as clear as the keyframes are (in place).
+    def _settle_knots(self, kq: np.ndarray, kb: np.ndarray, lo: int, first: int, last: int) -> None:
+        """Make the B-spline knots of keyframes ``first .. last`` (the window ``kq`` / ``kb`` starts at
+        keyframe ``lo``) as clear as the keyframes are (in place).
 
         A knot that would be in self-collision gets its keyframe back: the keyframes are clear
         (`advance`), and a keyframe's step to a neighbouring knot is a convex combination of keyframe
@@ -179,8 +180,8 @@ class KeyframeSpline:
         the averaged pose).
         """
         robot = self.robot
-        for i in range(len(kq)):
-            k = lo + i
+        for k in range(first, last + 1):
+            i = k - lo
             qpos = robot.full_qpos(kq[i], kb[i], self._key_quat[k])
             if self.avoid is not None and self.avoid.depth(qpos) > REPAIR_DEPTH_M:
                 kq[i], kb[i] = self._key_q[k], self._key_base[k]
@@ -219,10 +220,13 @@ class KeyframeSpline:
         lo = max(0, first_piece - 1)
         hi = min(nk, max(last_piece, first_piece) + 2)
         # the pieces are the C2 B-spline over the keyframes, each knot's value needing its two neighbours
-        # (the window holds them: piece k needs keyframes k - 1 .. k + 2, the look-ahead of `kept`)
+        # (the window holds them: piece k needs keyframes k - 1 .. k + 2, the look-ahead of `kept`);
+        # only the knots of the pieces sampled now are settled (the window's ends are neighbours only)
         kq, slopes_q = bspline_knots(self.dt, np.array(self._key_q[lo:hi]))
         kb, slopes_b = bspline_knots(self.dt, np.array(self._key_base[lo:hi]))
-        self._settle_knots(kq, kb, lo)
+        piece = np.clip(np.floor(times / self.dt + 1e-9).astype(int), 0, max(nk - 2, 0))
+        if nk > 1 and len(times):
+            self._settle_knots(kq, kb, lo, int(piece.min()), int(piece.max()) + 1)
         nj = len(robot.joint_names)
         pos = np.empty((len(times), nj))
         vel = np.empty_like(pos)
@@ -233,7 +237,6 @@ class KeyframeSpline:
             base[:] = kb[0]
         quat = slerp_wxyz(key_t[lo:hi], np.array(self._key_quat[lo:hi]), times) if len(times) else np.zeros((0, 4))
         if nk > 1:
-            piece = np.clip(np.floor(times / self.dt + 1e-9).astype(int), 0, nk - 2)
             for k in np.unique(piece):
                 sel = piece == k
                 a, c = k - lo, k + 1 - lo
