@@ -46,6 +46,15 @@ BLEND_FRAMES = 20
 DECODE_CONTEXT_TOKENS = 32
 
 
+def fade_in_weights(k: int) -> np.ndarray:
+    """Weights (k,) of something fading in over ``k`` frames, just after 0 to just before 1: the quintic
+    smootherstep at (i + 1) / (k + 1), flat in velocity and acceleration at both ends, so a fade adds
+    no jump and no step of acceleration where it starts or ends (a cubic smoothstep or a raised
+    cosine does, and it shows as a jerk peak)."""
+    x = (np.arange(k) + 1.0) / (k + 1.0)
+    return x * x * x * (x * (6.0 * x - 15.0) + 10.0)
+
+
 def max_tokens(model: MoMask) -> int:
     return model.max_length // model.unit_length
 
@@ -181,8 +190,7 @@ def decode_after(
         joints = align_to_pose(joints, d * unit - 1, anchor)
         if blend:
             k = min(BLEND_FRAMES, joints.shape[0] - d * unit)
-            x = (np.arange(k) + 1.0) / (k + 1.0)
-            ramp = 1.0 - x * x * x * (x * (6.0 * x - 15.0) + 10.0)  # quintic: no step of acceleration at either end
+            ramp = 1.0 - fade_in_weights(k)
             offset = np.asarray(anchor, dtype=np.float64) - joints[d * unit - 1]
             joints[d * unit : d * unit + k] += ramp[:, None, None] * offset
     return feats[d * unit :], joints[d * unit :].astype(np.float32)

@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from momask_model.longform import fade_in_weights
+
 __all__ = ["FADE_FRAMES", "LatencyStats", "MAX_SLIP_FRAMES", "join_frame", "plan_token", "splice"]
 
 #: Frames over which the old motion fades into the continuation when the switch comes after ``at``
@@ -107,9 +109,6 @@ def splice(old: np.ndarray, new: np.ndarray, at: int, f: int) -> np.ndarray:
     out[: f - at] = old[at:f]
     k = max(0, min(FADE_FRAMES, old.shape[0] - f, new.shape[0] - (f - at)))
     if k:
-        x = (np.arange(k) + 1.0) / (k + 1.0)
-        # quintic smootherstep: its first and second derivatives vanish at both ends, so the join
-        # adds no step of acceleration (a cubic smoothstep's would show as a jerk peak at f)
-        w = (x * x * x * (x * (6.0 * x - 15.0) + 10.0))[:, None, None]
+        w = fade_in_weights(k)[:, None, None]  # as MoMask's own pose ramp: no step of acceleration at f
         out[f - at : f - at + k] = (1.0 - w) * old[f : f + k] + w * new[f - at : f - at + k]
     return out
