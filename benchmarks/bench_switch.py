@@ -69,6 +69,16 @@ def sliding_speed(t: np.ndarray, x: np.ndarray, window: float) -> np.ndarray:
     return out
 
 
+def peak(x: np.ndarray, times: np.ndarray, at_switch: np.ndarray, in_clip: np.ndarray, names: list, t_switch: float,
+         unit: str, digits: int) -> dict:
+    """The largest |x| (samples, joints) at the switch: which joint, when (from the switch), its value and
+    that joint's own in-clip 99th percentile."""
+    k = np.flatnonzero(at_switch)
+    i, j = np.unravel_index(int(np.argmax(np.abs(x[k]))), x[k].shape)
+    return {"joint": names[j], "at_s": round(float(times[k[i]] - t_switch), 3), unit: round(float(x[k[i], j]), digits),
+            "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(x[in_clip, j]), 99)), digits)}
+
+
 def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, speed_window: float,
             contact_z: float, window: float) -> dict:
     tj = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in js])
@@ -86,8 +96,11 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     around = (t >= t_switch - 0.25) & (t <= t_switch + 1.0)
     dip = float(np.nanmin(speed[around]) / walk_speed)
 
+    def at_switch(times: np.ndarray) -> np.ndarray:
+        return (times >= t_switch - 0.25) & (times <= t_switch + window)
+
     dt = np.diff(t)
-    near = (t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)
+    near = at_switch(t[1:])   # samples ending a step inside the switch
     period = float(np.median(dt))
     stamps = {"max_gap_ms_at_switch": round(float(dt[near].max()) * 1e3, 2) if near.any() else None,
               "off_grid_at_switch": int((np.abs(dt[near] - period) > 1e-3).sum()),
@@ -96,23 +109,15 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     acc = np.diff(vel, axis=0) / (0.5 * (dt[1:] + dt[:-1]))[:, None]
     jerk = np.diff(acc, axis=0) / (0.5 * (t[3:] - t[1:-2]))[:, None]
     ta, tjk = t[1:-1], t[1:-2] + 0.5 * dt[1:-1]
-    a_sw = (ta >= t_switch - 0.25) & (ta <= t_switch + window)
+    a_sw = at_switch(ta)
     a_in = (ta > t_start + 0.6) & ~a_sw
-    j_sw = (tjk >= t_switch - 0.25) & (tjk <= t_switch + window)
+    j_sw = at_switch(tjk)
     j_in = (tjk > t_start + 0.6) & ~j_sw
     acc_p99 = float(np.percentile(np.abs(acc[a_in]), 99))
     names = list(js[0].name)
-    k_sw = np.flatnonzero(a_sw)
-    i_max, j_max = np.unravel_index(int(np.argmax(np.abs(acc[k_sw]))), acc[k_sw].shape)
-    spike = {"joint": names[j_max], "at_s": round(float(ta[k_sw[i_max]] - t_switch), 3),
-             "acc_rad_s2": round(float(acc[k_sw[i_max], j_max]), 1),
-             "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(acc[a_in, j_max]), 99)), 1)}
+    spike = peak(acc, ta, a_sw, a_in, names, t_switch, "acc_rad_s2", 1)
     jerk_p99 = float(np.percentile(np.abs(jerk[j_in]), 99))
-    kj = np.flatnonzero(j_sw)
-    i_j, j_j = np.unravel_index(int(np.argmax(np.abs(jerk[kj]))), jerk[kj].shape)
-    jerk_spike = {"joint": names[j_j], "at_s": round(float(tjk[kj[i_j]] - t_switch), 3),
-                  "jerk_rad_s3": round(float(jerk[kj[i_j], j_j]), 0),
-                  "in_clip_p99_of_that_joint": round(float(np.percentile(np.abs(jerk[j_in, j_j]), 99)), 0)}
+    jerk_spike = peak(jerk, tjk, j_sw, j_in, names, t_switch, "jerk_rad_s3", 0)
     # the metric's own floor: the same max / p99 over windows of the same span inside the clips
     span, floor, jerk_floor = 0.25 + window, [], []
     for s in np.arange(t_start + 0.6, ta[-1] - span, 0.1):
@@ -127,8 +132,8 @@ def analyse(robot, js: list, poses: list, t_switch: float, t_start: float, *, sp
     contact = feet[:, :, 2] < contact_z
     both = contact[1:] & contact[:-1]
     slide = np.linalg.norm(np.diff(feet[:, :, :2], axis=0), axis=-1) / dt[:, None]
-    s_sw = ((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window))[:, None] & both
-    s_in = ((t[1:] > t_start + 0.6) & ~((t[1:] >= t_switch - 0.25) & (t[1:] <= t_switch + window)))[:, None] & both
+    s_sw = near[:, None] & both
+    s_in = ((t[1:] > t_start + 0.6) & ~near)[:, None] & both
     s_before = ((t[1:] > t_start + 0.6) & (t[1:] < t_switch - 0.25))[:, None] & both
     s_after = (t[1:] > t_switch + window)[:, None] & both
     # "no worse than inside the clips it joins": each contact sample of the switch is held against the
