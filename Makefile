@@ -24,7 +24,7 @@ $(STAMP): requirements.txt requirements-models.txt setup.py
 # The main job on the built-in default: node in its own process, a text command published to it,
 # the JointState stream saved, human and robot previews rendered.
 demo: setup
-	MUJOCO_GL=osmesa $(PY) -m momask_ros.demo --out $(OUT) --text "$(TEXT)"
+	MUJOCO_GL=osmesa $(PY) -m momask_ros.ros.demo --out $(OUT) --text "$(TEXT)"
 
 # ROS 2's launch and `ros2` command line as wheels (CI has ../shared/ros2-cli; a ROS 2 install brings
 # them itself). Idempotent; skipped when the folder is absent, and the ros2-launch tests then skip.
@@ -39,7 +39,7 @@ fuzz: setup
 	$(PY) benchmarks/fuzz_node.py
 
 bench: setup
-	$(PY) -m momask_model.bench
+	$(PY) -m momask_model.cli.bench
 	$(PY) benchmarks/bench_retarget.py
 
 colcon: setup

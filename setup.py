@@ -12,7 +12,7 @@ setup(
     packages=find_packages("src"),
     package_data={
         "momask_model": ["data/skeletons/*.yaml", "assets/*"],
-        "momask_ros": ["robots/*.xml", "robots/*.yaml"],
+        "momask_ros": ["robot/profiles/*.xml", "robot/profiles/*.yaml", "tracker/*.yaml"],
     },
     include_package_data=True,
     data_files=[
@@ -31,15 +31,15 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "momask-generate = momask_model.cli:generate_main",
-            "momask-import-official = momask_model.cli:import_official_main",
-            "momask-bench = momask_model.cli:bench_main",
-            "momask-robot-check = momask_ros.robot_check:main",
-            "momask_node = momask_ros.node:main",
-            "momask_sim = momask_ros.sim_node:main",
-            "momask-check = momask_ros.check_cli:main",
+            "momask-generate = momask_model.cli.main:generate_main",
+            "momask-import-official = momask_model.cli.main:import_official_main",
+            "momask-bench = momask_model.cli.main:bench_main",
+            "momask-robot-check = momask_ros.tools.robot_check:main",
+            "momask_node = momask_ros.ros.node:main",
+            "momask_sim = momask_ros.ros.sim_node:main",
+            "momask-check = momask_ros.tools.check:main",
         ],
         # momask-generate --mcap: the robot stream is written by momask_ros, found by momask_model at run time
-        "momask_model.robot_stream_writers": ["mcap = momask_ros.recording:write_generation_mcap"],
+        "momask_model.robot_stream_writers": ["mcap = momask_ros.ros.recording:write_generation_mcap"],
     },
 )

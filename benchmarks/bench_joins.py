@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from momask_model.bundle import load_bundle  # noqa: E402
-from momask_model.cli import default_bundle_path  # noqa: E402
-from momask_model.editing import kept_sections, source_joints  # noqa: E402
+from momask_model.generation.bundle import load_bundle  # noqa: E402
+from momask_model.generation.bundle import default_bundle_path
+from momask_model.generation.editing import kept_sections, source_joints  # noqa: E402
 from momask_model.evaluate.smoothness import JerkStats, in_clip_stats, percentile, transition_stats  # noqa: E402
-from momask_model.longform import DEFAULT_CONTEXT_TOKENS  # noqa: E402
-from momask_model.ground_alignment import align_to_pose, aligned_error  # noqa: E402
+from momask_model.generation.longform import DEFAULT_CONTEXT_TOKENS  # noqa: E402
+from momask_model.motion.ground_alignment import align_to_pose, aligned_error  # noqa: E402
 
 FPS = 20.0
 TARGET = 1.5

@@ -32,16 +32,16 @@ sys.path.insert(0, str(ROOT / "test"))
 
 
 def build_model(kind: str, bundle: str | None, device: str):
-    from momask_ros.loading import resolve_bundle_path, select_device
+    from momask_model.generation.loading import resolve_bundle_path, select_device
 
     dev = select_device(device)
     if kind == "demo":
         kind, bundle = "bundle", None
     if kind == "bundle":
-        from momask_model.bundle import load_bundle
+        from momask_model.generation.bundle import load_bundle
 
         return load_bundle(resolve_bundle_path(bundle), device=dev), str(resolve_bundle_path(bundle))
-    from momask_model.bundle import build_random_momask
+    from momask_model.generation.bundle import build_random_momask
     from momask_model.config import TINY_VOCAB, MoMaskConfig, TextEncoderConfig, tiny_config
 
     if kind == "tiny":
@@ -72,7 +72,7 @@ def main() -> int:
 
     import torch
 
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.pipeline import MotionPipeline
     from ros_harness import Harness
 
     t0 = time.perf_counter()

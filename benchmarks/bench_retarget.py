@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from momask_ros.retarget import Retargeter  # noqa: E402
-from momask_ros.robot import ProfileError, load_robot  # noqa: E402
+from momask_ros.retarget.retargeter import Retargeter  # noqa: E402
+from momask_ros.robot.model import ProfileError, load_robot  # noqa: E402
 
 SHARED_DESCRIPTIONS = {"h1": "robots/unitree_h1/h1.xml", "g1": "robots/unitree_g1/g1_29dof.xml"}
 SAMPLE = "humanml3d_sample/new_joints/012314.npy"
@@ -49,7 +49,7 @@ def load_motion(path: Path | None, data_dir: Path, frames: int) -> tuple[np.ndar
     sample = data_dir / SAMPLE
     if sample.is_file():
         return np.load(sample), f"HumanML3D sample {sample.stem}"
-    from momask_model.bundle import default_bundle_path, load_bundle
+    from momask_model.generation.bundle import default_bundle_path, load_bundle
 
     model = load_bundle(default_bundle_path())
     result = model.generate([GENERATED_TEXT], [frames], seed=0)

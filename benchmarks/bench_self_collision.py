@@ -4,7 +4,7 @@
 
 Per robot (H1, G1, default humanoid), retargeting without and with the IK's collision-avoidance limit
 (interleaved, best of --repeat timings), on HumanML3D sample 012314: the deepest self-penetration between
-counted geom pairs (`momask_ros.self_collision`; target < 5 mm), the pair, mean keypoint error (target: grows
+counted geom pairs (`momask_ros.robot.self_collision`; target < 5 mm), the pair, mean keypoint error (target: grows
 by at most 10 %) and input frames per second on this process (target >= 400 on one core). With --demo also
 the worst penetration over the demo motions: the 20 DeepMimic clips as HumanML3D joints (the demo model's
 training motions) and the packaged demo model's motion for one caption of each skill.
@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from momask_ros.retarget import Retargeter  # noqa: E402
-from momask_ros.robot import load_robot  # noqa: E402
-from momask_ros.self_collision import SelfCollisionMeter  # noqa: E402
+from momask_ros.retarget.retargeter import Retargeter  # noqa: E402
+from momask_ros.robot.model import load_robot  # noqa: E402
+from momask_ros.robot.self_collision import SelfCollisionMeter  # noqa: E402
 
 DESCRIPTIONS = {"h1": "robots/unitree_h1/h1.xml", "g1": "robots/unitree_g1/g1_29dof.xml", "default": None}
 
@@ -42,8 +42,8 @@ def run(robot, meter, motion, avoid: bool, repeat: int = 1):
 def demo_motions(data: Path) -> dict[str, np.ndarray]:
     from momask_model.data.mocap.deepmimic import deepmimic_to_joints, load_deepmimic_character, load_deepmimic_clip
     from momask_model.data.mocap.demo_dataset import CAPTIONS
-    from momask_ros.commands import MotionCommand
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.commands import MotionCommand
+    from momask_ros.stream.pipeline import MotionPipeline
 
     root = data / "deepmimic_mocap"
     character = load_deepmimic_character(root / "characters" / "humanoid3d.txt")

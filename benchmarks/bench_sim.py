@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from momask_ros.robot import load_robot  # noqa: E402
-from momask_ros.sim import SimOptions, Simulator  # noqa: E402
+from momask_ros.robot.model import load_robot  # noqa: E402
+from momask_ros.physics.simulator import SimOptions, Simulator  # noqa: E402
 
 DESCRIPTIONS = {"h1": "robots/unitree_h1/h1.xml", "g1": "robots/unitree_g1/g1_29dof.xml", "default": None}
 
@@ -52,7 +52,7 @@ def node_rtf(robot, mode: str = "harness", wall_s: float = 4.0) -> float:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from momask_ros.sim_node import SimNode
+    from momask_ros.ros.sim_node import SimNode
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "77")))
@@ -71,8 +71,8 @@ def node_rtf(robot, mode: str = "harness", wall_s: float = 4.0) -> float:
 
 
 def demo_walk(robot_name: str):
-    from momask_ros.commands import MotionCommand
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.commands import MotionCommand
+    from momask_ros.stream.pipeline import MotionPipeline
 
     pipe = MotionPipeline.from_bundle(None, robot=robot_name, device="cpu")
     clip = pipe.run(MotionCommand("a person walks forward", length_frames=60, seed=3))
@@ -106,10 +106,10 @@ def start_from_standing(robot_name_or_robot, *, blend_feet: bool = True) -> tupl
     a joint space that knows neither the rest stance nor the feet: the blend before issue 17's fix."""
     from dataclasses import replace
 
-    from momask_ros.commands import MotionCommand
-    from momask_ros.pipeline import MotionPipeline
-    from momask_ros.players import MotionPlayback
-    from momask_ros.state import RobotPose
+    from momask_ros.stream.commands import MotionCommand
+    from momask_ros.stream.pipeline import MotionPipeline
+    from momask_ros.stream.playback import MotionPlayback
+    from momask_ros.stream.state import RobotPose
 
     pipe = MotionPipeline.from_bundle(None, robot=robot_name_or_robot, device="cpu")
     clip = pipe.run(MotionCommand("a person walks forward", length_frames=60, seed=3))

@@ -186,8 +186,8 @@ def main() -> int:
     args = ap.parse_args()
     sys.path.insert(0, args.src)
     sys.path.insert(1, str(ROOT / "test"))
-    from momask_ros.pipeline import MotionPipeline
-    from momask_ros.robot import load_robot
+    from momask_ros.stream.pipeline import MotionPipeline
+    from momask_ros.robot.model import load_robot
     from ros_harness import Harness
 
     pipeline = MotionPipeline.from_bundle(args.bundle, robot=args.robot, device=args.device)

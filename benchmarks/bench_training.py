@@ -21,11 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from momask_model.evaluate.evaluator import TextMotionEvaluator, WordVectorizer  # noqa: E402
-from momask_model.length import LengthEstimator  # noqa: E402
-from momask_model.masked import MaskTransformer  # noqa: E402
-from momask_model.residual import ResidualTransformer  # noqa: E402
+from momask_model.nets.length import LengthEstimator  # noqa: E402
+from momask_model.nets.masked import MaskTransformer  # noqa: E402
+from momask_model.nets.residual import ResidualTransformer  # noqa: E402
 from momask_model.train.config import load_pipeline_config  # noqa: E402
-from momask_model.vq import RVQVAE  # noqa: E402
+from momask_model.nets.vq import RVQVAE  # noqa: E402
 
 
 def _stage_fns(cfg, device, bs_override):

@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from momask_model.scope import ScopeGate, check_text  # noqa: E402
+from momask_model.text.scope import ScopeGate, check_text  # noqa: E402
 
 PHRASES = ROOT / "test" / "data" / "demo_scope_phrases.yaml"
 THRESHOLDS = [round(x, 2) for x in np.arange(0.30, 0.751, 0.05)]
@@ -135,15 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from momask_model.bundle import load_bundle
-    from momask_model.cli import default_bundle_path
+    from momask_model.generation.bundle import load_bundle
+    from momask_model.generation.bundle import default_bundle_path
 
     phrases = yaml.safe_load(args.phrases.read_text())
     t0 = time.perf_counter()
     if args.encoder_only:
         from types import SimpleNamespace
 
-        from momask_model.sentence import SentenceTextEncoder
+        from momask_model.text.sentence import SentenceTextEncoder
 
         encoder = SentenceTextEncoder()
         model = SimpleNamespace(text_encoder=encoder, scope_gate=None, encode_text=encoder.encode)

@@ -64,14 +64,14 @@ def run_fuzz(*, messages: int = 10_000, burst: int = 1_000, big_every: int = 500
     from ros_harness import Harness
 
     if real:
-        from momask_model.bundle import build_random_momask
+        from momask_model.generation.bundle import build_random_momask
         from momask_model.config import tiny_config
-        from momask_ros.pipeline import MotionPipeline
+        from momask_ros.stream.pipeline import MotionPipeline
 
         pipeline = MotionPipeline.for_model(build_random_momask(tiny_config()), robot="default", chunk_frames=12)
     else:
         from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
-        from momask_ros.pipeline import MotionPipeline
+        from momask_ros.stream.pipeline import MotionPipeline
 
         r = AngleRetargeter()
         pipeline = MotionPipeline(WalkGenerator(), r, r.joint_space, chunk_frames=8,

@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MUJOCO_GL", "osmesa")
-import momask_ros  # noqa: E402,F401  (loads Triton before MuJoCo/OSMesa: see momask_ros/__init__.py)
+import momask_ros  # noqa: E402,F401  (Triton loads deep-bound: see momask_model.triton_loading)
 
 import pytest  # noqa: E402
 

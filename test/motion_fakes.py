@@ -1,6 +1,6 @@
 """Small deterministic stand-ins for the generator and the retargeter (node and pipeline tests).
 
-They exercise the same interfaces as MoMask and `momask_ros.retarget.Retargeter` without their cost,
+They exercise the same interfaces as MoMask and `momask_ros.retarget.retargeter.Retargeter` without their cost,
 so the node's logic (threads, blending, limits, rejections) can be tested quickly; the ROS tests
 also run once with the real models.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from momask_model.data.synthetic import synthetic_walk
-from momask_ros.state import JointSpace
+from momask_ros.stream.state import JointSpace
 
 FAKE_JOINTS = ("left_knee", "right_knee", "left_elbow", "right_elbow", "waist_yaw")
 

@@ -25,7 +25,7 @@ from std_msgs.msg import Empty, String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from momask_ros.node import MomaskNode
+from momask_ros.ros.node import MomaskNode
 
 DOMAIN_ID = int(os.environ.get("MOMASK_TEST_DOMAIN_ID", random.SystemRandom().randint(100, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -28,7 +28,7 @@ def test_retarget_benchmark_without_shared_data_generates_its_motion(tmp_path, c
 
 def test_retarget_benchmark_takes_profiles_with_their_descriptions(tmp_path, shared_data):
     out = tmp_path / "r.json"
-    robots = ROOT / "src" / "momask_ros" / "robots"
+    robots = ROOT / "src" / "momask_ros" / "robot" / "profiles"
     rc = _bench_retarget().main([
         "--profile", str(robots / "g1.yaml"), "--description", str(shared_data / "robots/unitree_g1/g1_29dof.xml"),
         "--profile", str(robots / "default.yaml"), "--motion", str(shared_data / "humanml3d_sample/new_joints/012314.npy"),

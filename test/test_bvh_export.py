@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from momask_model.bvh_export import BVH_JOINT_NAMES, BvhExportError, joint_rotations, rest_offsets, save_bvh
-from momask_model.cli import generate_main
+from momask_model.motion.bvh import BVH_JOINT_NAMES, BvhExportError, joint_rotations, rest_offsets, save_bvh
+from momask_model.cli.main import generate_main
 from momask_model.data.mocap.bvh import bvh_to_joints, load_bvh
 from momask_model.data.mocap.kinematics import forward_kinematics
-from momask_model.skeleton import T2M_SKELETON
+from momask_model.motion.skeleton import T2M_SKELETON
 
 PARENTS = T2M_SKELETON.parents
 

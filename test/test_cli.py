@@ -3,8 +3,8 @@ import logging
 
 import pytest
 
-import momask_model.bundle as bundle_module
-from momask_model.cli import generate_main
+import momask_model.generation.bundle as bundle_module
+from momask_model.cli.main import generate_main
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_bad_argument_is_one_line_and_status_2(tmp_path, capsys, no_model, extra
 
 
 def test_text_weights_with_a_bag_of_words_bundle_is_refused(tmp_path, capsys):
-    from momask_model.bundle import build_random_momask, save_bundle
+    from momask_model.generation.bundle import build_random_momask, save_bundle
     from momask_model.config import tiny_config
 
     bow = save_bundle(build_random_momask(tiny_config()), tmp_path / "bow.pt")

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from momask_ros.commands import (
+from momask_ros.stream.commands import (
     BurstLimiter,
     CommandLimits,
     CommandRejected,

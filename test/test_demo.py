@@ -26,14 +26,14 @@ def assert_valid_video(path, min_frames=5):
 
 def test_demo_streams_over_ros_and_writes_previews(tmp_path):
     """The default job exactly as `make demo` runs it (packaged demo model, default humanoid), shortened."""
-    from momask_ros.demo import main
+    from momask_ros.ros.demo import main
 
     out = tmp_path / "demo"
     rc = main(["--text", "a person walks forward length=3s", "--out", str(out), "--device", "cpu", "--seed", "3",
                "--timeout", "150"])
     assert rc == 0, (out / "node.log").read_text()[-3000:]
     stream = np.load(out / "joint_states.npz")
-    from momask_ros.robot import load_robot
+    from momask_ros.robot.model import load_robot
 
     robot = load_robot("default")
     assert list(stream["names"]) == list(robot.joint_names)

@@ -9,12 +9,12 @@ import torch
 import yaml
 
 import momask_model
-from momask_model.bundle import load_bundle, read_bundle
-from momask_model.cli import default_bundle_path
+from momask_model.generation.bundle import load_bundle, read_bundle
+from momask_model.generation.bundle import default_bundle_path
 from momask_model.data.mocap.demo_dataset import CAPTIONS, HELDOUT_CAPTIONS
 from momask_model.evaluate.skills import SkillRecognizer
-from momask_model.scope import check_text
-from momask_model.sentence import PACKAGED_MODELS, SentenceEncoderMismatch
+from momask_model.text.scope import check_text
+from momask_model.text.sentence import PACKAGED_MODELS, SentenceEncoderMismatch
 
 ASSETS = Path(momask_model.__file__).parent / "assets"
 PHRASES = yaml.safe_load((Path(__file__).parent / "data" / "demo_scope_phrases.yaml").read_text())
@@ -100,7 +100,7 @@ def test_heldout_captions_are_recognised_as_their_skill(demo, recognizer):
 
 
 def test_then_separates_segments_and_each_is_in_scope(demo, recognizer):
-    from momask_model.prompt import parse_sequence
+    from momask_model.generation.prompt import parse_sequence
 
     assert demo.then_separates_segments  # derived from the bundle's skills (issue 13)
     segments = parse_sequence("walk forward then do a cartwheel", then_separates=True)

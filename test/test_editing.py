@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from momask_model.bundle import build_random_momask, load_bundle
-from momask_model.cli import default_bundle_path
+from momask_model.generation.bundle import build_random_momask, load_bundle
+from momask_model.generation.bundle import default_bundle_path
 from momask_model.config import tiny_config
-from momask_model.editing import kept_sections
-from momask_model.generate import GenerationError
-from momask_model.masked import MaskTransformer
-from momask_model.residual import ResidualTransformer
-from momask_model.sections import SectionError, parse_sections
-from momask_model.ground_alignment import aligned_error, facing_yaw
+from momask_model.generation.editing import kept_sections
+from momask_model.generation.results import GenerationError
+from momask_model.nets.masked import MaskTransformer
+from momask_model.nets.residual import ResidualTransformer
+from momask_model.generation.sections import SectionError, parse_sections
+from momask_model.motion.ground_alignment import aligned_error, facing_yaw
 
 from transformer_reference import single_thread
 
@@ -209,7 +209,7 @@ def test_bad_edit_requests_name_the_problem(tiny):
 
 
 def test_kept_sections_of_a_demo_edit_stay_near_the_vq_floor(demo):
-    from momask_model.editing import source_joints
+    from momask_model.generation.editing import source_joints
 
     src = demo.generate("a person walks forward", 160, seed=3)
     joints = source_joints(demo, src)
@@ -286,7 +286,7 @@ def test_edit_a_humanml3d_new_joint_vecs_file(demo, shared_data):
 
 
 def test_preview_tints_the_marked_frames():
-    from momask_model.render import MARK_COLOR, render_frames
+    from momask_model.motion.render import MARK_COLOR, render_frames
 
     joints = np.zeros((3, 22, 3))
     joints[:, :, 1] = np.linspace(0, 1.7, 22)

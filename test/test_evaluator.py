@@ -100,7 +100,7 @@ def test_save_load_round_trip(tmp_path):
 def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_dataset, tmp_path, one_thread):
     """GT against itself: FID ≈ 0 and R-precision at the ceiling, clearly above shuffled pairs."""
     from momask_model.evaluate.runner import evaluate_generator, identity_generator
-    from momask_model.normalization import Normalizer
+    from momask_model.motion.normalization import Normalizer
     from momask_model.train.config import load_pipeline_config
     from momask_model.train.pipeline import load_configured_evaluator, run_stage, text_motion_set, open_layout
 

@@ -11,18 +11,18 @@ import pytest
 import torch
 from torch import nn
 
-from momask_model import fastpath
-from momask_model.bundle import build_random_momask
+from momask_model.nets import fastpath
+from momask_model.generation.bundle import build_random_momask
 from momask_model.config import (
     MaskTransformerConfig,
     ResidualTransformerConfig,
     VQConfig,
     tiny_config,
 )
-from momask_model.fastpath import FastPathError, FastPathOptions
-from momask_model.masked import MaskTransformer, _FusedMaskedStep
-from momask_model.residual import ResidualTransformer, _FusedResidualStep
-from momask_model.transformer_common import attention_bias, build_encoder, encoder_batch_first, lengths_to_mask
+from momask_model.nets.fastpath import FastPathError, FastPathOptions
+from momask_model.nets.masked import MaskTransformer, _FusedMaskedStep
+from momask_model.nets.residual import ResidualTransformer, _FusedResidualStep
+from momask_model.nets.common import attention_bias, build_encoder, encoder_batch_first, lengths_to_mask
 
 from transformer_reference import single_thread
 
@@ -328,7 +328,7 @@ def test_momask_generate_fast_equals_reference(size):
 # ---------------------------------------------------------------------------------------- CLIP trimming
 @pytest.fixture(scope="module")
 def clip_random():
-    from momask_model.text import ClipTextEncoder
+    from momask_model.text.encoders import ClipTextEncoder
 
     return ClipTextEncoder(weights=None, allow_random=True)
 
@@ -363,7 +363,7 @@ def test_clip_fast_encode_uses_fewer_positions(clip_random, monkeypatch):
 def test_bench_runs_both_paths_side_by_side(monkeypatch, tmp_path, capsys):
     import json
 
-    from momask_model import bench
+    from momask_model.cli import bench
 
     tiny = build_random_momask(tiny_config(), seed=2)
     rows = bench.bench_model("tiny", tiny, device=torch.device("cpu"), threads=[1], batches=[1, 3], frames=40,

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from momask_model.bundle import BundleError, build_random_momask, load_bundle, save_bundle
-from momask_model.cli import generate_main
+from momask_model.generation.bundle import BundleError, build_random_momask, load_bundle, save_bundle
+from momask_model.cli.main import generate_main
 from momask_model.config import MoMaskConfig, tiny_config
-from momask_model.generate import GenerationError
-from momask_model.skeleton import T2M_SKELETON
-from momask_model.bvh_export import save_bvh
-from momask_model.render import save_video
+from momask_model.generation.results import GenerationError
+from momask_model.motion.skeleton import T2M_SKELETON
+from momask_model.motion.bvh import save_bvh
+from momask_model.motion.render import save_video
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_negative_guidance_is_refused(tiny_model):
 
 
 def test_unknown_words_are_named(tiny_model):
-    from momask_model.text import UnknownWordsError
+    from momask_model.text.encoders import UnknownWordsError
 
     assert tiny_model.unknown_words("a person juggles torches") == ["juggles", "torches"]
     with pytest.raises(UnknownWordsError, match="juggles"):

@@ -15,8 +15,8 @@ from momask_model.data import (
     synthetic_walk,
     write_dataset,
 )
-from momask_model.feature_layout import InvalidMotionError
-from momask_model.features import features_to_joints
+from momask_model.motion.feature_layout import InvalidMotionError
+from momask_model.motion.features import features_to_joints
 
 # position frames per id (feature frames = one fewer)
 FRAMES = {"000001": 121, "000002": 61, "000003": 31, "000004": 230, "000005": 151, "000006": 91}

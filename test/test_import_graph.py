@@ -1,5 +1,6 @@
-"""The house has no import circles: module-level and function-level imports both count, and the
-``train`` and ``evaluate`` subpackages import in one direction only (training uses evaluation)."""
+"""The house has no import circles and no arrows running back up: module-level and function-level
+imports both count. Rooms are layered (each may import only the rooms below it), ``train`` uses
+``evaluate`` and not the reverse, and only ``momask_ros.ros`` imports rclpy or ROS message packages."""
 import ast
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_model_module_imports_itself_through_others():
     graph = import_graph(("momask_model",))
-    assert "momask_model.bench" in graph["momask_model.cli"]  # the one direction that exists
+    assert "momask_model.cli.bench" in graph["momask_model.cli.main"]  # the one direction that exists
     assert _cycles(graph) == []
 
 
@@ -83,3 +84,60 @@ def test_evaluate_never_imports_train():
 
 def test_the_checker_sees_a_circle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+#: Rooms lowest first; a room may import itself and rooms listed before it, never one after it.
+LAYERS = {
+    "momask_model": ["config", "motion", "text", "nets", "data", "generation", "evaluate", "official", "train", "cli"],
+    "momask_ros": ["robot", "retarget", "physics", "tracker", "stream", "tools", "ros"],
+}
+ROS_PACKAGES = ("rclpy", "rosidl_runtime_py", "launch", "launch_ros", "builtin_interfaces", "rosbag2_py")
+
+
+def _room(module: str) -> tuple[str, str] | None:
+    parts = module.split(".")
+    return (parts[0], parts[1]) if len(parts) > 1 else None
+
+
+def test_rooms_import_only_rooms_below_them():
+    graph = import_graph()
+    upward = []
+    for module, targets in graph.items():
+        here = _room(module)
+        for target in targets:
+            there = _room(target)
+            if here is None or there is None or here == there:
+                continue
+            if here[0] != there[0]:
+                continue  # momask_model never imports momask_ros (tested above); the reverse is allowed
+            order = LAYERS[here[0]]
+            assert here[1] in order and there[1] in order, f"{module} -> {target}: room not in LAYERS"
+            if order.index(there[1]) > order.index(here[1]):
+                upward.append((module, target))
+    assert upward == []
+
+
+def _external_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _imports_ros(path: Path) -> bool:
+    return any(n in ROS_PACKAGES or n.endswith("_msgs") or n.endswith("_interfaces") for n in _external_imports(path))
+
+
+def test_only_the_ros_room_imports_rclpy_or_messages():
+    offenders = [str(p.relative_to(SRC)) for pkg in ("momask_model", "momask_ros") for p in (SRC / pkg).rglob("*.py")
+                 if _imports_ros(p) and p.relative_to(SRC).parts[:2] != ("momask_ros", "ros")]
+    assert offenders == []
+
+
+def test_the_ros_rule_sees_a_message_import(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from sensor_msgs.msg import JointState\n")
+    assert _imports_ros(probe)

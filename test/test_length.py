@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from momask_model.config import LengthEstimatorConfig
-from momask_model.length import LengthEstimator
-from momask_model.transformer_common import TransformerShapeError
+from momask_model.nets.length import LengthEstimator
+from momask_model.nets.common import TransformerShapeError
 from transformer_reference import single_thread
 
 

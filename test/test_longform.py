@@ -2,13 +2,14 @@
 import numpy as np
 import pytest
 
-from momask_model.bundle import build_random_momask, load_bundle, save_bundle
-from momask_model.cli import default_bundle_path, generate_main
+from momask_model.generation.bundle import build_random_momask, load_bundle, save_bundle
+from momask_model.cli.main import generate_main
+from momask_model.generation.bundle import default_bundle_path
 from momask_model.config import tiny_config
 from momask_model.evaluate.smoothness import in_clip_stats, jerk_curve, percentile, transition_stats
-from momask_model.generate import GenerationError
-from momask_model.longform import DEFAULT_CONTEXT_TOKENS, decoder_reach
-from momask_model.prompt import PromptError, Segment, parse_length, parse_sequence
+from momask_model.generation.results import GenerationError
+from momask_model.generation.longform import DEFAULT_CONTEXT_TOKENS, decoder_reach
+from momask_model.generation.prompt import PromptError, Segment, parse_length, parse_sequence
 
 from transformer_reference import single_thread
 
@@ -124,7 +125,7 @@ def test_batched_long_motions_of_different_lengths(tiny):
 def test_the_first_streamed_window_comes_after_one_window_of_generation(tiny, monkeypatch):
     """A long motion's first frames do not wait for the second window's tokens (the node's first
     JointState of a 30 s motion comes as fast as a short one's)."""
-    import momask_model.longform as longform
+    import momask_model.generation.longform as longform
 
     calls = []
     real = longform.edit_tokens

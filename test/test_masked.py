@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from momask_model import masked as masked_mod
+from momask_model.nets import masked as masked_mod
 from momask_model.config import MaskTransformerConfig
-from momask_model.masked import MaskTransformer, bert_remask, choose_masked_positions, decode_mask_counts
-from momask_model.transformer_common import TransformerShapeError, masked_cross_entropy, sinusoidal_table
+from momask_model.nets.masked import MaskTransformer, bert_remask, choose_masked_positions, decode_mask_counts
+from momask_model.nets.common import TransformerShapeError, masked_cross_entropy, sinusoidal_table
 from transformer_reference import encoder_and_head, linear, single_thread
 
 TINY = dict(num_tokens=64, code_dim=32, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=48)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from momask_ros.messages import (
+from momask_ros.ros.messages import (
     MessageError,
     duration_msg,
     joint_state_msg,

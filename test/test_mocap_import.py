@@ -21,8 +21,8 @@ from momask_model.data.mocap import (
     parse_bvh,
 )
 from momask_model.data.mocap.demo_dataset import CAPTIONS, HELDOUT_CAPTIONS, build_demo_dataset
-from momask_model.features import features_to_joints, joints_to_features, normalize_joint_positions
-from momask_model.skeleton import JOINT_NAMES
+from momask_model.motion.features import features_to_joints, joints_to_features, normalize_joint_positions
+from momask_model.motion.skeleton import JOINT_NAMES
 
 
 # ------------------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from momask_model.data.synthetic import synthetic_walk
-from momask_model.feature_layout import InvalidMotionError, feature_dim, feature_slices, joints_num_from_dim
-from momask_model.features import features_to_joints, joints_to_features, normalize_joint_positions
-from momask_model.mirroring import mirror_caption, mirror_joints
-from momask_model.normalization import Normalizer, apply_feat_bias, compute_mean_std
-from momask_model.skeleton import JOINT_NAMES, KIT_SKELETON, T2M_SKELETON
+from momask_model.motion.feature_layout import InvalidMotionError, feature_dim, feature_slices, joints_num_from_dim
+from momask_model.motion.features import features_to_joints, joints_to_features, normalize_joint_positions
+from momask_model.motion.mirroring import mirror_caption, mirror_joints
+from momask_model.motion.normalization import Normalizer, apply_feat_bias, compute_mean_std
+from momask_model.motion.skeleton import JOINT_NAMES, KIT_SKELETON, T2M_SKELETON
 
 SAMPLE_ID = "012314"
 

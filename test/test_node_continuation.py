@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from momask_ros.pipeline import MotionPipeline
+from momask_ros.stream.pipeline import MotionPipeline
 
 from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
 from ros_harness import Harness

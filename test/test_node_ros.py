@@ -12,9 +12,9 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from momask_ros.node import MomaskNode, ParameterError, decode_string_cdr
-from momask_ros.loading import BundleNotFound
-from momask_ros.pipeline import MotionPipeline
+from momask_ros.ros.node import MomaskNode, ParameterError, decode_string_cdr
+from momask_model.generation.loading import BundleNotFound
+from momask_ros.stream.pipeline import MotionPipeline
 
 from motion_fakes import FAKE_JOINTS, AngleRetargeter, ChunkStream, WalkGenerator
 from ros_harness import DOMAIN_ID, Harness
@@ -125,8 +125,8 @@ class GatedWalkGenerator(WalkGenerator):
     """A generator with a scope gate (as demo bundles have): only walking is in its scope."""
 
     def __init__(self):
-        from momask_model.scope import ScopeGate
-        from momask_model.text import BagOfWordsTextEncoder
+        from momask_model.text.scope import ScopeGate
+        from momask_model.text.encoders import BagOfWordsTextEncoder
 
         super().__init__()
         self.text_encoder = BagOfWordsTextEncoder(["person", "walks", "forward", "plays", "guitar"], dim=32)
@@ -273,7 +273,7 @@ def test_use_sim_time_stamps_follow_the_clock_topic():
 
 
 def test_real_tiny_momask_and_default_robot_end_to_end():
-    from momask_model.bundle import build_random_momask
+    from momask_model.generation.bundle import build_random_momask
     from momask_model.config import tiny_config
 
     pipeline = MotionPipeline.for_model(build_random_momask(tiny_config()), robot="default", chunk_frames=12)
@@ -303,7 +303,7 @@ def test_config_files_load_through_a_ros_params_file(name):
     """Each shipped YAML is read by rcl's own parameter-file parser and passes the node's checks."""
     import yaml
 
-    from momask_ros.node import PARAMETERS
+    from momask_ros.ros.node import PARAMETERS
 
     path = Path(__file__).resolve().parents[1] / "config" / name
     values = yaml.safe_load(path.read_text())["momask_node"]["ros__parameters"]

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from momask_model.masked import MaskTransformer
-from momask_model.features import features_to_joints, recover_root_rot_pos
-from momask_model.residual import ResidualTransformer
-from momask_model.transformer_common import lengths_to_mask
+from momask_model.nets.masked import MaskTransformer
+from momask_model.motion.features import features_to_joints, recover_root_rot_pos
+from momask_model.nets.residual import ResidualTransformer
+from momask_model.nets.common import lengths_to_mask
 
 from transformer_reference import single_thread
 

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from momask_model.bundle import load_bundle, read_bundle
-from momask_model.length import LengthEstimator
-from momask_model.masked import MaskTransformer
-from momask_model.official import import_official, main
-from momask_model.official_config import OfficialImportError, config_from_official, parse_opt_txt
-from momask_model.residual import ResidualTransformer
-from momask_model.vq import RVQVAE
+from momask_model.generation.bundle import load_bundle, read_bundle
+from momask_model.nets.length import LengthEstimator
+from momask_model.nets.masked import MaskTransformer
+from momask_model.official.importer import import_official, main
+from momask_model.official.options import OfficialImportError, config_from_official, parse_opt_txt
+from momask_model.nets.residual import ResidualTransformer
+from momask_model.nets.vq import RVQVAE
 
 VQ_DIR = "rvq_nq6_dc512_nc512_noshare_qdp0.2"
 M_DIR = "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns"
@@ -567,7 +567,7 @@ def test_folders_are_auto_detected_from_their_opt_files(tmp_path):
 
 
 def test_cli_writes_a_bundle_offline_and_clip_is_resolved_at_load(tmp_path, capsys):
-    from momask_model.text import TextEncoderWeightsMissing
+    from momask_model.text.base import TextEncoderWeightsMissing
 
     root, rel = _fresh(tmp_path)
     out = tmp_path / "cli.pt"

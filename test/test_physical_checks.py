@@ -5,10 +5,10 @@ import time
 import numpy as np
 import pytest
 
-from momask_ros.physical_checks import MotionChecker, Thresholds, window_decision
-from momask_ros.retarget import Retargeter
-from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
-from momask_ros.self_collision import SelfCollisionMeter, tree_joint_distance
+from momask_ros.physics.checks import MotionChecker, Thresholds, window_decision
+from momask_ros.retarget.retargeter import Retargeter
+from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.robot.self_collision import SelfCollisionMeter, tree_joint_distance
 
 
 def standing(robot, n=20):
@@ -89,8 +89,8 @@ def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data,
     """A forward roll on the default humanoid: the IK keyframes are clear, but without the collision-aware
     interpolation the spline between two of them cuts ~50 mm into a limb. With it: under 5 mm, the same
     keypoint error, velocities within the guarantee, C1 samples, and chunks equal to the batch."""
-    from momask_ros import retarget_keyframes
-    from momask_ros.retarget import RobotTrajectory
+    from momask_ros.retarget import keyframes as retarget_keyframes
+    from momask_ros.retarget.retargeter import RobotTrajectory
 
     robot = load_robot("default")
     meter = SelfCollisionMeter.for_robot(robot)
@@ -122,7 +122,7 @@ def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data,
 def test_push_out_moves_a_penetrating_pose_out_within_its_box():
     """The repair step alone: a pose with the elbow in the torso comes out of collision, every joint
     inside the box it was given; a zero-width box leaves the pose as it is."""
-    from momask_ros.self_collision import collision_limit
+    from momask_ros.robot.self_collision import collision_limit
 
     robot = load_robot("default")
     limit = collision_limit(robot)
@@ -159,7 +159,7 @@ def test_profile_sections_are_checked(tmp_path):
 
 
 def test_momask_check_cli(shared_data, tmp_path, capsys):
-    from momask_ros.check_cli import main
+    from momask_ros.tools.check import main
 
     out = tmp_path / "r.json"
     assert main([str(shared_data / "humanml3d_sample/new_joints/012314.npy"), "--robot", "default", "--json", str(out)]) == 0
@@ -172,7 +172,7 @@ def test_momask_check_cli(shared_data, tmp_path, capsys):
 
 
 def _demo_harness(params):
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.pipeline import MotionPipeline
 
     from ros_harness import Harness
 
@@ -226,7 +226,7 @@ def test_node_physical_checks_warn_plays_and_reports():
 
 def test_node_physical_checks_off_as_ros_parses_it():
     """`-p physical_checks:=off` reaches the node as YAML's false: it means off (no check, no summary)."""
-    from momask_ros.node import ParameterError, _coerce
+    from momask_ros.ros.node import ParameterError, _coerce
 
     assert _coerce("physical_checks", False) == "off" and _coerce("physical_checks", "reject") == "reject"
     for bad in ("bogus", True):
@@ -260,7 +260,7 @@ def test_window_decision_for_each_window_and_mode():
 
 def _failing_second_window(monkeypatch):
     """Patch the gate so that the second window it checks fails (the checks themselves are tested above)."""
-    from momask_ros import physical_checks
+    from momask_ros.physics import checks as physical_checks
 
     real = physical_checks.MotionGate.summary
     calls = []
@@ -278,7 +278,7 @@ def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatc
     """reject, over ROS: a 6 s motion generated in 2 s windows whose second window fails is cut where that
     window begins: a rejected status names the window, the first window plays to its end (done, with
     each checked window in physical_windows), the robot then holds, and the next command plays."""
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.pipeline import MotionPipeline
 
     from motion_fakes import WalkGenerator
     from ros_harness import Harness
@@ -309,7 +309,7 @@ def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatc
 
 def test_node_warn_checks_every_window_and_plays_them_all(monkeypatch):
     """warn, over ROS: the same 6 s motion plays all three windows; done lists each window's check."""
-    from momask_ros.pipeline import MotionPipeline
+    from momask_ros.stream.pipeline import MotionPipeline
 
     from motion_fakes import WalkGenerator
     from ros_harness import Harness

@@ -4,13 +4,14 @@ import threading
 import numpy as np
 import pytest
 
-from momask_ros.commands import MotionCommand
-from momask_ros.frames import human_yup_to_ros
-from momask_ros.loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
-from momask_ros.pipeline import FIRST_CHUNK_FRAMES, MotionPipeline
-from momask_ros.clip import MotionClip
-from momask_ros.players import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
-from momask_ros.state import JointSpace, PipelineError, RobotPose
+from momask_ros.stream.commands import MotionCommand
+from momask_ros.retarget.frames import human_yup_to_ros
+from momask_model.generation.loading import BundleNotFound, DeviceUnavailable, default_bundle_path, resolve_bundle_path, select_device
+from momask_ros.stream.pipeline import MotionPipeline
+from momask_ros.stream.retargeting import FIRST_CHUNK_FRAMES
+from momask_ros.stream.clip import MotionClip
+from momask_ros.stream.playback import BlendToPosePlayback, HoldPlayback, MotionPlayback, StopPlayback
+from momask_ros.stream.state import JointSpace, PipelineError, RobotPose
 
 from motion_fakes import AngleRetargeter, ChunkStream, WalkGenerator
 
@@ -258,7 +259,7 @@ def test_warm_up_runs_a_short_motion(pipeline):
 
 def test_real_tiny_momask_and_default_robot_through_pipeline():
     """The real generator (tiny random MoMask) and the real retargeter (default robot, streamed)."""
-    from momask_model.bundle import build_random_momask
+    from momask_model.generation.bundle import build_random_momask
     from momask_model.config import tiny_config
 
     model = build_random_momask(tiny_config())
@@ -306,7 +307,7 @@ def played_walk(played_s):
 def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one():
     """A session continues its clip from a frame: the samples before the cut stay, those after come
     from the joined motion; a cut already played is refused (`SwitchTooLate`) and leaves the clip as is."""
-    from momask_ros.clip import SwitchTooLate
+    from momask_ros.stream.clip import SwitchTooLate
 
     r, p, first, session, play, before = played_walk(0.5)
     clip = session.clip
@@ -384,7 +385,7 @@ def test_a_continuation_without_a_length_takes_the_length_estimators():
 
 
 def test_real_length_estimator_gives_unit_multiples():
-    from momask_model.bundle import build_random_momask
+    from momask_model.generation.bundle import build_random_momask
     from momask_model.config import tiny_config
 
     model = build_random_momask(tiny_config())
@@ -397,7 +398,7 @@ def test_a_retried_switch_may_repeat_played_samples_exactly_but_never_change_the
     """A switch whose first chunk came too late rewinds to a frame already played and pushes the old
     frames again up to a later switch frame: the clip takes it when the played samples come out equal,
     and refuses it (`SwitchTooLate`, clip untouched) when they would change."""
-    from momask_ros.clip import SwitchTooLate
+    from momask_ros.stream.clip import SwitchTooLate
 
     r, p, first, session, play, before = played_walk(1.0)  # frame 20
     clip = session.clip

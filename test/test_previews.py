@@ -4,7 +4,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from momask_model.render import RenderError, check_video_path, render_frames, resample_by_stamps, save_video
+from momask_model.motion.render import RenderError, check_video_path, render_frames, resample_by_stamps, save_video
 
 
 def _jog(shared_data, frames=40):

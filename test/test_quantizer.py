@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momask_model.quantizer import CodeIndexError, EMAResetQuantizer, ResidualQuantizer, codebook_usage
+from momask_model.nets.quantizer import CodeIndexError, EMAResetQuantizer, ResidualQuantizer, codebook_usage
 
 
 def _gauss(n: int, c: int, seed: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from momask_ros.messages import (
+from momask_ros.ros.messages import (
     joint_state_msg,
     joint_trajectory_msg,
     pose_stamped_msg,
@@ -16,7 +16,7 @@ from momask_ros.messages import (
     status_msg,
     time_msg,
 )
-from momask_ros.recording import BagError, BagWriter, MotionRecorder, message_definition, read_bag
+from momask_ros.ros.recording import BagError, BagWriter, MotionRecorder, message_definition, read_bag
 
 from motion_fakes import FAKE_JOINTS
 from ros_harness import Harness
@@ -177,13 +177,13 @@ def test_stop_closes_the_bag_with_the_stopped_status(tmp_path):
 
 
 def test_momask_generate_writes_the_robot_stream_as_a_bag(tmp_path):
-    from momask_model.cli import generate_main
+    from momask_model.cli.main import generate_main
 
     args = ["--text", "a person walks forward", "--length", "40", "--seed", "3", "--device", "cpu"]
     assert generate_main(args + ["--out", str(tmp_path / "a.npz"), "--mcap", str(tmp_path / "a.mcap")]) == 0
     bag = _bag_by_topic(tmp_path / "a.mcap")
     js = [m for _, m in bag["/joint_states"]]
-    from momask_ros.robot import load_robot
+    from momask_ros.robot.model import load_robot
 
     robot = load_robot("default")
     assert all(list(m.name) == list(robot.joint_names) for m in js)
@@ -206,7 +206,7 @@ def test_momask_generate_writes_the_robot_stream_as_a_bag(tmp_path):
 
 
 def test_momask_generate_mcap_with_a_robot_it_cannot_load_is_a_one_line_error(tmp_path, capsys, monkeypatch):
-    from momask_model.cli import generate_main
+    from momask_model.cli.main import generate_main
 
     monkeypatch.delenv("MOMASK_ROS_H1_DESCRIPTION", raising=False)
     code = generate_main(["--text", "a person walks forward", "--length", "20", "--device", "cpu", "--robot", "h1",

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momask_model import residual as residual_mod
+from momask_model.nets import residual as residual_mod
 from momask_model.config import ResidualTransformerConfig
-from momask_model.residual import ResidualTransformer, sample_residual_layers
-from momask_model.transformer_common import TransformerShapeError, gumbel_sample
+from momask_model.nets.residual import ResidualTransformer, sample_residual_layers
+from momask_model.nets.common import TransformerShapeError, gumbel_sample
 from transformer_reference import encoder_and_head, linear, single_thread
 
 TINY = dict(

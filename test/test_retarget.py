@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from momask_ros.retarget import RetargetStream, Retargeter, RobotTrajectory, resample, yup_to_zup
-from momask_ros.robot import load_robot
-from momask_ros.trajectory import bspline_knots, hermite
+from momask_ros.retarget.retargeter import RetargetStream, Retargeter, RobotTrajectory, resample, yup_to_zup
+from momask_ros.robot.model import load_robot
+from momask_ros.retarget.trajectory import bspline_knots, hermite
 
 SAMPLE = "humanml3d_sample/new_joints/012314.npy"
 # Mean keypoint error threshold [m]: robot points vs scaled human targets after forward kinematics. H1's

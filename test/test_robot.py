@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
 
 H1 = "robots/unitree_h1/h1.xml"
 G1 = "robots/unitree_g1/g1_29dof.xml"
@@ -168,7 +168,7 @@ def test_menagerie_errors_are_one_line(monkeypatch, tmp_path):
 
 
 def test_missing_description_names_the_parameter_fix(monkeypatch):
-    from momask_ros.robot import DescriptionNotFound
+    from momask_ros.robot.model import DescriptionNotFound
 
     monkeypatch.delenv("MOMASK_ROS_G1_DESCRIPTION", raising=False)
     with pytest.raises(DescriptionNotFound, match="robot_description_path:=/path/to/g1_29dof.xml.*menagerie:unitree_g1"):
@@ -177,7 +177,7 @@ def test_missing_description_names_the_parameter_fix(monkeypatch):
 
 def test_human_joint_names_are_the_model_skeletons():
     """The profile side keeps its own copy of the joint names (no torch import); it must not drift."""
-    from momask_model.skeleton import JOINT_NAMES
-    from momask_ros.robot import HUMAN_JOINT_NAMES
+    from momask_model.motion.skeleton import JOINT_NAMES
+    from momask_ros.robot.model import HUMAN_JOINT_NAMES
 
     assert HUMAN_JOINT_NAMES == JOINT_NAMES

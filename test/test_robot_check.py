@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from momask_ros.robot import ProfileError, RobotProfile, load_robot, packaged_profile_path
-from momask_ros.robot_check import main as robot_check
+from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.tools.robot_check import main as robot_check
 
-ROBOTS = Path(__file__).resolve().parents[1] / "src" / "momask_ros" / "robots"
+ROBOTS = Path(__file__).resolve().parents[1] / "src" / "momask_ros" / "robot" / "profiles"
 
 
 def _profile(tmp_path, edit) -> Path:
@@ -64,8 +64,8 @@ def test_placeholder_joint_is_output_at_a_fixed_value(tmp_path):
         d["limits"]["position"] = {"left_elbow_joint": [0.4999, 0.5001]}
 
     robot = load_robot(_profile(tmp_path, edit))
-    from momask_ros.retarget import Retargeter
-    from momask_ros.robot_check import standing_human
+    from momask_ros.retarget.retargeter import Retargeter
+    from momask_ros.tools.robot_check import standing_human
 
     human = standing_human(40)
     human[:, 20, 1] += 0.3 * np.sin(np.linspace(0, 3, 40))  # the left wrist waves up and down

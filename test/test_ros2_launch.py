@@ -213,7 +213,7 @@ def test_launch_isaac_config_by_name_with_namespace_sim_time_and_recording(ros2_
     """config:= a bare name, robot + robot_description_path, device, namespace, record; sim time from
     the file (isaac_sim.yaml sets it), driven by a /clock publisher; command by `ros2 topic pub`,
     status by `ros2 topic echo`, parameters by `ros2 param get/set`; the bag against what was received."""
-    from momask_ros.recording import read_bag
+    from momask_ros.ros.recording import read_bag
 
     probe = Probe("/robot1/joint_states", clock=True)
     launch = Launch(ros2_env, "config:=isaac_sim.yaml", "robot:=g1", f"robot_description_path:={shared_data / G1}",

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from momask_model.bundle import build_random_momask, load_bundle, save_bundle
-from momask_model.cli import generate_main
+from momask_model.generation.bundle import build_random_momask, load_bundle, save_bundle
+from momask_model.cli.main import generate_main
 from momask_model.config import tiny_config
-from momask_model.scope import ScopeGate, check_text
+from momask_model.text.scope import ScopeGate, check_text
 
 CAPTIONS = {
     "walk": ["a person walks forward", "a man walks forward slowly"],

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from momask_model.config import TextEncoderConfig
-from momask_model.sentence import PACKAGED_MODELS, SentenceEncoderMismatch, SentenceTextEncoder
-from momask_model.text import TextEncoderWeightsMissing, build_text_encoder
+from momask_model.text.sentence import PACKAGED_MODELS, SentenceEncoderMismatch, SentenceTextEncoder
+from momask_model.text.encoders import build_text_encoder
+from momask_model.text.base import TextEncoderWeightsMissing
 from transformer_reference import single_thread
 
 WORDS = ["a", "person", "walks", "forward", "runs", "jumps", "plays", "guitar", "the", "robot", "swims"]

@@ -2,8 +2,8 @@
 import imageio.v2 as imageio
 import numpy as np
 
-from momask_ros.robot import load_robot
-from momask_ros.sim import SimOptions, Simulator, VideoRecorder
+from momask_ros.robot.model import load_robot
+from momask_ros.physics.simulator import SimOptions, Simulator, VideoRecorder
 
 
 def test_video_recorder_writes_one_frame_per_period_of_the_physics(tmp_path):

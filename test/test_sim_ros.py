@@ -20,8 +20,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from momask_ros.messages import duration_msg
-from momask_ros.sim_node import SimNode
+from momask_ros.ros.messages import duration_msg
+from momask_ros.ros.sim_node import SimNode
 
 from ros_harness import DEEP, DOMAIN_ID, RELIABLE, wait_until
 
@@ -39,13 +39,13 @@ class SimHarness:
         self.sim = None
         self.processes = []
         if sim_process:  # its own process, as `ros2 launch` runs it: no GIL shared with the test
-            self.processes.append(self._start("momask_ros.sim_node", sim_params))
+            self.processes.append(self._start("momask_ros.ros.sim_node", sim_params))
         else:
             self.sim = SimNode(context=self.context, namespace=NAMESPACE,
                                parameter_overrides=[Parameter(k, value=v) for k, v in sim_params.items()])
             self.nodes.append(self.sim)
         if with_momask:  # so is momask_node: its control timer then ticks as it would on a robot computer
-            self.processes.append(self._start("momask_ros.node", momask_params or {}))
+            self.processes.append(self._start("momask_ros.ros.node", momask_params or {}))
         self.probe = Node("sim_test_probe", context=self.context, namespace=NAMESPACE)
         self.nodes.append(self.probe)
         self.measured, self.commanded, self.statuses, self.sim_status = [], [], [], []

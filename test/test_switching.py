@@ -1,8 +1,8 @@
-"""Where a continuation joins the playing motion (`momask_ros.switching`): pure functions, no ROS."""
+"""Where a continuation joins the playing motion (`momask_ros.stream.switching`): pure functions, no ROS."""
 import numpy as np
 import pytest
 
-from momask_ros.switching import FADE_FRAMES, MAX_SLIP_FRAMES, LatencyStats, join_frame, plan_token, splice
+from momask_ros.stream.switching import FADE_FRAMES, MAX_SLIP_FRAMES, LatencyStats, join_frame, plan_token, splice
 
 FPS = 20.0
 

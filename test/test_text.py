@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from momask_model.config import TextEncoderConfig, tiny_config
-from momask_model.text import (
+from momask_model.text.encoders import (
     BagOfWordsTextEncoder,
     ClipTextEncoder,
     TextEncoderError,

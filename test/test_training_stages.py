@@ -58,7 +58,7 @@ def test_transformer_stage_rejects_a_mismatching_vq(runs, tiny_dataset, tmp_path
 
 
 def test_pipeline_writes_a_bundle_that_generates(runs, tmp_path, one_thread):
-    from momask_model.bundle import load_bundle
+    from momask_model.generation.bundle import load_bundle
 
     cfg, out, _ = runs
     path = make_bundle(cfg, tmp_path / "b.pt", vq=out / "vq", mask=out / "mask", residual=out / "residual",

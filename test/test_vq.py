@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from momask_model.config import VQConfig, tiny_config
-from momask_model.vq import RVQVAE, VQInputError, VQOutput, joints_num_from_dim
+from momask_model.nets.vq import RVQVAE, VQInputError, VQOutput, joints_num_from_dim
 
 TINY = dict(input_dim=263, width=64, code_dim=32, nb_code=64, num_quantizers=4, depth=2)
 

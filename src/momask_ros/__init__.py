@@ -1,11 +1,13 @@
-"""momask_ros: MoMask text-to-motion retargeted onto humanoid robots and streamed over ROS 2."""
-import os as _os
+"""momask_ros: MoMask text-to-motion retargeted onto humanoid robots and streamed over ROS 2.
 
-if _os.environ.get("MUJOCO_GL") == "osmesa":
-    # Mesa's OSMesa (llvmpipe) and Triton (pulled in lazily by torch._dynamo, e.g. by optimizers) both
-    # carry LLVM; loading Triton after MuJoCo has loaded OSMesa segfaults the process. Loading Triton
-    # first is safe, so do it before any submodule imports mujoco.
-    try:
-        import triton  # noqa: F401
-    except ImportError:  # CPU-only installs without Triton have nothing to clash with
-        pass
+Rooms, lowest first (arrows only point down this list): ``robot`` (descriptions + YAML profiles) <-
+``retarget`` (human joints -> robot joint trajectories) <- ``physics`` (MuJoCo simulator, physical
+checks, previews) <- ``stream`` (commands, generation + retargeting into clips, playback, switching;
+pure and clock-injected) <- ``tools`` (CLIs) and ``ros`` (the only room that imports rclpy or messages).
+"""
+
+from momask_model.triton_loading import load_triton_isolated as _load_triton_isolated
+from momask_model.triton_loading import mesa_renderer_selected as _mesa_renderer_selected
+
+if _mesa_renderer_selected():
+    _load_triton_isolated()  # before or after MuJoCo loaded Mesa: see momask_model.triton_loading

@@ -1,5 +1,5 @@
 """Datasets in the HumanML3D layout, writers for it, and procedural test motions."""
-from .humanml3d import (
+from momask_model.data.humanml3d import (
     DatasetError,
     DatasetLayout,
     TextAnnotation,
@@ -12,7 +12,7 @@ from .humanml3d import (
     worker_init_fn,
     write_dataset,
 )
-from .synthetic import synthetic_walk
+from momask_model.data.synthetic import synthetic_walk
 
 __all__ = [
     "DatasetError",

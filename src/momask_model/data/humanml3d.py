@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from ..features import features_to_joints, joints_to_features
-from ..mirroring import mirror_caption, mirror_joints
-from ..normalization import Normalizer, compute_mean_std
-from ..skeleton import T2M_SKELETON, SkeletonSpec
+from momask_model.motion.features import features_to_joints, joints_to_features
+from momask_model.motion.mirroring import mirror_caption, mirror_joints
+from momask_model.motion.normalization import Normalizer, compute_mean_std
+from momask_model.motion.skeleton import T2M_SKELETON, SkeletonSpec
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..skeleton import T2M_SKELETON
+from momask_model.motion.skeleton import T2M_SKELETON
 
 # Rest offsets from the parent [m]; Y up, facing +Z, left side at +X (HumanML3D convention).
 _REST_OFFSETS = np.array(

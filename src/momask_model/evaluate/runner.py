@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from momask_model.features import features_to_joints
-from momask_model.normalization import Normalizer
+from momask_model.motion.features import features_to_joints
+from momask_model.motion.normalization import Normalizer
 
-from . import metrics as M
-from .config import EvalConfig
-from .evaluator import EvaluatorError, TextMotionEvaluator, batch_tokens
+from momask_model.evaluate import metrics as M
+from momask_model.evaluate.config import EvalConfig
+from momask_model.evaluate.evaluator import EvaluatorError, TextMotionEvaluator, batch_tokens
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .evaluator import TextMotionEvaluator, load_evaluator, save_evaluator
+from momask_model.evaluate.evaluator import TextMotionEvaluator, load_evaluator, save_evaluator
 
 _SKILL_ID = re.compile(r"^M?(?P<skill>[a-z_]+?)_\d+$")
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import PipelineConfig, load_pipeline_config
+from momask_model.train.config import PipelineConfig, load_pipeline_config
 
 _FLAT = {"lr": "lr", "batch_size": "batch_size", "max_steps": "max_steps", "max_epochs": "max_epochs",
          "device": "device", "seed": "seed", "amp": "amp", "grad_clip": "grad_clip"}
@@ -48,7 +48,7 @@ def _logging(verbose: bool) -> None:
 
 def main_stage(stage: str, argv: Sequence[str] | None = None) -> int:
     """Train one stage: ``train_<stage>.py --config C --data D --out RUN [--vq VQRUN] [--resume]``."""
-    from .pipeline import run_stage
+    from momask_model.train.pipeline import run_stage
 
     p = _base_parser(f"Train the MoMask {stage} stage.")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints/, tb/, config.yaml)")
@@ -71,7 +71,7 @@ def main_stage(stage: str, argv: Sequence[str] | None = None) -> int:
 
 def main_bundle(argv: Sequence[str] | None = None) -> int:
     """``make_bundle.py --vq RUN --mask RUN --residual RUN [--length RUN] --out bundle.pt``."""
-    from .pipeline import make_bundle
+    from momask_model.train.pipeline import make_bundle
 
     p = _base_parser("Assemble a MoMask bundle from stage checkpoints.")
     for name in ("vq", "mask", "residual"):
@@ -87,7 +87,7 @@ def main_bundle(argv: Sequence[str] | None = None) -> int:
 
 def main_evaluate(argv: Sequence[str] | None = None) -> int:
     """``evaluate.py --data D --evaluator E (--bundle B | --vq RUN | --gt) --out PREFIX [--repeats N]``."""
-    from .pipeline import run_evaluation
+    from momask_model.train.pipeline import run_evaluation
 
     p = _base_parser("Evaluate with the text-motion matching protocol; writes PREFIX.json and PREFIX.md.")
     what = p.add_mutually_exclusive_group(required=True)
@@ -104,7 +104,7 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
         args.overrides.append(f"eval.repeats={args.repeats}")
     table = run_evaluation(_load(args, None), args.out, data_root=args.data, bundle=args.bundle, vq=args.vq,
                            gt_only=args.gt, evaluator_path=args.evaluator, split=args.split, device=args.device)
-    from ..evaluate.runner import table_markdown
+    from momask_model.evaluate.runner import table_markdown
 
     sys.stdout.write(table_markdown(table))
     return 0

@@ -14,9 +14,9 @@ import yaml
 
 from momask_model.config import ConfigBase, ConfigError, MoMaskConfig
 
-from ..evaluate.config import EvalConfig
-from ..evaluate.evaluator import EvaluatorConfig
-from .trainer import TrainConfig
+from momask_model.evaluate.config import EvalConfig
+from momask_model.evaluate.evaluator import EvaluatorConfig
+from momask_model.train.trainer import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,17 @@ import torch
 
 from momask_model.config import MoMaskConfig
 from momask_model.data.humanml3d import DatasetLayout, TextMotionDataset, VQWindowDataset
-from momask_model.normalization import Normalizer
+from momask_model.motion.normalization import Normalizer
 
-from ..evaluate.evaluator import (
+from momask_model.evaluate.evaluator import (
     TextMotionEvaluator, WordVectorizer, build_evaluator, load_evaluator, load_official_evaluator,
 )
-from .config import PipelineConfig
-from .stages import (
+from momask_model.train.config import PipelineConfig
+from momask_model.train.stages import (
     EvaluatorStage, LengthStage, MaskStage, ResidualStage, StageCompatibilityError, VQStage,
     load_vq_from_checkpoint, read_stage_checkpoint, resolve_text_config,
 )
-from .trainer import Trainer, TrainingError, resolve_device
+from momask_model.train.trainer import Trainer, TrainingError, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def build_stage(name: str, cfg: PipelineConfig, layout: DatasetLayout, *, vq: st
         raise TrainingError(f"unknown stage {name!r}; stages are {STAGES}")
     mc = cfg.model
     if name == "vq":
-        from momask_model.vq import RVQVAE
+        from momask_model.nets.vq import RVQVAE
 
         norm = data_normalizer(cfg, layout)
         windows = dict(window_size=cfg.data.window_size, balance_motions=cfg.data.window_balance)
@@ -124,7 +124,7 @@ def build_stage(name: str, cfg: PipelineConfig, layout: DatasetLayout, *, vq: st
         raise TrainingError(f"stage {name!r} needs the VQ checkpoint (--vq)")
     model_cfg = _model_config(cfg, layout)
     vq_model, norm = load_vq_from_checkpoint(resolve_checkpoint(vq), model_cfg)
-    from momask_model.text import build_text_encoder
+    from momask_model.text.encoders import build_text_encoder
 
     text = build_text_encoder(model_cfg.text_encoder)
     train = text_motion_set(cfg, layout, cfg.data.train_split, norm)
@@ -132,15 +132,15 @@ def build_stage(name: str, cfg: PipelineConfig, layout: DatasetLayout, *, vq: st
     common = dict(text_encoder=text, model_config=model_cfg, vq=vq_model, normalizer=norm, evaluator=evaluator,
                   eval_config=cfg.eval)
     if name == "mask":
-        from momask_model.masked import MaskTransformer
+        from momask_model.nets.masked import MaskTransformer
 
         return MaskStage(model=MaskTransformer(**model_cfg.mask_transformer.model_kwargs()), **common), train, val
     if name == "residual":
-        from momask_model.residual import ResidualTransformer
+        from momask_model.nets.residual import ResidualTransformer
 
         return ResidualStage(model=ResidualTransformer(**model_cfg.residual_transformer.model_kwargs()),
                              **common), train, val
-    from momask_model.length import LengthEstimator
+    from momask_model.nets.length import LengthEstimator
 
     return LengthStage(model=LengthEstimator(**model_cfg.length_estimator.model_kwargs()), **common), train, val
 
@@ -177,8 +177,8 @@ def make_bundle(cfg: PipelineConfig, out: str | Path, *, vq: str | Path, mask: s
 
     The architecture comes from the checkpoints; the sampling defaults (``model.sampling``) from ``cfg``,
     since they are a generation choice that needs no retraining."""
-    from momask_model.bundle import build_parts, save_bundle
-    from momask_model.generate import MoMask
+    from momask_model.generation.bundle import build_parts, save_bundle
+    from momask_model.generation.momask import MoMask
 
     mask_ckpt = read_stage_checkpoint(resolve_checkpoint(mask), "mask")
     model_cfg = MoMaskConfig.from_dict(mask_ckpt["model_config"]["model"]).replace(sampling=cfg.model.sampling)
@@ -209,7 +209,7 @@ def run_evaluation(cfg: PipelineConfig, out_prefix: str | Path, *, data_root: st
                    evaluator_path: str | Path | None = None, split: str | None = None,
                    device: str = "auto") -> dict[str, Any]:
     """Evaluate a bundle, a VQ checkpoint or the ground truth alone; writes ``<out_prefix>.json/.md``."""
-    from ..evaluate.runner import evaluate_bundle, evaluate_generator, evaluate_vq, identity_generator, write_table
+    from momask_model.evaluate.runner import evaluate_bundle, evaluate_generator, evaluate_vq, identity_generator, write_table
 
     dev = resolve_device(device)
     layout = open_layout(cfg, data_root)
@@ -218,7 +218,7 @@ def run_evaluation(cfg: PipelineConfig, out_prefix: str | Path, *, data_root: st
         raise TrainingError("no evaluator: pass --evaluator PATH (from train_evaluator) or the official files")
     split = split or cfg.data.test_split
     if bundle:
-        from momask_model.bundle import load_bundle
+        from momask_model.generation.bundle import load_bundle
 
         momask = load_bundle(bundle, dev)
         ds = text_motion_set(cfg, layout, split, momask.normalizer)

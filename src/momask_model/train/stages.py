@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader
 
 from momask_model.config import MoMaskConfig, TextEncoderConfig, VQConfig
 from momask_model.data.humanml3d import DatasetLayout, collate_text_motion
-from momask_model.features import features_to_joints
-from momask_model.normalization import Normalizer
+from momask_model.motion.features import features_to_joints
+from momask_model.motion.normalization import Normalizer
 
-from ..evaluate import metrics as M
-from ..evaluate.evaluator import TextMotionEvaluator, batch_tokens
-from .config import EvalConfig, PipelineConfig, VQLossConfig
-from .trainer import TrainingError, TrainingStage
+from momask_model.evaluate import metrics as M
+from momask_model.evaluate.evaluator import TextMotionEvaluator, batch_tokens
+from momask_model.train.config import EvalConfig, PipelineConfig, VQLossConfig
+from momask_model.train.trainer import TrainingError, TrainingStage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def check_vq_compatible(vq_cfg: VQConfig, model_cfg: MoMaskConfig, *, source: st
 
 def load_vq_from_checkpoint(path: str | Path, model_cfg: MoMaskConfig) -> tuple[nn.Module, Normalizer]:
     """The frozen RVQ-VAE and its normaliser from a VQ-stage checkpoint, checked against ``model_cfg``."""
-    from momask_model.vq import RVQVAE
+    from momask_model.nets.vq import RVQVAE
 
     ckpt = read_stage_checkpoint(path, "vq")
     info = ckpt.get("model_config") or {}
@@ -103,7 +103,7 @@ def resolve_text_config(cfg: TextEncoderConfig, layout: DatasetLayout, splits: S
     list in every stage, so the stages and the bundle agree)."""
     if cfg.kind != "bow" or cfg.vocab:
         return cfg
-    from momask_model.text import build_vocabulary
+    from momask_model.text.encoders import build_vocabulary
 
     vocab = build_vocabulary(dataset_captions(layout, splits))
     if not vocab:
@@ -201,7 +201,7 @@ class VQStage(TrainingStage):
             out["codebook_usage"] = usage["usage_mean"]
             out["codebook_perplexity"] = usage["perplexity_mean"]
         if self.evaluator is not None and self.eval_set is not None and self.eval_config.val_during_training:
-            from ..evaluate.runner import evaluate_vq
+            from momask_model.evaluate.runner import evaluate_vq
 
             table = evaluate_vq(model, self.normalizer, self.evaluator, self.eval_set, joints_num=self.joints_num,
                                 config=self.eval_config.replace(repeats=1), device=self.device)
@@ -254,7 +254,7 @@ class _TextStage(TrainingStage):
     def _generation_metrics(self, model: nn.Module, loader: DataLoader, generate) -> dict[str, float]:
         """FID / R-precision / MM-Dist of ``generate(model, batch, motion, token_lens, cond)`` (normalised
         features) against the batch's ground truth, one pass over the val loader."""
-        from ..evaluate.runner import collect_embeddings
+        from momask_model.evaluate.runner import collect_embeddings
 
         def fn(batch: Mapping[str, Any]) -> torch.Tensor:
             return generate(model, batch, *self._common(batch))
@@ -374,7 +374,7 @@ class EvaluatorStage(TrainingStage):
         return {"evaluator": self.model.config.to_dict()}
 
     def on_train_end(self, trainer) -> None:
-        from ..evaluate.evaluator import load_evaluator, save_evaluator
+        from momask_model.evaluate.evaluator import load_evaluator, save_evaluator
 
         best = trainer.ckpt_dir / "best.pt"
         src = best if best.is_file() else trainer.ckpt_dir / "latest.pt"

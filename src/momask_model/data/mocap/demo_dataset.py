@@ -38,7 +38,7 @@ from momask_model.data.mocap.deepmimic import (
     load_deepmimic_character,
     load_deepmimic_clip,
 )
-from momask_model.features import normalize_joint_positions
+from momask_model.motion.features import normalize_joint_positions
 
 logger = logging.getLogger(__name__)
 

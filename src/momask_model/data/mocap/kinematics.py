@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...quaternion import qinv, qmul
+from momask_model.motion.quaternion import qinv, qmul
 
 __all__ = [
     "SourceSkeleton",

@@ -1,6 +1,6 @@
 """Source skeleton -> the 22 HumanML3D joints, as data (one YAML file per source skeleton).
 
-A map has two parts, both keyed by HumanML3D joint names (``momask_model.skeleton.JOINT_NAMES``,
+A map has two parts, both keyed by HumanML3D joint names (``momask_model.motion.skeleton.JOINT_NAMES``,
 SMPL order; ``left_foot``/``right_foot`` are the toes):
 
 ``joints``
@@ -45,8 +45,8 @@ import yaml
 
 from momask_model.data.mocap.errors import SkeletonMapError
 from momask_model.data.mocap.kinematics import PoseSequence, forward_kinematics
-from momask_model.features import normalize_joint_positions
-from momask_model.skeleton import JOINT_NAMES
+from momask_model.motion.features import normalize_joint_positions
+from momask_model.motion.skeleton import JOINT_NAMES
 
 logger = logging.getLogger(__name__)
 

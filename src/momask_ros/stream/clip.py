@@ -1,0 +1,246 @@
+"""`MotionClip`: the robot motion being played, filled chunk by chunk while the control loop reads it.
+
+A clip is one continuous timeline. It starts with one motion and grows with every continuation
+of it (a preempting or queued command, the next window of a long motion, the next segment of a
+sequence). One writer (the retargeting worker) appends robot samples with their times; the reader
+(the control loop) interpolates inside the samples already written: joint positions on the cubic
+Hermite curve through the samples and their velocities, so a control tick that lands between two
+samples (ticks jitter by milliseconds) reads the retargeter's smooth curve, not a polyline whose
+kinks would show as acceleration and jerk noise. A continuation replaces the
+tail of the clip from its cut time on (`append(..., replace_from=...)`); the clip remembers how far
+it has been read and refuses a replacement of anything already played (`SwitchTooLate`), so what
+was published is never rewritten. Robot samples may come at any rate (the retargeter's control
+rate); the human skeleton stays at the model's frame rate.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from momask_model.motion.quaternion import qslerp
+
+from momask_ros.stream.state import JointSpace, PipelineError
+
+__all__ = ["MotionClip", "SwitchTooLate"]
+
+
+class SwitchTooLate(PipelineError):
+    """A continuation arrived after the playback passed its cut time; the caller falls back to a blend."""
+
+
+class MotionClip:
+    """Robot samples (times [s], joint positions, base position, base quaternion) plus human frames.
+
+    Args:
+        joint_space: the robot's joints (samples are clipped to its limits on arrival).
+        fps: the human motion's frame rate.
+        human_joints_ros: (T, J, 3) the first motion's human joints in ROS axes.
+        command: the command of the first motion (informational).
+        generation_ms: its generation time (informational).
+        capacity: robot samples to allocate up front (the buffer grows as needed).
+    """
+
+    def __init__(self, *, joint_space: JointSpace, fps: float, human_joints_ros: np.ndarray, command: Any = None,
+                 generation_ms: float = float("nan"), capacity: int = 256) -> None:
+        n = int(human_joints_ros.shape[0])
+        if n < 2:
+            raise PipelineError(f"a motion needs at least 2 frames, got {n}")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise PipelineError(f"fps must be positive, got {fps}")
+        self.joint_space = joint_space
+        self.fps = float(fps)
+        self.command = command
+        self.generation_ms = generation_ms
+        self.human_joints = np.asarray(human_joints_ros, dtype=np.float64)
+        cap = max(2, int(capacity))
+        self.times_s = np.zeros(cap)
+        self.positions = np.zeros((cap, len(joint_space.names)))
+        self.velocities = np.zeros((cap, len(joint_space.names)))
+        self.base_position = np.zeros((cap, 3))
+        self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (cap, 1))
+        self._ready = 0
+        self._complete = False
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._read_s = -math.inf
+        self.retarget_ms = 0.0
+        self.first_chunk_ms = float("nan")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def human_frames(self) -> int:
+        return self.human_joints.shape[0]
+
+    @property
+    def frames_ready(self) -> int:
+        """Robot samples written so far."""
+        return self._ready
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def duration_s(self) -> float:
+        """The timeline's length [s]: the last robot sample once complete, the human frames' before."""
+        if self._complete and self._ready:
+            return float(self.times_s[self._ready - 1])
+        return (self.human_frames - 1) / self.fps
+
+    @property
+    def available_s(self) -> float:
+        return float(self.times_s[self._ready - 1]) if self._ready else -math.inf
+
+    @property
+    def read_s(self) -> float:
+        """The latest clip time the reader has used [s] (-inf before the first read)."""
+        return self._read_s
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(times, positions, base positions, base quats) written so far (views)."""
+        n = self._ready
+        return self.times_s[:n], self.positions[:n], self.base_position[:n], self.base_quat_wxyz[:n]
+
+    # ------------------------------------------------------------------ writer
+    def set_human(self, frames_ros: np.ndarray, *, at_frame: int) -> None:
+        """Human frames from ``at_frame`` on are ``frames_ros`` (a continuation or the next window)."""
+        frames = np.asarray(frames_ros, dtype=np.float64)
+        if not 0 <= at_frame <= self.human_frames:
+            raise PipelineError(f"human frames continue at {at_frame}, the clip has {self.human_frames}")
+        with self._lock:
+            self.human_joints = np.concatenate([self.human_joints[:at_frame], frames])
+
+    def append(self, times_s: np.ndarray, positions: np.ndarray, base_position: np.ndarray,
+               base_quat_wxyz: np.ndarray, velocities: np.ndarray | None = None, *,
+               replace_from: float | None = None) -> None:
+        """Add the next robot samples; positions are clipped to the joint limits here, once.
+
+        Args:
+            velocities: the joint velocities at the samples (the retargeter's spline derivative);
+                None: finite differences of these samples' positions. Zero where a position is clipped.
+            replace_from: drop every sample at or after this time first (a continuation's cut), in
+                the same locked step, so the reader sees either the old tail or the new one. It may be
+                at or before what the reader has used only when the new samples repeat every sample
+                the reader used exactly (a stream rewound and pushed the same frames again).
+
+        Raises:
+            SwitchTooLate: ``replace_from`` is not ahead of what the reader has already used (and the
+                new samples do not repeat it).
+            PipelineError: non-finite values or times that do not increase.
+        """
+        times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        positions = np.asarray(positions, dtype=np.float64)
+        k = times.shape[0]
+        if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(base_position)) and np.all(np.isfinite(times))):
+            raise PipelineError(f"retargeter returned non-finite values in samples {self._ready}..{self._ready + k}")
+        if velocities is None:
+            velocities = np.gradient(positions, times, axis=0) if k > 1 else np.zeros_like(positions)
+        velocities = np.asarray(velocities, dtype=np.float64)
+        if velocities.shape != positions.shape or not np.all(np.isfinite(velocities)):
+            raise PipelineError(f"retargeter velocities of shape {velocities.shape} are not finite values "
+                                f"shaped like its positions {positions.shape}")
+        clipped = self.joint_space.clip(positions)
+        velocities = np.where(clipped != positions, 0.0, velocities)  # the clipped curve is flat there
+        with self._lock:
+            start = self._ready
+            if replace_from is not None:
+                start = int(np.searchsorted(self.times_s[: self._ready], replace_from, side="left"))
+                if replace_from <= self._read_s and not self._repeats_what_was_read(start, times, positions,
+                                                                                   base_position, base_quat_wxyz):
+                    raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
+                self._ready = start
+                self._complete = False
+            if k == 0:
+                return
+            prev = self.times_s[start - 1] if start else -math.inf
+            if times[0] <= prev or np.any(np.diff(times) <= 0):
+                raise PipelineError(f"retargeter sample times are not increasing at sample {start}")
+            if start + k > self.times_s.shape[0]:
+                self._grow(start + k)
+            self.times_s[start : start + k] = times
+            self.positions[start : start + k] = clipped
+            self.velocities[start : start + k] = velocities
+            self.base_position[start : start + k] = base_position
+            quat = np.asarray(base_quat_wxyz, dtype=np.float64)
+            self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
+            self._ready = start + k  # publish the samples only after they are written
+
+    def _repeats_what_was_read(self, start: int, times: np.ndarray, positions: np.ndarray, base: np.ndarray,
+                               quat: np.ndarray) -> bool:
+        """Whether new samples from index ``start`` on equal, bit for bit, every old sample the reader
+        used (those up to the first one after `read_s`, which it interpolated towards)."""
+        used = min(int(np.searchsorted(self.times_s[: self._ready], self._read_s, side="right")) + 1, self._ready)
+        n = used - start
+        if n <= 0 or n > times.shape[0]:
+            return False
+        quat = np.asarray(quat[:n], dtype=np.float64)
+        return (np.array_equal(times[:n], self.times_s[start:used])
+                and np.array_equal(self.joint_space.clip(positions[:n]), self.positions[start:used])
+                and np.array_equal(np.asarray(base[:n], dtype=np.float64), self.base_position[start:used])
+                and np.array_equal(quat / np.linalg.norm(quat, axis=-1, keepdims=True), self.base_quat_wxyz[start:used]))
+
+    def _grow(self, needed: int) -> None:
+        # New arrays, old ones left intact: a reader holding the old reference still sees valid data.
+        cap = max(needed, 2 * self.times_s.shape[0])
+
+        def grown(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((cap,) + a.shape[1:])
+            out[: a.shape[0]] = a
+            return out
+
+        self.positions = grown(self.positions)
+        self.velocities = grown(self.velocities)
+        self.base_position = grown(self.base_position)
+        self.base_quat_wxyz = grown(self.base_quat_wxyz)
+        self.times_s = grown(self.times_s)
+
+    def finish(self) -> None:
+        if self._ready < 2:
+            raise PipelineError(f"retargeter produced {self._ready} samples; a motion needs at least 2")
+        self._complete = True
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+    # ------------------------------------------------------------------ reader
+    def covers(self, t_s: float) -> bool:
+        """True when the samples around clip time ``t_s`` are written (or the clip is complete)."""
+        return self._ready >= 2 and (self._complete or t_s <= self.available_s)
+
+    def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Interpolated (positions, base position, base quat, human joints) at clip time [s].
+
+        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions follow
+        the cubic Hermite piece through the two samples around ``t_s`` and their velocities (callers
+        clip to the limits), the base position is linear and its orientation slerped. Marks ``t_s``
+        as played.
+        """
+        with self._lock:
+            self._read_s = max(self._read_s, t_s)
+            ready = self._ready
+            times = self.times_s[:ready]
+            i = int(np.searchsorted(times, t_s, side="right")) - 1
+            i = min(max(i, 0), max(ready - 2, 0))
+            j = min(i + 1, ready - 1)
+            span = times[j] - times[i]
+            a = 0.0 if span <= 0 else min(max((t_s - times[i]) / span, 0.0), 1.0)
+            a2, a3 = a * a, a * a * a
+            pos = ((2 * a3 - 3 * a2 + 1) * self.positions[i] + (-2 * a3 + 3 * a2) * self.positions[j]
+                   + span * ((a3 - 2 * a2 + a) * self.velocities[i] + (a3 - a2) * self.velocities[j]))
+            base = (1 - a) * self.base_position[i] + a * self.base_position[j]
+            q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
+            human_all = self.human_joints
+        quat = q0 if a <= 0.0 else qslerp(q0, q1, a)
+        n = human_all.shape[0]
+        f = min(max(t_s * self.fps, 0.0), n - 1)
+        h = min(int(f), n - 2)
+        b = f - h
+        human = (1 - b) * human_all[h] + b * human_all[h + 1]
+        return pos, base, quat, human
