@@ -8,7 +8,7 @@ TEXT ?= a person walks forward
 
 ROS2_CLI ?= ../shared/ros2-cli
 
-.PHONY: setup ros2-cli demo test test-fast fuzz bench colcon clean
+.PHONY: setup ros2-cli demo test test-fast fuzz bench colcon ros-env clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ bench: setup
 
 colcon: setup
 	$(VENV)/bin/colcon build --base-paths . --build-base build --install-base install
+
+# The environment lines for `ros2` commands against the colcon build (no `source` needed):
+#   eval "$$(make -s ros-env)"
+ros-env:
+	@echo "export PATH=$(abspath $(VENV))/bin:\$$PATH AMENT_PREFIX_PATH=$(abspath install/momask_ros):$(abspath $(VENV)) PYTHONPATH=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib", vars={"base": "$(abspath install/momask_ros)"}))') ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST MUJOCO_GL=osmesa"
 
 clean:
 	rm -rf build install log outputs
