@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 from momask_model.generation.bundle import load_bundle  # noqa: E402
-from momask_model.generation.bundle import default_bundle_path
+from momask_model.generation.loading import default_bundle_path  # noqa: E402
 from momask_model.generation.editing import kept_sections, source_joints  # noqa: E402
 from momask_model.evaluate.smoothness import JerkStats, in_clip_stats, percentile, transition_stats  # noqa: E402
 from momask_model.generation.longform import DEFAULT_CONTEXT_TOKENS  # noqa: E402

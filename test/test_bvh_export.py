@@ -42,9 +42,23 @@ def test_generated_motion_round_trips_through_the_written_file(tmp_path):
     fk = _file_fk(bvh)
     assert fk.shape == joints.shape
     assert np.linalg.norm(fk - joints, axis=-1).max() < 0.01
-    # the project's importer finds the shipped map by itself
-    back = bvh_to_joints(bvh, normalize=False)
+    # the project's importer finds the shipped map by itself, and reads the file's own positions
+    back = bvh_to_joints(bvh)
     assert np.linalg.norm(back - joints, axis=-1).max() < 0.01
+
+
+def test_a_walk_away_from_the_origin_reads_back_where_it_was_written(tmp_path):
+    """bvh_to_joints with its defaults is a reader: no move to the origin, the floor or +Z facing."""
+    t = np.arange(40)[:, None]
+    rest = np.zeros((22, 3))
+    for j in range(1, 22):  # a standing figure along the kinematic chains, bones 10-20 cm
+        rest[j] = rest[PARENTS[j]] + 0.15 * np.array(T2M_SKELETON.raw_offsets[j], float)
+    joints = rest[None] + np.concatenate([0.05 * t, 1.0 + 0 * t, -0.04 * t], axis=1)[:, None]
+    joints = joints @ Rotation.from_euler("y", 60, degrees=True).as_matrix().T  # facing away from +Z
+    back = bvh_to_joints(save_bvh(joints, tmp_path / "walk.bvh"))
+    assert np.linalg.norm(back - joints, axis=-1).max() < 1e-4
+    moved = bvh_to_joints(tmp_path / "walk.bvh", normalize=True)  # the training set's normalisation
+    assert abs(moved[..., 1].min()) < 1e-6 and np.linalg.norm(moved[0, 0, [0, 2]]) < 1e-6
 
 
 def test_real_motion_round_trips_with_and_without_translation_channels(tmp_path, shared_data):

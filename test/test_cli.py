@@ -67,3 +67,37 @@ def test_log_prints_plain_numbers(tmp_path, caplog):
                               "--out", str(tmp_path / "m.npz")]) == 0
     line = next(r.getMessage() for r in caplog.records if "lengths" in r.getMessage())
     assert "np." not in line and "frames at 20 fps" in line
+
+
+def test_a_robot_that_cannot_load_is_refused_before_the_model_loads(tmp_path, capsys, no_model):
+    pytest.importorskip("momask_ros.ros.recording")  # the --mcap writer needs the ROS message packages
+    rc = generate_main(["--text", "a person walks forward", "--out", str(tmp_path / "m.npz"), "--device", "cpu",
+                        "--mcap", str(tmp_path / "x.mcap"), "--robot", "nosuch"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "unknown robot 'nosuch'" in err, err
+    assert not (tmp_path / "m.npz").exists() and not (tmp_path / "x.mcap").exists()
+
+
+@pytest.mark.parametrize("sections, message", [
+    (["8s:12s"], "past the source"),
+    (["2s:1s"], "reversed"),
+    (["1s:3s", "2s:4s"], "overlap"),
+    (["walk"], "not 'start:end'"),
+])
+def test_bad_edit_sections_are_refused_before_the_model_loads(tmp_path, capsys, no_model, sections, message):
+    import numpy as np
+
+    source = tmp_path / "walk.npz"  # a 6 s source as momask-generate writes it
+    np.savez(source, features=np.zeros((1, 120, 263), np.float32), lengths=np.array([120]))
+    argv = ["--text", "a person jumps", "--out", str(tmp_path / "m.npz"), "--device", "cpu", "--edit", str(source)]
+    assert generate_main(argv + [a for s in sections for a in ("--edit-section", s)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("momask-generate: error: --edit ") and message in err, err
+
+
+def test_bad_lengths_and_prompts_are_refused_before_the_model_loads(tmp_path, capsys, no_model):
+    argv = ["--out", str(tmp_path / "m.npz"), "--device", "cpu"]
+    assert generate_main(argv + ["--text", "a person walks", "--length", "400s"]) == 2
+    assert "--length 400s" in capsys.readouterr().err
+    assert generate_main(argv + ["--text", "a person walks | a person jumps", "--text", "a person runs"]) == 2
+    assert "must be the only --text" in capsys.readouterr().err

@@ -10,8 +10,8 @@ import yaml
 
 import momask_model
 from momask_model.generation.bundle import load_bundle, read_bundle
-from momask_model.generation.bundle import default_bundle_path
-from momask_model.data.mocap.demo_dataset import CAPTIONS, HELDOUT_CAPTIONS
+from momask_model.generation.loading import default_bundle_path
+from momask_model.data.mocap.demo_skills import CAPTIONS, HELDOUT_CAPTIONS
 from momask_model.evaluate.skills import SkillRecognizer
 from momask_model.text.scope import check_text
 from momask_model.text.sentence import PACKAGED_MODELS, SentenceEncoderMismatch

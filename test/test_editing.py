@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from momask_model.generation.bundle import build_random_momask, load_bundle
-from momask_model.generation.bundle import default_bundle_path
+from momask_model.generation.loading import default_bundle_path
 from momask_model.config import tiny_config
 from momask_model.generation.editing import kept_sections
 from momask_model.generation.results import GenerationError
@@ -13,14 +13,9 @@ from momask_model.nets.residual import ResidualTransformer
 from momask_model.generation.sections import SectionError, parse_sections
 from momask_model.motion.ground_alignment import aligned_error, facing_yaw
 
-from transformer_reference import single_thread
 
 TINY = dict(num_tokens=64, code_dim=32, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=64)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +288,28 @@ def test_preview_tints_the_marked_frames():
     frames = render_frames(joints, size_px=64, marks=((1, 2, "edited"),))
     tint = tuple(int(MARK_COLOR[i : i + 2], 16) for i in (1, 3, 5))
     assert tuple(frames[1, 0, 0]) == tint and tuple(frames[0, 0, 0]) == (255, 255, 255)
+
+
+def test_a_demo_walk_edited_to_jump_jumps_and_keeps_the_rest(demo):
+    """The demo model learned single skills: inpainting a section between walking inpaints walking
+    (mode="inpaint"), so its edits splice in a section made from the text (mode="auto")."""
+    from momask_model.evaluate.skills import SkillRecognizer
+    from momask_model.generation.editing import source_joints
+
+    recognizer = SkillRecognizer.load(default_bundle_path().with_name("demo_recognizer.pt"))
+    named, inpainted = [], []
+    for seed in range(5):
+        src = demo.generate("a person walks forward", 120, seed=seed)
+        out = demo.edit(src, ["2s:4s"], "a person jumps", seed=100 + seed)
+        (a, b), = out.marks
+        named.append(recognizer.predict([out.features[0, a:b]])[0])
+        joints, recon = source_joints(demo, src), demo.edit(src, [], None).joints[0]
+        for ka, kb in kept_sections(out.marks, 120):
+            assert aligned_error(joints[ka:kb], out.joints[0, ka:kb]) <= aligned_error(joints[ka:kb], recon[ka:kb]) + 0.02
+        if seed < 2:
+            old = demo.edit(src, ["2s:4s"], "a person jumps", seed=100 + seed, mode="inpaint")
+            inpainted.append(recognizer.predict([old.features[0, a:b]])[0])
+    assert sum(n == "jump" for n in named) >= 4, named
+    assert inpainted == ["walk", "walk"]  # the cause: the context's skill wins
+    with pytest.raises(GenerationError, match="mode"):
+        demo.edit(src, ["2s:4s"], "a person jumps", mode="sometimes")

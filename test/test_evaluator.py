@@ -9,7 +9,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import one_thread, tiny_dataset  # noqa: E402,F401  (fixtures)
+from training_data import tiny_dataset  # noqa: E402,F401  (fixture)
 
 from momask_model.evaluate.evaluator import (  # noqa: E402
     POS_CLASSES, EvaluatorConfig, EvaluatorError, EvaluatorFilesMissing, WordVectorizer, build_evaluator,
@@ -97,7 +97,7 @@ def test_save_load_round_trip(tmp_path):
         ev.encode_motion(torch.randn(2, 40, 251), lens)
 
 
-def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_dataset, tmp_path, one_thread):
+def test_trained_evaluator_gives_gt_ceiling_and_beats_shuffled_pairs(tiny_dataset, tmp_path):
     """GT against itself: FID ≈ 0 and R-precision at the ceiling, clearly above shuffled pairs."""
     from momask_model.evaluate.runner import evaluate_generator, identity_generator
     from momask_model.motion.normalization import Normalizer

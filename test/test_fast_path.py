@@ -24,16 +24,11 @@ from momask_model.nets.masked import MaskTransformer, _FusedMaskedStep
 from momask_model.nets.residual import ResidualTransformer, _FusedResidualStep
 from momask_model.nets.common import attention_bias, build_encoder, encoder_batch_first, lengths_to_mask
 
-from transformer_reference import single_thread
 
 TINY = dict(num_tokens=64, code_dim=32, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=64)
 # Small but not tiny: realistic widths/depth ratios, a 256-code book, 6 heads (paper's head count).
 SMALL = dict(num_tokens=256, code_dim=128, latent_dim=192, ff_size=512, num_layers=4, num_heads=6, cond_dim=96)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def _gen(seed: int) -> torch.Generator:

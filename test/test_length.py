@@ -8,12 +8,7 @@ from torch import nn
 from momask_model.config import LengthEstimatorConfig
 from momask_model.nets.length import LengthEstimator
 from momask_model.nets.common import TransformerShapeError
-from transformer_reference import single_thread
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def test_release_keys_shapes_and_element_count():

@@ -4,22 +4,17 @@ import pytest
 
 from momask_model.generation.bundle import build_random_momask, load_bundle, save_bundle
 from momask_model.cli.main import generate_main
-from momask_model.generation.bundle import default_bundle_path
+from momask_model.generation.loading import default_bundle_path
 from momask_model.config import tiny_config
 from momask_model.evaluate.smoothness import in_clip_stats, jerk_curve, percentile, transition_stats
 from momask_model.generation.results import GenerationError
-from momask_model.generation.longform import DEFAULT_CONTEXT_TOKENS, decoder_reach
+from momask_model.generation.longform import DEFAULT_CONTEXT_TOKENS
 from momask_model.generation.prompt import PromptError, Segment, parse_length, parse_sequence
 
-from transformer_reference import single_thread
 
 WALK = "a person walks forward"
 SEQUENCE = "a person walks forward length=3s | a person jumps forward with both feet | a person kicks with the right leg length=2s"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +120,12 @@ def test_batched_long_motions_of_different_lengths(tiny):
 def test_the_first_streamed_window_comes_after_one_window_of_generation(tiny, monkeypatch):
     """A long motion's first frames do not wait for the second window's tokens (the node's first
     JointState of a 30 s motion comes as fast as a short one's)."""
-    import momask_model.generation.longform as longform
-
     calls = []
-    real = longform.edit_tokens
-    monkeypatch.setattr(longform, "edit_tokens", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = tiny.inpaint
+    monkeypatch.setattr(tiny, "inpaint", lambda *a, **k: calls.append(1) or real(*a, **k))
     windows = tiny.iter_windows(WALK, 440, seed=3)
     first = next(windows)
-    assert len(calls) == 1 and first.lengths[0] == 196 - 4 * decoder_reach(tiny)
+    assert len(calls) == 1 and first.lengths[0] == 196 - 4 * tiny.decoder_reach
     rest = list(windows)  # the same tokens (the frames are compared on the demo model below)
     tokens = np.concatenate([w.tokens[0] for w in [first, *rest]])
     np.testing.assert_array_equal(tokens, tiny.generate(WALK, 440, seed=3).tokens[0])
@@ -142,7 +135,7 @@ def test_the_first_streamed_window_comes_after_one_window_of_generation(tiny, mo
 def test_streamed_windows_are_the_whole_motion(demo):
     whole = demo.generate_long(WALK, 500, seed=4)
     windows = list(demo.iter_windows(WALK, 500, seed=4))
-    r = 4 * decoder_reach(demo)  # each window's last frames wait for the next window's tokens
+    r = 4 * demo.decoder_reach  # each window's last frames wait for the next window's tokens
     assert [int(w.lengths[0]) for w in windows] == [196 - r, 148, 148, 8 + r]  # 49 tokens, then 49 - 12 new each
     tokens = np.concatenate([w.tokens[0] for w in windows])
     joints = np.concatenate([w.joints[0][: w.lengths[0]] for w in windows])

@@ -6,18 +6,15 @@ import math
 import pytest
 import torch
 
-from momask_model.nets import masked as masked_mod
+from momask_model.nets import masking as masking_mod
 from momask_model.config import MaskTransformerConfig
-from momask_model.nets.masked import MaskTransformer, bert_remask, choose_masked_positions, decode_mask_counts
+from momask_model.nets.masked import MaskTransformer
+from momask_model.nets.masking import bert_remask, choose_masked_positions, decode_mask_counts
 from momask_model.nets.common import TransformerShapeError, masked_cross_entropy, sinusoidal_table
-from transformer_reference import encoder_and_head, linear, single_thread
+from transformer_reference import encoder_and_head, linear
 
 TINY = dict(num_tokens=64, code_dim=32, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=48)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def tiny(**overrides) -> MaskTransformer:
@@ -231,7 +228,7 @@ def test_decoding_remasks_lowest_confidence_and_never_reopens_fixed_tokens(monke
     model = tiny().eval()
     steps: list[dict] = []
     real_cfg = model.forward_with_cfg
-    real_sample = masked_mod.categorical_sample
+    real_sample = masking_mod.categorical_sample
 
     def spy_cfg(ids, cond, padding, scale):
         logits = real_cfg(ids, cond, padding, scale)
@@ -244,7 +241,7 @@ def test_decoding_remasks_lowest_confidence_and_never_reopens_fixed_tokens(monke
         return sampled
 
     monkeypatch.setattr(model, "forward_with_cfg", spy_cfg)
-    monkeypatch.setattr(masked_mod, "categorical_sample", spy_sample)
+    monkeypatch.setattr(masking_mod, "categorical_sample", spy_sample)
     lens = torch.tensor([20, 11])
     out = model.generate(torch.randn(2, model.cond_dim), lens, timesteps=6, generator=torch.Generator().manual_seed(1))
     counts = decode_mask_counts(lens, 6)

@@ -20,7 +20,8 @@ from momask_model.data.mocap import (
     load_skeleton_map,
     parse_bvh,
 )
-from momask_model.data.mocap.demo_dataset import CAPTIONS, HELDOUT_CAPTIONS, build_demo_dataset
+from momask_model.data.mocap.demo_dataset import build_demo_dataset
+from momask_model.data.mocap.demo_skills import CAPTIONS, HELDOUT_CAPTIONS
 from momask_model.motion.features import features_to_joints, joints_to_features, normalize_joint_positions
 from momask_model.motion.skeleton import JOINT_NAMES
 
@@ -145,7 +146,7 @@ def _mixamo_bvh(frames: int, frame_time: float, prefix: str = "mixamorig:") -> s
 def test_bvh_to_joints_maps_names_units_and_rate(tmp_path: Path):
     path = tmp_path / "walk.bvh"
     path.write_text(_mixamo_bvh(frames=61, frame_time=1 / 60, prefix="mixamorig1:"))  # other prefix
-    joints = bvh_to_joints(path, skeleton_map="mixamo")  # centimetres detected from the height
+    joints = bvh_to_joints(path, skeleton_map="mixamo", normalize=True)  # centimetres detected from the height
     assert joints.shape == (21, 22, 3)  # 1 s at 60 fps -> 20 fps
     assert joints[..., 1].min() == pytest.approx(0.0, abs=1e-9)
     # Pelvis 0.98 m above the toes' lowest point; hips 0.18 m apart; body faces +Z, left at +x.
@@ -155,7 +156,7 @@ def test_bvh_to_joints_maps_names_units_and_rate(tmp_path: Path):
     # Root moves 2 cm per source frame = 6 cm per output frame, along +Z (its facing).
     np.testing.assert_allclose(np.diff(joints[:, 0, 2]), 0.06, atol=1e-9)
     # The auto-picked map is mixamo too.
-    np.testing.assert_allclose(bvh_to_joints(path), joints)
+    np.testing.assert_allclose(bvh_to_joints(path, normalize=True), joints)
 
 
 def test_bvh_z_up_option_is_a_rotation_not_a_mirror(tmp_path: Path):

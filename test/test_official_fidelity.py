@@ -13,14 +13,9 @@ from momask_model.motion.features import features_to_joints, recover_root_rot_po
 from momask_model.nets.residual import ResidualTransformer
 from momask_model.nets.common import lengths_to_mask
 
-from transformer_reference import single_thread
 
 TINY = dict(num_tokens=64, code_dim=32, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=64)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def _official_top_k(logits, thres):

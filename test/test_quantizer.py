@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momask_model.nets.quantizer import CodeIndexError, EMAResetQuantizer, ResidualQuantizer, codebook_usage
+from momask_model.nets.codebook import CodeIndexError, EMAResetQuantizer, codebook_usage
+from momask_model.nets.quantizer import ResidualQuantizer
 
 
 def _gauss(n: int, c: int, seed: int) -> torch.Tensor:

@@ -11,16 +11,12 @@ from momask_model.nets import residual as residual_mod
 from momask_model.config import ResidualTransformerConfig
 from momask_model.nets.residual import ResidualTransformer, sample_residual_layers
 from momask_model.nets.common import TransformerShapeError, gumbel_sample
-from transformer_reference import encoder_and_head, linear, single_thread
+from transformer_reference import encoder_and_head, linear
 
 TINY = dict(
     num_tokens=64, code_dim=32, num_quantizers=4, latent_dim=64, ff_size=128, num_layers=2, num_heads=4, cond_dim=48
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def tiny(**overrides) -> ResidualTransformer:

@@ -13,14 +13,9 @@ from momask_model.config import TextEncoderConfig
 from momask_model.text.sentence import PACKAGED_MODELS, SentenceEncoderMismatch, SentenceTextEncoder
 from momask_model.text.encoders import build_text_encoder
 from momask_model.text.base import TextEncoderWeightsMissing
-from transformer_reference import single_thread
 
 WORDS = ["a", "person", "walks", "forward", "runs", "jumps", "plays", "guitar", "the", "robot", "swims"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 def write_tiny_model(folder, *, seed=0):

@@ -17,14 +17,9 @@ from momask_model.text.encoders import (
     build_vocabulary,
     word_vector,
 )
-from transformer_reference import single_thread
 
 VOCAB = ["person", "walks", "forward", "jumps", "left", "right", "turns", "the"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    yield from single_thread()
 
 
 @pytest.fixture(scope="module")

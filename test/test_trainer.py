@@ -10,7 +10,6 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import one_thread  # noqa: E402,F401
 
 from momask_model.train.trainer import Trainer, TrainConfig, TrainingError, TrainingStage, lr_factor  # noqa: E402
 
@@ -53,7 +52,7 @@ def test_lr_schedule_vq_counts_milestones_after_warmup_transformer_counts_all_st
     assert lr_factor(10, scheduler_after_warmup=False, **kw) == pytest.approx(0.1)
 
 
-def test_resume_gives_identical_weights_to_an_uninterrupted_run(tmp_path, one_thread):
+def test_resume_gives_identical_weights_to_an_uninterrupted_run(tmp_path):
     full = Trainer(NoisyRegression(), _data(), config=_cfg(), out_dir=tmp_path / "full", val_set=_data(16))
     full.fit()
     first = Trainer(NoisyRegression(), _data(), config=_cfg(max_steps=10), out_dir=tmp_path / "split",
@@ -70,7 +69,7 @@ def test_resume_gives_identical_weights_to_an_uninterrupted_run(tmp_path, one_th
     assert full.optimizer.param_groups[0]["lr"] == second.optimizer.param_groups[0]["lr"]
 
 
-def test_checkpoints_and_tensorboard_events_are_written(tmp_path, one_thread):
+def test_checkpoints_and_tensorboard_events_are_written(tmp_path):
     tr = Trainer(NoisyRegression(), _data(), config=_cfg(max_steps=12), out_dir=tmp_path, val_set=_data(16))
     out = tr.fit()
     tr.close()

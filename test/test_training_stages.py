@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from training_data import one_thread, tiny_dataset  # noqa: E402,F401
+from training_data import tiny_dataset  # noqa: E402,F401  (fixture)
 
 from momask_model.train.config import load_pipeline_config  # noqa: E402
 from momask_model.train.pipeline import make_bundle, run_stage  # noqa: E402
@@ -57,7 +57,7 @@ def test_transformer_stage_rejects_a_mismatching_vq(runs, tiny_dataset, tmp_path
         run_stage("residual", cfg, tmp_path / "r", data_root=tiny_dataset, vq=out / "mask" / "checkpoints" / "latest.pt")
 
 
-def test_pipeline_writes_a_bundle_that_generates(runs, tmp_path, one_thread):
+def test_pipeline_writes_a_bundle_that_generates(runs, tmp_path):
     from momask_model.generation.bundle import load_bundle
 
     cfg, out, _ = runs
@@ -73,7 +73,7 @@ def test_pipeline_writes_a_bundle_that_generates(runs, tmp_path, one_thread):
     assert model.config.sampling.cond_scale == cfg.model.sampling.cond_scale
 
 
-def test_evaluator_stage_loss_falls(tiny_dataset, tmp_path, one_thread):
+def test_evaluator_stage_loss_falls(tiny_dataset, tmp_path):
     cfg = load_pipeline_config(TINY, ["evaluator_train.max_steps=40", "evaluator_train.eval_every=40"])
     res = run_stage("evaluator", cfg, tmp_path / "ev", data_root=tiny_dataset)
     assert _falls(res["losses"])

@@ -51,14 +51,3 @@ import pytest  # noqa: E402
 def tiny_dataset(tmp_path_factory) -> Path:
     """The tiny dataset, written once per test session (import this fixture into a test module)."""
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny_motion_data"))
-
-
-@pytest.fixture()
-def one_thread():
-    """Small GRU/conv training is much slower with 2 threads on a shared 2-core runner; use 1 and restore."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -54,17 +54,3 @@ def encoder_and_head(
 
 def linear(sd: dict, name: str, x: torch.Tensor) -> torch.Tensor:
     return x @ sd[name + ".weight"].T + sd[name + ".bias"]
-
-
-def single_thread():
-    """Generator body for an autouse fixture: run torch on one thread, restoring the count afterwards.
-
-    On the shared 2-core CI machine two intra-op threads spin against each other and small models
-    run ~20x slower than on one thread.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from momask_model.generation.bundle import load_bundle, save_bundle  # noqa: E402
 from momask_model.data import DatasetLayout  # noqa: E402
-from momask_model.data.mocap.demo_dataset import SKILLS  # noqa: E402
+from momask_model.data.mocap.demo_skills import SKILLS  # noqa: E402
 from momask_model.evaluate.evaluator import load_evaluator  # noqa: E402
 from momask_model.evaluate.skills import SkillRecognizer, captions_by_skill  # noqa: E402
 from momask_model.text.scope import ScopeGate  # noqa: E402

@@ -22,6 +22,8 @@ _EXPORTS = {
     "GenerationError": "momask_model.generation.results",
     "load_bundle": "momask_model.generation.bundle",
     "save_bundle": "momask_model.generation.bundle",
+    "default_bundle_path": "momask_model.generation.loading",
+    "select_device": "momask_model.generation.loading",
     "SamplingConfig": "momask_model.config",
     "MoMaskConfig": "momask_model.config",
 }

@@ -198,6 +198,12 @@ class SamplingConfig(ConfigBase):
     topk_filter_thres: float = 0.9
     gsample: bool = False
 
+    def masked_kwargs(self) -> dict[str, Any]:
+        """The masked transformer's sampling keywords (``generate`` / ``edit``); the residual
+        transformer takes ``res_cond_scale`` as its ``cond_scale`` and samples at temperature 1."""
+        return dict(timesteps=self.timesteps, cond_scale=self.cond_scale, temperature=self.temperature,
+                    topk_filter_thres=self.topk_filter_thres, gsample=self.gsample)
+
 
 @dataclass(frozen=True)
 class MoMaskConfig(ConfigBase):

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from momask_model.generation.momask import MoMask
 from momask_model.nets.fastpath import FastPathOptions
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _one_call(model, texts: list[str], frames: int, seed: int, fast: bool) -> tuple[float, float, Any]:
+def _one_call(model: MoMask, texts: list[str], frames: int, seed: int, fast: bool) -> tuple[float, float, Any]:
     """(text->tokens s, text->joints s, tokens) of one generation with a cold text cache."""
     device = model.device
     model.clear_text_cache()
@@ -158,7 +159,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def gflop_per_motion(model, frames: int, fast: bool) -> float | None:
+def gflop_per_motion(model: MoMask, frames: int, fast: bool) -> float | None:
     """Matmul/attention/convolution GFLOP of one batch-1 generation (torch's FLOP counter)."""
     try:
         from torch.utils.flop_counter import FlopCounterMode
@@ -172,7 +173,7 @@ def gflop_per_motion(model, frames: int, fast: bool) -> float | None:
 
 
 def bench_model(
-    name: str, model, *, device: torch.device, threads: Sequence[int], batches: Sequence[int], frames: int,
+    name: str, model: MoMask, *, device: torch.device, threads: Sequence[int], batches: Sequence[int], frames: int,
     repeats: int, big_batch_repeats: int, seed: int = 0, paths: Sequence[str] = ("reference", "fast"),
 ) -> list[dict[str, Any]]:
     """Time every path of ``model`` for each thread count and batch size; one row per path."""
@@ -227,7 +228,7 @@ def bench_model(
     return rows
 
 
-def _configure(model, path: str) -> None:
+def _configure(model: MoMask, path: str) -> None:
     if path == "fast-gpu":
         model.fast_options = FastPathOptions(bf16=True, compile=True)
     else:
@@ -256,7 +257,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None, help="timed calls per path at batch <= 4 (default 5)")
     p.add_argument("--big-batch-repeats", type=int, default=2, help="timed calls per path at batch > 4")
     p.add_argument("--frames", type=int, default=196, help="motion length in frames (196 = 49 tokens)")
-    p.add_argument("--device", default="auto", help="auto (CPU, plus the GPU if present) | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto (CPU, plus the GPU if present) | cpu | cuda[:N] | mps")
     p.add_argument("--models", nargs="+", default=["paper", "demo"], choices=["paper", "demo"])
     p.add_argument("--gpu-extras", action="store_true", help="on GPU also time the fast path with bf16 + torch.compile")
     p.add_argument("--no-flops", action="store_true", help="skip the GFLOP-per-motion count")
@@ -276,19 +277,26 @@ def _thread_counts(spec: Sequence[str]) -> list[int]:
 
 
 def _devices(spec: str) -> list[torch.device]:
-    if spec == "auto":
-        return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"device {spec!r} requested but CUDA is not available")
-    return [torch.device(spec)]
+    """The devices to time: ``auto`` is the CPU and, when present, the GPU (a benchmark compares them);
+    anything else is the one device `select_device` gives."""
+    from momask_model.generation.loading import DeviceError, DeviceUnavailable, select_device
+
+    try:
+        device = select_device(spec)
+    except (DeviceError, DeviceUnavailable) as exc:
+        raise BenchError(str(exc)) from None
+    if spec.strip().lower() == "auto" and device.type != "cpu":
+        return [torch.device("cpu"), device]
+    return [device]
 
 
-def build_models(names: Sequence[str], notes: list[str]) -> dict[str, Any]:
+def build_models(names: Sequence[str], notes: list[str]) -> dict[str, MoMask]:
     """The benchmark models: paper-size random ("paper") and the packaged demo bundle ("demo")."""
-    from momask_model.generation.bundle import build_random_momask, default_bundle_path, load_bundle
+    from momask_model.generation.bundle import build_random_momask, load_bundle
+    from momask_model.generation.loading import default_bundle_path
     from momask_model.config import MoMaskConfig, TextEncoderConfig
 
-    models: dict[str, Any] = {}
+    models: dict[str, MoMask] = {}
     if "paper" in names:
         cfg = MoMaskConfig(text_encoder=TextEncoderConfig(kind="clip", weights=None, allow_random=True))
         models["paper-size (random weights, random CLIP)"] = build_random_momask(cfg, seed=0)

@@ -4,45 +4,53 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from momask_model.generation.bundle import default_bundle_path  # noqa: F401  (also imported from here by older callers)
+if TYPE_CHECKING:  # the model loads after every argument is checked
+    from momask_model.generation.momask import MoMask
+    from momask_model.generation.results import GenerationResult
 
 log = logging.getLogger("momask")
+
+SEED_MAX = 2**32 - 1
+#: Where `--mcap` finds its writer: momask_ros registers one (setup.py entry point), so this package
+#: stays free of ROS imports and of imports of the package built on top of it.
+ROBOT_STREAM_WRITERS = "momask_model.robot_stream_writers"
 
 
 class UsageError(ValueError):
     """A bad command-line argument: printed as one line, exit status 2, before any model work."""
 
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-SEED_MAX = 2**32 - 1
+class RobotStreamWriter(Protocol):
+    """What the ``mcap`` entry point of `ROBOT_STREAM_WRITERS` loads: a writer of the robot stream of
+    generated motions, with a check of its own options (``--robot``, ``--robot-description``) that runs
+    before the model loads."""
+
+    def __call__(self, args: argparse.Namespace, model: "MoMask", result: "GenerationResult", texts: list[str]) -> int:
+        """Write the bags; returns the exit status."""
+
+    def check(self, args: argparse.Namespace) -> None:
+        """Raise ``ValueError`` (one line) when the options cannot work."""
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; cpu, cuda, cuda:N and mps are checked.
+def checked_device(spec: str) -> str:
+    """The ``--device`` value checked by the one device parser (`select_device`), as a string.
 
     Raises:
         UsageError: an unknown device name, or one that is not available here.
     """
-    import torch
+    from momask_model.generation.loading import DEVICE_CHOICES, DeviceError, DeviceUnavailable, select_device
 
-    if not _DEVICE.match(device):
-        raise UsageError(f"--device {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device} requested but CUDA is not available (use --device cpu or auto)")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps requested but MPS is not available (use --device cpu or auto)")
-    return device
+    try:
+        return str(select_device(spec))
+    except DeviceError:
+        raise UsageError(f"--device {spec!r} is not a device; use {DEVICE_CHOICES}") from None
+    except DeviceUnavailable as exc:
+        raise UsageError(f"--device: {exc}") from None
 
 
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> Path:
@@ -91,7 +99,7 @@ def check_generate_args(args: argparse.Namespace) -> None:
         check_writable(args.video, "--video", VIDEO_SUFFIXES)
     if args.bvh is not None:
         check_writable(args.bvh, "--bvh", (".bvh",))
-    if getattr(args, "mcap", None) is not None:
+    if args.mcap is not None:
         check_writable(args.mcap, "--mcap", (".mcap",))
 
 
@@ -131,31 +139,37 @@ def _parse_generate(argv: list[str] | None) -> argparse.Namespace:
 
 
 def generate_main(argv: list[str] | None = None) -> int:
-    """Entry point of `momask-generate`: bad arguments are one line on stderr and exit status 2."""
+    """Entry point of `momask-generate`: bad arguments are one line on stderr and exit status 2, all
+    of them found before the model loads (the bundle's config is read on its own for that)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_generate(argv)
+    from momask_model.generation.bundle import BundleError, load_bundle, read_bundle_config
+    from momask_model.generation.loading import default_bundle_path
+    from momask_model.cli.requests import RequestError, RequestLimits, plan_request, save_request, serve
+
+    bundle = args.bundle or default_bundle_path()
     try:
         check_generate_args(args)
-        device = resolve_device(args.device)
-    except UsageError as exc:
+        device = checked_device(args.device)
+        config, meta = read_bundle_config(bundle)
+        plan = plan_request(RequestLimits.of_bundle(config, meta), args)
+        writer = _robot_stream_writer(args) if args.mcap else None
+    except (UsageError, RequestError, BundleError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
-    from momask_model.generation.bundle import BundleError, load_bundle
-    from momask_model.cli.requests import RequestError, prompt_texts, save_request, serve
     from momask_model.motion.bvh import BvhExportError, save_bvh
     from momask_model.generation.results import GenerationError
     from momask_model.motion.render import save_video
     from momask_model.text.scope import check_text
     from momask_model.text.base import TextEncoderError
 
-    bundle = args.bundle or default_bundle_path()
     try:
         model = load_bundle(bundle, device, text_weights=args.text_weights)
     except (BundleError, TextEncoderError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
     # The node's rule (momask_model.text.scope.check_text), per segment: refuse what the bundle says it cannot do.
-    refused = [r for r in (check_text(model, t) for t in prompt_texts(model, args)) if r is not None]
+    refused = [r for r in (check_text(model, t) for t in plan.texts) if r is not None]
     for rejection in refused:
         if args.allow_out_of_scope:
             log.warning("%s: %s (generating anyway: --allow-out-of-scope)", rejection.reason, rejection.message)
@@ -168,7 +182,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     sampling = dict(timesteps=args.timesteps, cond_scale=args.cond_scale, res_cond_scale=args.res_cond_scale,
                     temperature=args.temperature)
     try:
-        request = serve(model, args, sampling)
+        request = serve(model, plan, args, sampling)
     except (GenerationError, RequestError, ValueError) as exc:
         print(f"momask-generate: error: {exc}", file=sys.stderr)
         return 2
@@ -187,32 +201,34 @@ def generate_main(argv: list[str] | None = None) -> int:
             print(f"momask-generate: error: --bvh: {exc}", file=sys.stderr)
             return 2
         log.info("wrote %s", args.bvh)
-    if args.mcap:
+    if writer is not None:
         # one text per motion: a sequence is one motion, named by its whole prompt
         texts = request.texts if len(request.texts) == len(result.lengths) else [" | ".join(request.texts)]
-        return _write_mcap(args, model, result, texts)
+        return writer(args, model, result, texts)
     return 0
 
 
-#: Where `--mcap` finds its writer: momask_ros registers one (setup.py entry point), so this package
-#: stays free of ROS imports and of imports of the package built on top of it.
-ROBOT_STREAM_WRITERS = "momask_model.robot_stream_writers"
+def _robot_stream_writer(args: argparse.Namespace) -> RobotStreamWriter:
+    """The ``--mcap`` writer momask_ros registers, its own options (the robot) already checked.
 
-
-def _write_mcap(args: argparse.Namespace, model, result, texts: list[str]) -> int:
-    """The robot stream without a ROS graph, through the writer momask_ros registers."""
+    Raises:
+        UsageError: no writer is installed, or it refuses its options.
+    """
     from importlib.metadata import entry_points
 
     found = list(entry_points(group=ROBOT_STREAM_WRITERS, name="mcap"))
     try:
         if not found:
             raise ImportError(f"no '{ROBOT_STREAM_WRITERS}' entry point named 'mcap' is installed")
-        write = found[0].load()
+        writer: RobotStreamWriter = found[0].load()
     except ImportError as exc:
-        print(f"momask-generate: --mcap needs the momask_ros package and the ROS 2 message packages "
-              f"(requirements.txt): {exc}", file=sys.stderr)
-        return 2
-    return write(args, model, result, texts)
+        raise UsageError(f"--mcap needs the momask_ros package and the ROS 2 message packages "
+                         f"(requirements.txt): {exc}") from None
+    try:
+        writer.check(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return writer
 
 
 def import_official_main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from momask_model.motion.features import features_to_joints
 from momask_model.motion.normalization import Normalizer
 
 from momask_model.evaluate import metrics as M
+from momask_model.generation.momask import MoMask
 from momask_model.evaluate.config import EvalConfig
 from momask_model.evaluate.evaluator import EvaluatorError, TextMotionEvaluator, batch_tokens
 
@@ -179,7 +180,7 @@ def evaluate_vq(vq: torch.nn.Module, normalizer: Normalizer, evaluator: TextMoti
     return {"ground_truth": M.summarize_replications(gt_runs), "vq": M.summarize_replications(vq_runs)}
 
 
-def bundle_generator(momask: torch.nn.Module, config: Any = None, *, device: torch.device | str = "cpu") -> Generate:
+def bundle_generator(momask: MoMask, config: EvalConfig | None = None, *, device: torch.device | str = "cpu") -> Generate:
     """batch -> normalised features from a MoMask's parts (text encoder, M- and R-Transformer, VQ decode)
     at the ground-truth lengths, with the protocol's sampling settings."""
     cfg = _eval_config(config)
@@ -189,9 +190,7 @@ def bundle_generator(momask: torch.nn.Module, config: Any = None, *, device: tor
     def generate(batch: Mapping[str, Any]) -> torch.Tensor:
         token_lens = torch.div(batch["m_lens"], unit, rounding_mode="floor").to(device)
         cond = momask.text_encoder.encode(list(batch["captions"])).to(device).float()
-        ids = momask.mask_transformer.generate(cond, token_lens, timesteps=cfg.timesteps, cond_scale=cfg.cond_scale,
-                                               temperature=cfg.temperature, topk_filter_thres=cfg.topk_filter_thres,
-                                               gsample=cfg.gsample)
+        ids = momask.mask_transformer.generate(cond, token_lens, **cfg.masked_kwargs())
         codes = momask.residual_transformer.generate(ids, cond, token_lens, temperature=1.0,
                                                      cond_scale=cfg.res_cond_scale)
         return momask.vq.decode(codes)
@@ -199,7 +198,7 @@ def bundle_generator(momask: torch.nn.Module, config: Any = None, *, device: tor
     return generate
 
 
-def evaluate_bundle(momask: torch.nn.Module, evaluator: TextMotionEvaluator, dataset: Dataset, *, config: Any = None,
+def evaluate_bundle(momask: MoMask, evaluator: TextMotionEvaluator, dataset: Dataset, *, config: EvalConfig | None = None,
                     device: torch.device | str = "cpu", multimodality: bool = True) -> dict[str, Any]:
     """The paper's Table 1 row for a MoMask bundle (plus the ground-truth row)."""
     return evaluate_generator(evaluator, dataset, momask.normalizer, bundle_generator(momask, config, device=device),

@@ -10,7 +10,6 @@ threshold below which a request is out of scope); HumanML3D bundles have none.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,6 @@ PARTS = ("vq", "mask_transformer", "residual_transformer", "length_estimator")
 
 class BundleError(RuntimeError):
     """A bundle file is missing, unreadable or inconsistent."""
-
-
-def default_bundle_path() -> Path:
-    """The demo bundle shipped inside the package (trained on real mocap, offline text encoder)."""
-    return Path(str(resources.files("momask_model") / "assets" / "demo_bundle.pt"))
 
 
 def build_parts(config: MoMaskConfig, text_state: dict | None = None) -> dict[str, torch.nn.Module]:
@@ -79,8 +73,8 @@ def save_bundle(model: MoMask, path: str | Path, *, meta: dict[str, Any] | None 
         "mean": np.asarray(model.normalizer.mean, dtype=np.float32),
         "std": np.asarray(model.normalizer.std, dtype=np.float32),
         "meta": dict(meta or {}),
-        "text_encoder": _text_state(model.text_encoder),
-        "scope": None if getattr(model, "scope_gate", None) is None else model.scope_gate.state(),
+        "text_encoder": model.text_encoder.describe(),
+        "scope": None if model.scope_gate is None else model.scope_gate.state(),
     }
     for name in PARTS:
         module = getattr(model, name)
@@ -91,13 +85,14 @@ def save_bundle(model: MoMask, path: str | Path, *, meta: dict[str, Any] | None 
     return path
 
 
-def read_bundle(path: str | Path) -> dict[str, Any]:
-    """Load and check a bundle's raw contents (no model built)."""
+def read_bundle(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Load and check a bundle's raw contents (no model built); ``mmap`` maps the weights instead of
+    reading them (a quick look at the config and meta)."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"bundle not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as exc:  # corrupt file, wrong format
         raise BundleError(f"cannot read bundle {path}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
@@ -108,6 +103,17 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
         if payload.get(key) is None:
             raise BundleError(f"bundle {path} lacks {key!r}")
     return payload
+
+
+def read_bundle_config(path: str | Path) -> tuple[MoMaskConfig, dict[str, Any]]:
+    """A bundle's config and meta without building the model (the weights are memory-mapped, not
+    read), so a command line checks its arguments against the model before loading it."""
+    payload = read_bundle(path, mmap=True)
+    try:
+        config = MoMaskConfig.from_dict(payload["config"]).validate()
+    except ValueError as exc:
+        raise BundleError(f"bundle {path}: {exc}") from exc
+    return config, dict(payload.get("meta") or {})
 
 
 def load_bundle(
@@ -148,8 +154,3 @@ def load_bundle(
 
         model.scope_gate = ScopeGate.from_state(payload["scope"])
     return model.to(device).eval()
-
-
-def _text_state(encoder: torch.nn.Module) -> dict | None:
-    fn = getattr(encoder, "describe", None)
-    return fn() if fn is not None else None

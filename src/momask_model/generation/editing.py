@@ -12,35 +12,48 @@ tokens never change. Residual layers then either
 
 Sources longer than the model's window are edited piece by piece, each piece in a window of the
 model's maximum length centred on it (the kept motion around it is the context).
+
+That inpainting follows the text only where the model has learned transitions (HumanML3D, whose
+clips change skill within a caption). A model trained on single-skill clips (the packaged demo) has
+only ever seen one skill per sequence: with a walk on both sides of a section it inpaints walking,
+whatever the text says (0 of 5 seeds jump, kick or spin on a 6 s demo walk at guidance 4 to 8,
+``benchmarks/bench_edits.py``). ``mode="splice"`` serves such models: each section's tokens are
+generated from the text alone, at the section's length, and spliced between the kept tokens; the
+VQ decoder, which sees the tokens on both sides, makes the joins. ``mode="auto"`` (default) splices
+for single-skill models (`TokenModel.single_skill_model`) and inpaints otherwise.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from momask_model.motion.features import features_to_joints
-from momask_model.generation.results import GenerationError, GenerationResult, check_cond_vector, validate_texts
+from momask_model.config import SamplingConfig
+from momask_model.generation.core import TokenModel
+from momask_model.generation.longform import long_tokens
+from momask_model.generation.results import GenerationError, GenerationResult
 from momask_model.generation.sections import SectionError, TokenSection, parse_sections, sections_mask
+from momask_model.motion.features import features_to_joints
 
-#: A `momask_model.generation.momask.MoMask` (not imported here: the model imports this module).
-MoMask = Any
-
-RESIDUAL_MODES = ("keep", "regenerate")
 #: Residual guidance of the official edit script (generation uses the bundle's res_cond_scale, 5).
 EDIT_RES_COND_SCALE = 2.0
+#: How sections are regenerated: inpainted with the kept motion as context (the paper's editing),
+#: generated from the text alone and spliced in, or chosen by the model's training data.
+EDIT_MODES = ("auto", "inpaint", "splice")
+
+#: What an edit's source may be: features (T, D), a result, or a ``.npz`` / ``.npy`` file.
+Source = np.ndarray | torch.Tensor | GenerationResult | str | Path
 
 
-def load_source(model: MoMask, source, index: int = 0) -> np.ndarray:
-    """A source motion as de-normalised features (T, D), T cropped to a multiple of the token unit.
+def load_source(source: Source, *, dim: int, unit: int, index: int = 0) -> np.ndarray:
+    """A source motion as de-normalised features (T, dim), T cropped to a multiple of ``unit``.
 
     Accepts (T, D) features, a `GenerationResult` (motion ``index``), a ``.npz`` written by
     ``momask-generate`` (its ``features``/``lengths``, motion ``index``) or a ``.npy`` of features
-    (HumanML3D ``new_joint_vecs``).
+    (HumanML3D ``new_joint_vecs``). Needs no model, so the CLI checks a source before loading one.
     """
-    dim, unit = model.config.dataset.dim_pose, model.unit_length
     if isinstance(source, GenerationResult):
         features = source.motion(index)[0]
     elif isinstance(source, (str, Path)):
@@ -78,45 +91,9 @@ def _read_source_file(path: Path, index: int) -> np.ndarray:
         return features
 
 
-@torch.inference_mode()
-def encode_source(model: MoMask, features: np.ndarray) -> torch.Tensor:
-    """De-normalised features (T, D) -> tokens (1, T/unit, Q) (the VQ's nearest codes)."""
-    norm = np.asarray(model.normalizer.normalize(features), dtype=np.float32)
-    return model.vq.encode(torch.from_numpy(norm)[None].to(model.device)).long()
-
-
-@torch.inference_mode()
-def edit_tokens(
-    model: MoMask,
-    codes: torch.Tensor,
-    token_lens: torch.Tensor,
-    edit_mask: torch.Tensor,
-    cond_m: torch.Tensor,
-    cond_r: torch.Tensor,
-    *,
-    residual: str = "keep",
-    generator: torch.Generator | None,
-    fast: bool,
-    sampling: dict,
-    res_cond_scale: float | None = None,
-) -> torch.Tensor:
-    """Regenerate the tokens at ``edit_mask`` (B, N) of ``codes`` (B, N, Q); the core of every edit,
-    continuation and window. Returns (B, N, Q), -1 at padding."""
-    if residual not in RESIDUAL_MODES:
-        raise GenerationError(f"residual must be one of {RESIDUAL_MODES}, got {residual!r}")
-    m_kw, r_kw = model.transformer_kwargs(fast)
-    base_src = torch.where(codes[..., 0] < 0, 0, codes[..., 0])
-    base = model.mask_transformer.edit(
-        cond_m, base_src, token_lens, edit_mask, timesteps=sampling["timesteps"], cond_scale=sampling["cond_scale"],
-        temperature=sampling["temperature"], topk_filter_thres=sampling["topk_filter_thres"],
-        gsample=sampling["gsample"], generator=generator, **m_kw,
-    )
-    keep = dict(keep_codes=codes, keep_mask=~edit_mask) if residual == "keep" else {}
-    return model.residual_transformer.generate(
-        base, cond_r, token_lens, temperature=1.0, topk_filter_thres=sampling["topk_filter_thres"],
-        cond_scale=sampling["res_cond_scale"] if res_cond_scale is None else res_cond_scale,
-        generator=generator, **keep, **r_kw,
-    )
+def model_source(model: TokenModel, source: Source, index: int = 0) -> np.ndarray:
+    """`load_source` with the model's feature width and token unit."""
+    return load_source(source, dim=model.config.dataset.dim_pose, unit=model.unit_length, index=index)
 
 
 def edit_pieces(sections: Sequence[TokenSection], n_tokens: int, window: int) -> list[tuple[int, int, np.ndarray]]:
@@ -142,66 +119,61 @@ def edit_pieces(sections: Sequence[TokenSection], n_tokens: int, window: int) ->
 
 
 def edit(
-    model: MoMask,
-    source,
+    model: TokenModel,
+    source: Source,
     sections: str | Sequence,
-    texts: str | Sequence[str] | None = None,
+    texts: str | Sequence[str] | None,
     *,
+    sampling: SamplingConfig,
     residual: str = "keep",
+    mode: str = "auto",
     cond: torch.Tensor | None = None,
     seed: int | None = None,
     fast: bool = True,
     source_index: int = 0,
-    **sampling,
 ) -> GenerationResult:
-    """Regenerate ``sections`` of ``source`` so they follow the text; the rest of the motion is kept.
-
-    Args:
-        source: (T, D) de-normalised features, a `GenerationResult`, a ``momask-generate`` ``.npz``
-            or a HumanML3D ``new_joint_vecs`` ``.npy`` (see `load_source`).
-        sections: one or more sections (`momask_model.generation.sections`: ``2s:4s``, ``40:80``, ``0.25,0.5``,
-            ``:2s``, ``6s:``). No section returns the source's own tokens, decoded.
-        texts: the text (one, or one per edit of a batch); or ``cond`` (B, cond_dim) instead.
-        residual: ``"keep"`` (default) or ``"regenerate"`` (the official whole-motion residual pass).
-        seed, fast: as in generation (fast and reference paths give the same tokens).
-        sampling: timesteps, cond_scale, temperature, topk_filter_thres, gsample; res_cond_scale
-            (default 2, the official edit's residual guidance).
-    Returns:
-        A `GenerationResult` of the source's length (cropped to the token unit); ``marks`` are the
-        edited sections in frames.
-    Raises:
-        SectionError: a bad section, naming it. GenerationError: a bad source, text or option.
-    """
+    """`MoMask.edit` (its docstring says what each argument means); ``sampling`` is resolved."""
+    if mode not in EDIT_MODES:
+        raise GenerationError(f"mode must be one of {EDIT_MODES}, got {mode!r}")
+    if mode == "auto":
+        mode = "splice" if model.single_skill_model else "inpaint"
     unit = model.unit_length
-    features = load_source(model, source, source_index)
+    features = model_source(model, source, source_index)
     n_tokens = features.shape[0] // unit
     if n_tokens < 1:
         raise SectionError(f"the source has {features.shape[0]} frames; editing needs at least {2 * unit}")
     no_sections = sections is None or (not isinstance(sections, str) and len(sections) == 0)
     parsed = [] if no_sections else parse_sections(sections, n_tokens=n_tokens, unit=unit, fps=model.config.dataset.fps)
-    res_scale = sampling.pop("res_cond_scale", None)
-    opts = model.sampling_options(**sampling)
-    if texts is not None:
-        batch = len(validate_texts(texts))
-    elif cond is not None:
-        batch = check_cond_vector(cond, model.config.text_encoder.dim).shape[0]
-    else:
-        batch = 1
-    codes = encode_source(model, features).expand(batch, -1, -1).clone()
-    if parsed:
+    batch = model.batch_size(texts, cond)
+    codes = model.encode_features(features).expand(batch, -1, -1).clone()
+    if parsed and mode == "splice":
         cond_m, cond_r = model.conditions(texts, cond, fast=fast, batch=batch)
-        generator = model._generator(seed)
-        for lo, hi, sub in edit_pieces(parsed, n_tokens, model.max_length // unit):
-            window = codes[:, lo:hi]
+        generator = model.random_generator(seed)
+        for section in parsed:
+            lens = torch.full((batch,), section.end - section.start, dtype=torch.long, device=codes.device)
+            codes[:, section.start : section.end] = section_tokens(model, cond_m, cond_r, lens, sampling=sampling,
+                                                                   generator=generator, fast=fast)
+    elif parsed:
+        cond_m, cond_r = model.conditions(texts, cond, fast=fast, batch=batch)
+        generator = model.random_generator(seed)
+        for lo, hi, sub in edit_pieces(parsed, n_tokens, model.window_tokens):
             lens = torch.full((batch,), hi - lo, dtype=torch.long, device=codes.device)
             mask = torch.from_numpy(sub).to(codes.device).expand(batch, -1)
-            codes[:, lo:hi] = edit_tokens(
-                model, window, lens, mask, cond_m, cond_r, residual=residual, generator=generator, fast=fast,
-                sampling=opts, res_cond_scale=EDIT_RES_COND_SCALE if res_scale is None else res_scale,
-            )
+            codes[:, lo:hi] = model.inpaint(codes[:, lo:hi], lens, mask, cond_m, cond_r, sampling=sampling,
+                                            generator=generator, fast=fast, residual=residual)
     result = model.decode_tokens(codes, torch.full((batch,), n_tokens, dtype=torch.long))
     result.marks = tuple(s.frames(unit) for s in parsed)
     return result
+
+
+def section_tokens(model: TokenModel, cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
+                   sampling: SamplingConfig, generator: torch.Generator | None, fast: bool) -> torch.Tensor:
+    """Tokens (B, n, Q) of a section made from the text alone (``mode="splice"``), in windows when the
+    section is longer than the model's window."""
+    if int(token_lens.max()) <= model.window_tokens:
+        return model.sample_tokens(cond_m, cond_r, token_lens, sampling=sampling, generator=generator, fast=fast)
+    return long_tokens(model, cond_m, cond_r, token_lens, overlap_tokens=None, sampling=sampling,
+                       generator=generator, fast=fast)
 
 
 def kept_sections(marks: Sequence[tuple[int, int]], length: int) -> list[tuple[int, int]]:
@@ -216,6 +188,6 @@ def kept_sections(marks: Sequence[tuple[int, int]], length: int) -> list[tuple[i
     return kept
 
 
-def source_joints(model: MoMask, source, index: int = 0) -> np.ndarray:
+def source_joints(model: TokenModel, source: Source, index: int = 0) -> np.ndarray:
     """Joints (T, J, 3) of a source motion, cropped like the edit's output (for error measurements)."""
-    return features_to_joints(load_source(model, source, index), model.config.dataset.joints_num)
+    return features_to_joints(model_source(model, source, index), model.config.dataset.joints_num)

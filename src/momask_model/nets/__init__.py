@@ -1,5 +1,5 @@
 """The networks of MoMask (design/momask.md §2-§5): the residual VQ-VAE and its quantizer, the masked and
-residual transformers with their shared pieces and fused fast path, and the length estimator.
+residual transformers with their shared pieces, masking recipe and fused fast path, and the length estimator.
 
 Each is a plain ``nn.Module`` built from its frozen config; generation logic lives in ``generation``.
 """

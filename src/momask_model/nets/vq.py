@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from momask_model.motion import feature_layout
-from momask_model.nets.quantizer import ResidualQuantizer, codebook_usage
+from momask_model.nets.codebook import codebook_usage
+from momask_model.nets.quantizer import ResidualQuantizer
 
 __all__ = ["RVQVAE", "VQInputError", "VQOutput", "joints_num_from_dim"]
 

@@ -7,6 +7,16 @@ threshold, measured on paraphrases and out-of-scope requests (README, `test/data
 out of scope, and the answer names the closest skills and their similarity. The gate belongs to a
 bundle (``save_bundle`` stores it); HumanML3D models have none, and every text passes.
 
+A threshold alone cannot tell a skill from its near miss: "a person walks backwards" is as close to
+"a person walks forward" (0.85) as most paraphrases are. So a gate may also hold *negatives*: phrases
+of what the model was not trained on, above all a skill's verb with another direction, object or
+posture ("walks backwards", "hops on one leg", "sits down"). A sentence closer to a negative than to
+every training caption, by more than a small margin, is out of scope whatever its similarity. Sentence
+embeddings weigh the subject and the verb more than a direction word ("the robot tiptoes forward" is
+0.91 from "the robot tiptoes backwards"), so the negatives come in every subject the captions use
+(`negative_phrasings`), and the margin keeps a paraphrase that happens to sit as near a negative as
+its own skill's caption.
+
 Bag-of-words bundles keep their older rule instead: a sentence with a word outside the captions'
 vocabulary is refused (``unknown_words``). `check_text` applies whichever a model has.
 """
@@ -28,18 +38,26 @@ TOP_K = 3
 class ScopeVerdict:
     """How close a sentence is to what the model was trained on.
 
-    similarity: cosine to the nearest training caption; in_scope: ``similarity >= threshold``;
-    closest: (skill, cosine to that skill's nearest caption), best first.
+    similarity: cosine to the nearest training caption; closest: (skill, cosine to that skill's nearest
+    caption), best first; nearest_negative: (negative phrase, cosine) of the gate's closest negative, or
+    None; margin: how much closer than ``similarity`` a negative must be to refuse. in_scope:
+    ``similarity >= threshold`` and not `closer_to_negative`.
     """
 
     text: str
     similarity: float
     threshold: float
     closest: tuple[tuple[str, float], ...]
+    nearest_negative: tuple[str, float] | None = None
+    margin: float = 0.0
+
+    @property
+    def closer_to_negative(self) -> bool:
+        return self.nearest_negative is not None and self.nearest_negative[1] >= self.similarity + self.margin
 
     @property
     def in_scope(self) -> bool:
-        return self.similarity >= self.threshold
+        return self.similarity >= self.threshold and not self.closer_to_negative
 
     @property
     def skill(self) -> str:
@@ -47,39 +65,60 @@ class ScopeVerdict:
 
     def fields(self) -> dict[str, Any]:
         """JSON-able fields for a status message."""
-        return {
+        out = {
             "similarity": round(self.similarity, 3),
             "threshold": round(self.threshold, 3),
             "closest_skills": [{"skill": s, "similarity": round(v, 3)} for s, v in self.closest],
         }
+        if self.nearest_negative is not None:
+            out["nearest_negative"] = {"text": self.nearest_negative[0], "similarity": round(self.nearest_negative[1], 3)}
+        return out
 
     def message(self) -> str:
         near = ", ".join(f"{s} ({v:.2f})" for s, v in self.closest)
+        if self.closer_to_negative:
+            neg, value = self.nearest_negative
+            return (f"{self.text!r} is outside what this model was trained on: it is closer to {neg!r} ({value:.2f}), "
+                    f"which the model cannot do, than to its captions ({self.similarity:.2f}); closest skills: {near}")
         return (f"{self.text!r} is outside what this model was trained on: similarity {self.similarity:.2f} "
                 f"< {self.threshold:.2f} to its captions; closest skills: {near}")
 
 
 class ScopeGate:
-    """Cosine similarity of a sentence embedding to the training captions', per skill.
+    """Cosine similarity of a sentence embedding to the training captions', per skill, and to negatives.
 
     Args:
         captions: training captions (one row of ``embeddings`` each).
         skills: the skill of each caption.
         embeddings: (N, D) caption embeddings from the model's text encoder.
         threshold: smallest accepted cosine to the nearest caption.
+        negatives: phrases of what the model cannot do (module docstring); none by default.
+        negative_embeddings: (M, D) their embeddings from the same encoder.
+        margin: a negative refuses a sentence when its cosine is at least the nearest caption's plus this.
     """
 
-    def __init__(self, captions: Sequence[str], skills: Sequence[str], embeddings: Any, threshold: float) -> None:
+    def __init__(self, captions: Sequence[str], skills: Sequence[str], embeddings: Any, threshold: float, *,
+                 negatives: Sequence[str] = (), negative_embeddings: Any = None, margin: float = 0.0) -> None:
         emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
         if emb.ndim != 2 or emb.shape[0] != len(captions) or len(captions) != len(skills) or not len(captions):
             raise ValueError(f"need one embedding row per caption and skill, got {tuple(emb.shape)}, "
                              f"{len(captions)} captions, {len(skills)} skills")
         if not -1.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold is a cosine in [-1, 1], got {threshold}")
+        neg = torch.as_tensor(np.asarray(
+            np.zeros((0, emb.shape[1])) if negative_embeddings is None else negative_embeddings, dtype=np.float32))
+        if neg.ndim != 2 or neg.shape != (len(negatives), emb.shape[1]):
+            raise ValueError(f"need one embedding row of {emb.shape[1]} values per negative, got {tuple(neg.shape)} "
+                             f"for {len(negatives)} negatives")
         self.captions = list(captions)
         self.skills = list(skills)
         self.embeddings = torch.nn.functional.normalize(emb, dim=-1)
         self.threshold = float(threshold)
+        if not 0.0 <= float(margin) <= 2.0:
+            raise ValueError(f"margin is a difference of cosines in [0, 2], got {margin}")
+        self.negatives = list(negatives)
+        self.negative_embeddings = torch.nn.functional.normalize(neg, dim=-1)
+        self.margin = float(margin)
         self.skill_names = sorted(set(self.skills))
         index = {s: i for i, s in enumerate(self.skill_names)}
         self._skill_of = torch.tensor([index[s] for s in self.skills])
@@ -87,13 +126,17 @@ class ScopeGate:
         self._lock = threading.Lock()
 
     @classmethod
-    def build(cls, encoder: Any, captions_by_skill: Mapping[str, Sequence[str]], threshold: float) -> "ScopeGate":
-        """Embed ``captions_by_skill`` with ``encoder`` (anything with ``encode(list[str])``)."""
+    def build(cls, encoder: Any, captions_by_skill: Mapping[str, Sequence[str]], threshold: float, *,
+              negatives: Sequence[str] = (), margin: float = 0.0) -> "ScopeGate":
+        """Embed ``captions_by_skill`` and ``negatives`` with ``encoder`` (anything with ``encode(list[str])``)."""
         captions = [c for s in sorted(captions_by_skill) for c in dict.fromkeys(captions_by_skill[s])]
         skills = [s for s in sorted(captions_by_skill) for _ in dict.fromkeys(captions_by_skill[s])]
+        known = set(captions)
+        negatives = [n for n in dict.fromkeys(negatives) if n not in known]
         with torch.no_grad():
-            emb = encoder.encode(captions).float().cpu()
-        return cls(captions, skills, emb.numpy(), threshold)
+            emb = encoder.encode(captions + negatives).float().cpu().numpy()
+        return cls(captions, skills, emb[:len(captions)], threshold, negatives=negatives,
+                   negative_embeddings=emb[len(captions):], margin=margin)
 
     def verdict(self, text: str, embedding: Any) -> ScopeVerdict:
         """The verdict for one sentence's (D,) embedding."""
@@ -104,7 +147,13 @@ class ScopeGate:
         per_skill = torch.full((len(self.skill_names),), -1.0).scatter_reduce(0, self._skill_of, cos, "amax")
         order = torch.argsort(per_skill, descending=True)[:TOP_K]
         closest = tuple((self.skill_names[int(i)], float(per_skill[i])) for i in order)
-        return ScopeVerdict(text=text, similarity=float(cos.max()), threshold=self.threshold, closest=closest)
+        negative = None
+        if self.negatives:
+            neg_cos = (self.negative_embeddings @ e[0]).clamp(-1.0, 1.0)
+            k = int(torch.argmax(neg_cos))
+            negative = (self.negatives[k], float(neg_cos[k]))
+        return ScopeVerdict(text=text, similarity=float(cos.max()), threshold=self.threshold, closest=closest,
+                            nearest_negative=negative, margin=self.margin)
 
     def check(self, text: str, encoder: Any) -> ScopeVerdict:
         """Embed ``text`` with ``encoder`` and judge it; verdicts are cached per text (thread-safe)."""
@@ -122,16 +171,45 @@ class ScopeGate:
         return verdict
 
     def with_threshold(self, threshold: float) -> "ScopeGate":
-        return ScopeGate(self.captions, self.skills, self.embeddings.numpy(), threshold)
+        return ScopeGate(self.captions, self.skills, self.embeddings.numpy(), threshold, negatives=self.negatives,
+                         negative_embeddings=self.negative_embeddings.numpy(), margin=self.margin)
 
     def state(self) -> dict[str, Any]:
         """Plain data stored in a bundle (``from_state`` rebuilds the gate)."""
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
-                "embeddings": self.embeddings.numpy().astype(np.float32)}
+                "embeddings": self.embeddings.numpy().astype(np.float32), "negatives": list(self.negatives),
+                "negative_embeddings": self.negative_embeddings.numpy().astype(np.float32), "margin": self.margin}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ScopeGate":
-        return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"])
+        """The gate of ``state()``; a state from before negatives has none."""
+        return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"],
+                   negatives=state.get("negatives", ()), negative_embeddings=state.get("negative_embeddings"),
+                   margin=state.get("margin", 0.0))
+
+
+def third_person(verb: str) -> str:
+    """``walk`` -> ``walks``, ``push`` -> ``pushes``, ``carry`` -> ``carries``, ``do`` -> ``does``."""
+    irregular = {"be": "is", "have": "has"}
+    if verb in irregular:
+        return irregular[verb]
+    if verb.endswith("y") and len(verb) > 1 and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    return verb + "s"
+
+
+#: Subjects of the demo captions besides the imperative ("a person walks forward", "the robot ...").
+SUBJECTS = ("a person", "the robot", "someone")
+
+
+def negative_phrasings(imperative: str) -> list[str]:
+    """One negative in each form the captions use: ``walk backwards`` -> ``walk backwards``, ``a person
+    walks backwards``, ``the robot walks backwards``, ``someone walks backwards`` (module docstring)."""
+    verb, _, rest = imperative.strip().partition(" ")
+    said = " ".join([third_person(verb), rest]).strip()
+    return [imperative.strip(), *(f"{subject} {said}" for subject in SUBJECTS)]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from momask_model.config import MoMaskConfig
+from momask_model.generation.loading import select_device
 from momask_model.data.humanml3d import DatasetLayout, TextMotionDataset, VQWindowDataset
 from momask_model.motion.normalization import Normalizer
 
@@ -23,7 +24,7 @@ from momask_model.train.stages import (
     EvaluatorStage, LengthStage, MaskStage, ResidualStage, StageCompatibilityError, VQStage,
     load_vq_from_checkpoint, read_stage_checkpoint, resolve_text_config,
 )
-from momask_model.train.trainer import Trainer, TrainingError, resolve_device
+from momask_model.train.trainer import Trainer, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def run_stage(name: str, cfg: PipelineConfig, out_dir: str | Path, *, data_root:
     """Train one stage into ``out_dir`` (checkpoints, TensorBoard, ``config.yaml``); returns ``Trainer.fit``'s summary."""
     layout = open_layout(cfg, data_root)
     tcfg = stage_train_config(cfg, name)
-    device = resolve_device(tcfg.device)
+    device = select_device(tcfg.device)
     evaluator = None
     if name != "evaluator":
         evaluator = load_configured_evaluator(cfg, device, evaluator_path)
@@ -211,7 +212,7 @@ def run_evaluation(cfg: PipelineConfig, out_prefix: str | Path, *, data_root: st
     """Evaluate a bundle, a VQ checkpoint or the ground truth alone; writes ``<out_prefix>.json/.md``."""
     from momask_model.evaluate.runner import evaluate_bundle, evaluate_generator, evaluate_vq, identity_generator, write_table
 
-    dev = resolve_device(device)
+    dev = select_device(device)
     layout = open_layout(cfg, data_root)
     evaluator = load_configured_evaluator(cfg, dev, evaluator_path)
     if evaluator is None:

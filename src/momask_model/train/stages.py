@@ -289,9 +289,7 @@ class MaskStage(_TextStage):
         return {"loss": loss, "acc": acc}
 
     def _val_generate(self, model, batch, motion, token_lens, cond) -> torch.Tensor:
-        c = self.eval_config
-        ids = model.generate(cond, token_lens, timesteps=c.timesteps, cond_scale=c.cond_scale,
-                             temperature=c.temperature, topk_filter_thres=c.topk_filter_thres, gsample=c.gsample)
+        ids = model.generate(cond, token_lens, **self.eval_config.masked_kwargs())
         n = motion.shape[1] // self.unit
         padded = torch.full((ids.shape[0], n), -1, dtype=torch.long, device=ids.device)
         padded[:, : ids.shape[1]] = ids

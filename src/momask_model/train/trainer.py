@@ -6,7 +6,7 @@ schedule, mixed precision, gradient clipping, DDP, logging, checkpoints and exac
 state (VQ EMA statistics) must survive a restart.
 
 Exact resume: a checkpoint holds the model, optimiser, scheduler, step, the position inside the epoch and
-every RNG (python, numpy, torch CPU and CUDA). Data order comes from :class:`ResumableSampler`, a pure
+every RNG (python, numpy, torch CPU and CUDA). Data order comes from `momask_model.train.resume.ResumableSampler`, a pure
 function of (seed, epoch), so a resumed run skips the batches it already saw without drawing them, and
 validation runs inside a forked RNG so it never perturbs the training stream.
 """
@@ -15,21 +15,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from momask_model.config import ConfigBase
+from momask_model.generation.loading import select_device
+from momask_model.train.resume import ResumableSampler, distributed_env, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -99,77 +98,6 @@ class _LrLambda:
 
     def __call__(self, step: int) -> float:
         return lr_factor(step, **self.kw)
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG a training step may draw from."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-class ResumableSampler(Sampler[int]):
-    """Shuffled indices that depend only on (seed, epoch), split across DDP ranks like
-    ``DistributedSampler`` (padded to a multiple of the world size), with a start offset so a resumed
-    epoch skips what was already consumed without loading it."""
-
-    def __init__(self, n: int, *, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
-        if n < 1:
-            raise TrainingError("the training dataset is empty")
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.start = 0, 0
-        self.per_rank = math.ceil(n / world_size)
-
-    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        order += order[: self.per_rank * self.world_size - self.n]
-        return order[self.rank::self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices()[self.start:])
-
-    def __len__(self) -> int:
-        return self.per_rank - self.start
-
-
-def _distributed_env() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment (1 process when absent)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return rank, local, world
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -257,9 +185,9 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.rank, local_rank, self.world_size = _distributed_env()
+        self.rank, local_rank, self.world_size = distributed_env()
         self.distributed = self.world_size > 1
-        self.device = resolve_device(config.device, local_rank)
+        self.device = select_device(config.device, local_rank=local_rank)
         if self.distributed and not dist.is_initialized():
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
@@ -285,6 +213,8 @@ class Trainer:
             wrapper = nn.parallel.DistributedDataParallel(wrapper, device_ids=ids, find_unused_parameters=True)
         self.wrapper = wrapper
 
+        if len(train_set) < 1:
+            raise TrainingError("the training dataset is empty")
         self.sampler = ResumableSampler(len(train_set), seed=config.seed, rank=self.rank, world_size=self.world_size)
         self.loader_generator = torch.Generator().manual_seed(config.seed)
         self.loader = DataLoader(train_set, batch_size=config.batch_size, sampler=self.sampler, drop_last=True,

@@ -3,7 +3,8 @@
 Each importer reduces a file to key-framed local poses (``kinematics.PoseSequence``), does time
 operations on rotations (looping, speed, resampling to 20 fps), runs forward kinematics, turns the
 world into HumanML3D's axes and maps the source skeleton onto the 22 SMPL-order joints with a YAML
-skeleton map (``skeleton_map``). ``demo_dataset`` builds the demo model's training set.
+skeleton map (``skeleton_map``). ``demo_dataset`` builds the demo model's training set from the skills
+of ``demo_skills``.
 """
 from momask_model.data.mocap.bvh import BvhClip, bvh_to_joints, find_skeleton_map, guess_unit_m, load_bvh, parse_bvh
 from momask_model.data.mocap.deepmimic import (

@@ -301,9 +301,9 @@ def bvh_to_joints(
     speed: float = 1.0,
     unit_m: float | None = None,
     up_axis: str | None = None,
-    normalize: bool = True,
+    normalize: bool = False,
 ) -> np.ndarray:
-    """HumanML3D-style joint positions of a BVH clip.
+    """HumanML3D-style joint positions of a BVH clip: the file's own positions, in metres, Y up.
 
     Args:
         clip: a parsed clip or a path.
@@ -313,7 +313,9 @@ def bvh_to_joints(
         speed: playback speed factor.
         unit_m: metres per file unit; ``None``: the map's ``unit_m`` or :func:`guess_unit_m`.
         up_axis: ``"y"`` or ``"z"``; ``None``: the map's ``up_axis`` or ``"y"``.
-        normalize: floor/origin/facing normalisation as ``joints_to_features`` does.
+        normalize: also move the motion as ``joints_to_features`` does (floor at y = 0, first frame's
+            root at the origin, facing +Z): what a training set wants, not a reader (a file written by
+            ``save_bvh`` reads back to its own joints only without it).
 
     Returns:
         (N, 22, 3) float64, metres, Y up.

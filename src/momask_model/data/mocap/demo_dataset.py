@@ -15,11 +15,8 @@ Twenty clips (about 47 s) are far too little for MoMask, so each clip becomes ma
   (spread over the seam blend), which makes gently curving walks and runs.
 * **Mirror.** ``write_dataset(mirror=True)`` adds the left/right mirror ``M<id>`` of every item
   with left/right (and clockwise) swapped in its captions.
-* **Captions.** Our own phrasings, at least 5 per skill (``CAPTIONS``): descriptions ("a person
-  walks forward"), a robot as the subject and imperatives, as users command a robot (issue 18);
-  ``HELDOUT_CAPTIONS`` has 2+
-  more per skill that are never written to the dataset, for testing recognition from unseen
-  sentences. Side words (right leg, to the left, counterclockwise) were checked on the clips.
+* **Captions.** Our own phrasings, at least 5 per skill (`demo_skills.CAPTIONS`): descriptions ("a
+  person walks forward"), a robot as the subject and imperatives, as users command a robot (issue 18).
 * **Splits.** Per skill, the variants are split 80/10/10 into train/val/test (the mirror of an
   item stays in its split).
 """
@@ -38,298 +35,13 @@ from momask_model.data.mocap.deepmimic import (
     load_deepmimic_character,
     load_deepmimic_clip,
 )
+from momask_model.data.mocap.demo_skills import CAPTIONS, SKILLS, SkillSpec
 from momask_model.motion.features import normalize_joint_positions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SkillSpec", "SKILLS", "CAPTIONS", "HELDOUT_CAPTIONS", "DemoDatasetSummary", "build_demo_dataset", "make_skill_variants"]
+__all__ = ["DemoDatasetSummary", "build_demo_dataset", "make_skill_variants"]
 
-
-@dataclass(frozen=True)
-class SkillSpec:
-    """How one clip is turned into dataset items.
-
-    Attributes:
-        continuous: looped and cut to random lengths (else one-shot, ``max_cycles`` repetitions).
-        max_cycles: most repetitions for a one-shot skill.
-        turn_deg: largest random extra heading change per cycle [deg] (looped clips).
-    """
-
-    continuous: bool
-    max_cycles: int = 1
-    turn_deg: float = 0.0
-
-
-SKILLS: dict[str, SkillSpec] = {
-    "walk": SkillSpec(True, turn_deg=12.0),
-    "jog": SkillSpec(True, turn_deg=12.0),
-    "run": SkillSpec(True, turn_deg=12.0),
-    "stealthy_walk": SkillSpec(True, turn_deg=12.0),
-    "zombie_walk": SkillSpec(True, turn_deg=12.0),
-    "crawl": SkillSpec(True, turn_deg=8.0),
-    "dance_a": SkillSpec(True),
-    "dance_b": SkillSpec(True),
-    "dance_spin": SkillSpec(True),
-    "spin": SkillSpec(False, max_cycles=2),
-    "cartwheel": SkillSpec(False, max_cycles=2),
-    "roll": SkillSpec(False, max_cycles=2),
-    "jump": SkillSpec(False, max_cycles=2),
-    "backflip": SkillSpec(False),
-    "sideflip": SkillSpec(False),
-    "spinkick": SkillSpec(False),
-    "kick": SkillSpec(False),
-    "punch": SkillSpec(False),
-    "getup_facedown": SkillSpec(False),
-    "getup_faceup": SkillSpec(False),
-}
-
-CAPTIONS: dict[str, list[str]] = {
-    "walk": [
-        "a person walks forward",
-        "a man walks forward at a normal pace",
-        "someone is walking forward",
-        "a person takes a casual walk",
-        "the person walks ahead steadily",
-        "a woman strolls forward",
-        "walk ahead at a steady pace",
-        "the robot walks straight ahead",
-        "a humanoid paces forward calmly",
-        "someone goes for a walk",
-    ],
-    "jog": [
-        "a person jogs forward",
-        "someone jogs at a relaxed pace",
-        "a man is jogging ahead",
-        "the person jogs lightly forward",
-        "a person does a slow jog",
-        "jog forward",
-        "the robot jogs ahead",
-        "someone trots along at an easy pace",
-        "a runner warms up with a gentle jog",
-    ],
-    "run": [
-        "a person runs forward quickly",
-        "someone is running fast",
-        "a man sprints ahead",
-        "the person runs straight ahead",
-        "a woman runs forward at full speed",
-        "run forward as fast as you can",
-        "the robot runs quickly ahead",
-        "someone dashes forward at top speed",
-        "an athlete races ahead",
-    ],
-    "stealthy_walk": [
-        "a person sneaks forward quietly",
-        "someone tiptoes forward stealthily",
-        "a man creeps forward crouched low",
-        "the person walks carefully like a thief",
-        "a person sneaks ahead on bent knees",
-        "sneak forward",
-        "the robot sneaks ahead silently",
-        "someone prowls forward in a low crouch",
-        "a spy creeps along on tiptoes",
-    ],
-    "zombie_walk": [
-        "a person walks like a zombie",
-        "someone shuffles forward like a zombie with arms stretched out",
-        "a man staggers forward like the undead",
-        "the person lurches forward stiffly like a zombie",
-        "a zombie walks slowly forward",
-        "walk like a zombie",
-        "the robot shambles forward like a zombie",
-        "someone drags the feet forward like a corpse",
-        "a zombie limps ahead with arms held out",
-    ],
-    "crawl": [
-        "a person crawls forward on hands and knees",
-        "someone is crawling on the floor",
-        "a man crawls ahead on all fours",
-        "the person crawls along the ground",
-        "a baby like crawl forward on hands and knees",
-        "crawl forward",
-        "the robot crawls on hands and knees",
-        "someone creeps forward on all fours like a baby",
-        "a person moves forward on the hands and knees",
-    ],
-    "dance_a": [
-        "a person dances happily",
-        "someone is dancing and turning around",
-        "a man dances with lively steps",
-        "the person does a cheerful dance",
-        "a woman dances and sways her arms",
-        "dance",
-        "the robot dances joyfully",
-        "someone dances around with energy",
-        "a person celebrates with a happy dance",
-    ],
-    "dance_b": [
-        "a person dances in place",
-        "someone dances rhythmically on the spot",
-        "a man grooves to music while standing in place",
-        "the person sways and dances to a beat",
-        "a woman dances moving her arms and hips",
-        "dance in place",
-        "the robot dances on the spot",
-        "someone bops to the music without moving away",
-        "a person moves to the rhythm standing still",
-    ],
-    "dance_spin": [
-        "a person spins around while dancing",
-        "someone does a dance turn counterclockwise",
-        "a dancer twirls around in place",
-        "the person pirouettes counterclockwise",
-        "a woman spins on the spot like a ballerina",
-        "spin while dancing",
-        "the robot twirls around in a dance",
-        "someone turns in a graceful dance spin",
-        "a ballerina turns on the spot",
-    ],
-    "spin": [
-        "a person spins around twice",
-        "someone turns around counterclockwise two times",
-        "a man spins quickly with his arms out",
-        "the person twirls around and around",
-        "a person rotates in a full circle twice",
-        "spin around",
-        "the robot turns around in circles",
-        "someone rotates on the spot twice",
-        "a person whirls around two full turns",
-    ],
-    "cartwheel": [
-        "a person does a cartwheel to the left",
-        "someone performs a cartwheel",
-        "a gymnast cartwheels to the left",
-        "the person turns a cartwheel on the hands",
-        "a woman does a cartwheel across the floor",
-        "perform a cartwheel",
-        "the robot does a cartwheel",
-        "someone wheels sideways over the hands",
-        "an acrobat performs a cartwheel to the left",
-    ],
-    "roll": [
-        "a person does a forward roll",
-        "someone rolls forward on the ground and stands up",
-        "a man tumbles forward in a somersault",
-        "the person does a forward somersault on the floor",
-        "a person dives into a roll and gets back up",
-        "do a forward roll",
-        "the robot rolls forward on the floor",
-        "someone tucks and rolls forward",
-        "an acrobat does a somersault on the ground",
-    ],
-    "jump": [
-        "a person jumps forward with both feet",
-        "someone does a long jump forward",
-        "a man leaps forward",
-        "the person hops forward on two feet",
-        "a person swings the arms and jumps ahead",
-        "jump forward",
-        "the robot jumps ahead",
-        "someone makes a big jump forward",
-        "an athlete does a standing broad jump",
-    ],
-    "backflip": [
-        "a person does a backflip",
-        "someone performs a back flip",
-        "a gymnast flips backwards in the air",
-        "the person jumps and flips over backwards",
-        "a man does a standing backflip",
-        "perform a back flip",
-        "the robot does a backflip",
-        "someone does a back somersault in the air",
-        "an acrobat flips backwards and lands",
-    ],
-    "sideflip": [
-        "a person does a side flip to the left",
-        "someone performs a sideways flip",
-        "a gymnast flips sideways to the left",
-        "the person jumps and flips over to the side",
-        "a man does an aerial side flip",
-        "do a side flip",
-        "the robot flips to the side",
-        "someone does an aerial to the left",
-        "an acrobat does a sideways somersault",
-    ],
-    "spinkick": [
-        "a person does a spinning kick",
-        "someone spins around and kicks high",
-        "a martial artist performs a spin kick",
-        "the person turns and kicks with the right leg in the air",
-        "a fighter does a jumping roundhouse kick",
-        "do a spin kick",
-        "the robot does a spinning kick",
-        "someone whirls around and kicks in the air",
-        "a karate fighter does a turning kick",
-    ],
-    "kick": [
-        "a person kicks with the right leg",
-        "someone kicks forward with the right foot",
-        "a man does a high kick with his right leg",
-        "the person throws a front kick with the right leg",
-        "a fighter kicks high with the right foot",
-        "kick with the right leg",
-        "the robot kicks with its right foot",
-        "someone kicks the air in front with the right leg",
-        "a soccer player kicks with the right foot",
-    ],
-    "punch": [
-        "a person punches with the right hand",
-        "someone throws a right punch",
-        "a boxer punches forward with the right fist",
-        "the person steps in and punches with the right arm",
-        "a man strikes forward with his right fist",
-        "punch with the right hand",
-        "the robot punches forward",
-        "someone jabs forward with the right fist",
-        "a boxer throws a straight right",
-    ],
-    "getup_facedown": [
-        "a person lying face down gets up",
-        "someone pushes up from lying on the stomach and stands",
-        "a man gets up off the floor from lying face down",
-        "the person rises from the ground after lying on the belly",
-        "a person stands up from lying prone",
-        "get up from lying face down",
-        "the robot gets up from lying on its stomach",
-        "someone lying prone pushes up to standing",
-        "a person on the belly gets back on the feet",
-    ],
-    "getup_faceup": [
-        "a person lying on the back gets up",
-        "someone stands up from lying face up",
-        "a man rises from lying on his back to standing",
-        "the person gets up off the floor after lying on the back",
-        "a person sits up and stands from lying supine",
-        "get up from lying on the back",
-        "the robot gets up from lying on its back",
-        "someone lying supine gets back on the feet",
-        "a person on the back rises to stand",
-    ],
-}
-
-#: Captions never written to the dataset (2+ per skill), for recognition tests on unseen sentences.
-HELDOUT_CAPTIONS: dict[str, list[str]] = {
-    "walk": ["a man is walking forward", "the woman walks ahead at a normal pace"],
-    "jog": ["someone is jogging forward lightly", "a woman jogs ahead at a relaxed pace"],
-    "run": ["a man is running forward fast", "someone runs ahead quickly"],
-    "stealthy_walk": ["a woman sneaks forward crouched low", "someone creeps ahead quietly"],
-    "zombie_walk": ["a woman walks forward like a zombie", "someone lurches ahead like the undead"],
-    "crawl": ["a woman crawls forward on all fours", "someone crawls ahead on hands and knees"],
-    "dance_a": ["a woman does a lively dance", "someone dances happily and turns around"],
-    "dance_b": ["a woman dances on the spot", "someone sways to a beat in place"],
-    "dance_spin": ["a dancer spins counterclockwise on the spot", "someone twirls around in place while dancing"],
-    "spin": ["a woman spins around two times", "someone twirls around twice with arms out"],
-    "cartwheel": ["a woman performs a cartwheel to the left", "someone does a cartwheel across the floor"],
-    "roll": ["a woman does a forward somersault", "someone rolls forward and gets back up"],
-    "jump": ["a woman jumps forward on both feet", "someone leaps ahead with both feet"],
-    "backflip": ["a woman performs a backflip", "someone flips over backwards"],
-    "sideflip": ["a woman flips sideways to the left", "someone does a side flip"],
-    "spinkick": ["a woman performs a spinning kick", "someone spins and kicks high in the air"],
-    "kick": ["a woman kicks high with the right leg", "someone throws a kick with the right foot"],
-    "punch": ["a woman punches with the right fist", "someone throws a punch with the right hand"],
-    "getup_facedown": ["a woman gets up from lying face down", "someone lying on the belly stands up"],
-    "getup_faceup": ["a woman gets up from lying on her back", "someone lying face up stands up"],
-}
 
 _MIN_FRAMES = 40  # transformer dataset keeps 40 <= T < 200 feature frames
 _MAX_FRAMES = 196
@@ -427,7 +139,7 @@ def build_demo_dataset(
 
     Args:
         mocap_root: folder with ``characters/humanoid3d.txt`` and ``motions/humanoid3d_<skill>.txt``.
-        out_dir: output dataset root (HumanML3D layout, written by ``humanml3d.write_dataset``).
+        out_dir: output dataset root (HumanML3D layout, written by ``writer.write_dataset``).
         seed: seed of every random choice (the output is a function of the inputs and the seed).
         variants_per_skill: items per skill before mirroring.
         fps: frame rate of the dataset.
@@ -436,7 +148,7 @@ def build_demo_dataset(
     Returns:
         A summary (also logged).
     """
-    from momask_model.data.humanml3d import write_dataset  # deferred: pulls in torch datasets
+    from momask_model.data.writer import write_dataset  # deferred: pulls in torch datasets
 
     mocap_root = Path(mocap_root)
     character = load_deepmimic_character(mocap_root / "characters" / "humanoid3d.txt")
