@@ -39,6 +39,7 @@ setup(
             "momask_sim = momask_ros.ros.sim_node:main",
             "momask-check = momask_ros.tools.check:main",
             "momask-fetch-tracker = momask_ros.tracker.fetch:main",
+            "momask_tracker = momask_ros.ros.tracker_node:main",
         ],
         # momask-generate --mcap: the robot stream is written by momask_ros, found by momask_model at run time
         "momask_model.robot_stream_writers": ["mcap = momask_ros.ros.recording:write_generation_mcap"],

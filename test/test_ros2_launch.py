@@ -67,10 +67,11 @@ def ros2_env(tmp_path_factory) -> dict[str, str]:
 
 
 class Launch:
-    """`ros2 launch momask_ros generate.launch.py ARGS` with its output collected line by line."""
+    """`ros2 launch momask_ros generate.launch.py ARGS` (or another launch file) with its output collected
+    line by line."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.proc = subprocess.Popen([_ros2(), "launch", "momask_ros", "generate.launch.py", *args], env=env,
+    def __init__(self, env: dict[str, str], *args: str, file: str = "generate.launch.py") -> None:
+        self.proc = subprocess.Popen([_ros2(), "launch", "momask_ros", file, *args], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      start_new_session=True)
         self.lines: list[str] = []
@@ -334,3 +335,86 @@ def test_launch_failures_end_with_an_error_and_say_why(ros2_env, tmp_path):
             assert text in out, f"{name}: {text!r} not in\n{out}"
     for argument in ("config", "robot", "robot_description_path", "device", "use_sim_time", "record", "namespace"):
         assert f"'{argument}':" in shown
+
+
+TWIST2 = ROOT.parent / "shared" / "trackers" / "twist2"
+
+
+class LoopProbe:
+    """Records the closed loop's statuses and the measured base pose (this process, this domain)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import String
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        self.node = rclpy.create_node("sim_launch_probe", context=self.context)
+        self.sim, self.tracker, self.momask, self.poses = [], [], [], []
+        for topic, store in (("/sim/status", self.sim), ("/tracker/status", self.tracker),
+                             ("/momask/status", self.momask)):
+            self.node.create_subscription(String, topic, lambda m, s=store: s.append(json.loads(m.data)), DEEP)
+        self.node.create_subscription(PoseStamped, "/sim/base_pose", self.poses.append, DEEP)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:
+                return
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.executor.shutdown(timeout_sec=1)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.mark.skipif(not TWIST2.is_dir(), reason=f"tracker files not found at {TWIST2}")
+def test_sim_launch_g1_walks_in_physics_with_the_tracker(ros2_env):
+    """`sim.launch.py robot:=g1 tracker:=DIR`, then `ros2 topic pub` a walk: generator, tracker and simulator
+    in real time; the free-base G1 walks forward, does not fall, and stands again after the motion."""
+    probe = LoopProbe()
+    launch = Launch(ros2_env, "robot:=g1", f"tracker:={TWIST2}", "device:=cpu", file="sim.launch.py")
+    try:
+        launch.wait_for("momask_tracker up", 90)
+        launch.wait_for('"state": "ready"', 120)
+        _wait(lambda: probe.tracker and probe.tracker[-1]["state"] == "standing", 30, "the tracker standing the G1")
+        pub = publish_until_accepted(ros2_env, launch, "/momask/command", "a person walks forward length=3s")
+        launch.wait_for('"state": "done"', 120)
+        _wait(lambda: [s for s in probe.tracker if s["reference"]["phase"] == "blend_out"], 30, "blend out")
+        _wait(lambda: probe.tracker[-1]["reference"]["phase"] == "standing", 30, "standing again")
+        assert pub.wait(timeout=30) == 0
+        rc = launch.stop()
+    finally:
+        launch.kill()
+        probe.close()
+    assert rc == 0
+    assert not any(s["fallen"] for s in probe.sim) and not any(s["fallen"] for s in probe.tracker)
+    playing = next(s for s in probe.momask if s["state"] == "playing")
+    x = [p.pose.position.x for p in probe.poses if p.header.stamp.sec + p.header.stamp.nanosec * 1e-9 >= playing["stamp_s"]]
+    print(f"\nsim.launch.py walk: base moved {x[-1] - x[0]:.2f} m; sim real-time factor "
+          f"{[s['real_time_factor'] for s in probe.sim[-6:]]}; policy {probe.tracker[-1]['policy_ms_mean']} ms")
+    assert x[-1] - x[0] > 0.2
+    assert {"motion", "blend_out", "standing"} <= {s["reference"]["phase"] for s in probe.tracker}
+
+
+def test_sim_launch_without_the_tracker_folder_says_how_to_get_it(ros2_env, tmp_path):
+    missing = tmp_path / "no_tracker"
+    launch = Launch(ros2_env, "robot:=g1", f"tracker:={missing}", file="sim.launch.py")
+    try:
+        rc = launch.finish(60)
+    finally:
+        launch.kill()
+    assert rc != 0
+    assert f"momask-fetch-tracker --dest {missing}" in launch.output and "tracker:=none" in launch.output

@@ -1,39 +1,43 @@
-"""A MuJoCo physics simulation of the robot with position-controlled joints (no ROS; `sim_node` wraps it).
+"""A MuJoCo physics simulation of the robot (no ROS; `sim_node` wraps it).
 
-The model is the robot's own description (the one the retargeter uses) with:
+The model is the robot's own description (the one the retargeter uses, or a tracker's robot model) in a
+model from `momask_ros.physics.sim_model` (floor, drives, an IMU on the base body). The base is in one of four
+modes:
 
-* a floor, when the description has none;
-* one MuJoCo position actuator per driven joint, replacing the description's actuators: PD gains and an
-  effort clamp from `momask_ros.robot.actuation` (profile ``sim:`` section over MJCF defaults), velocity
-  feed-forward through the set-point (ctrl = q* + kd/kp v*, so force = kp (q* - q) + kd (v* - v));
-  the implicit-in-velocity integrator keeps stiff drives stable at the 2 ms timestep;
-* the base in one of three modes: ``fixed`` (the free joint removed, the pelvis welded where the rest
-  pose stands), ``harness`` (a mocap body follows the commanded base pose and a soft weld pulls the
-  pelvis to it: how Isaac users replay kinematic motion with physics on the joints), ``free`` (full
-  physics; `fallen` says when the pelvis has dropped or tipped over);
-* no self-collision unless the profile's ``sim.self_collision`` asks for it (simulators ship that way,
-  and descriptions often overlap at the rest pose).
+* ``fixed``: the free joint removed, the pelvis welded where the rest pose stands;
+* ``harness``: a mocap body follows the commanded base pose and a soft weld pulls the pelvis to it (how
+  Isaac users replay kinematic motion with physics on the joints);
+* ``free``: full physics; `fallen` says when the pelvis has dropped or tipped over;
+* ``tracked``: full physics, the joints driven by torque motors from a PD command (`command_pd`: targets,
+  per-joint kp, kd and torque limits) recomputed every physics step, torque = clip(kp (q* - q) - kd q',
+  +-limit), as a real robot's motor drivers and a tracking policy's sim2sim do.
 
-Commands: `command_joints` (by name, as Isaac's /joint_command) or `follow_trajectory` (time-parameterised
+In the first three modes each driven joint has a MuJoCo position actuator (PD gains and an effort clamp
+from `momask_ros.robot.actuation`; velocity feed-forward through the set-point, ctrl = q* + kd/kp v*;
+implicit-in-velocity integration keeps stiff drives stable at the 2 ms step), commanded by
+`command_joints` (by name, as Isaac's /joint_command) or `follow_trajectory` (time-parameterised
 interpolation as ros2_control's joint_trajectory_controller: linear with positions only, cubic Hermite
 with velocities, starting from the current set-point when the first point is later than the start).
+No self-collision there unless the profile's ``sim.self_collision`` asks for it (simulators ship that
+way, and descriptions often overlap at the rest pose).
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import mujoco
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline, make_interp_spline
 
-from momask_ros.robot.actuation import Actuation, robot_actuation
+from momask_ros.robot.actuation import robot_actuation
 from momask_ros.robot.model import Robot
 
-MODES = ("fixed", "harness", "free")
+from .sim_model import DRIVE_PREFIX, IMU_SENSORS, ImuReading, PdDrive, build_sim_model
+
+MODES = ("fixed", "harness", "free", "tracked")
 
 
 class SimError(ValueError):
@@ -45,17 +49,19 @@ class SimOptions:
     """Simulator settings.
 
     Attributes:
-        mode: fixed | harness | free (module docstring).
-        timestep_s: physics step; None = the profile's ``sim.timestep_s``, else the description's.
+        mode: fixed | harness | free | tracked (module docstring).
+        timestep_s: physics step; None = the profile's ``sim.timestep_s`` (not when tracked), else the
+            description's.
         harness_timeconst_s: time constant of the soft harness weld (smaller = stiffer; MuJoCo keeps it
             >= 2 timesteps). Stiff by default: a soft harness lets foot-floor contacts bend the legs.
-        fall_height_fraction: free mode: fallen when the pelvis is below this fraction of its rest height...
+        fall_height_fraction: free and tracked modes: fallen when the pelvis is below this fraction of its
+            start height...
         fall_tilt_rad: ...or tilted more than this from upright.
         command_hold_s: streamed set-points (and the harness target) move on with their velocity for at
             most this long after a command, so a 50 Hz stream drives the 500 Hz physics smoothly; after
             it they hold (a stalled stream stops the robot, it does not run away).
         friction: sliding friction of every collision geom (MuJoCo takes the larger of a pair's two), None =
-            the description's. 0.5 is Isaac Sim's default ground material; at MuJoCo's default 1.0 the foot sliding a kinematic motion has (several mm per sample) is resisted
+            the description's (always when tracked). 0.5 is Isaac Sim's default ground material; at MuJoCo's default 1.0 the foot sliding a kinematic motion has (several mm per sample) is resisted
             so hard in harness mode that it bends the stance hip by 0.2 rad.
         command_blend_s: a new streamed command does not jump the set-point (or the harness target): the
             gap to where the previous one had got fades out over this time (one 50 Hz period), since a
@@ -94,61 +100,6 @@ class _Trajectory:
         return self.spline(u), self.spline.derivative()(u)
 
 
-def _scene_spec(robot: Robot, opts: SimOptions, act: Actuation) -> mujoco.MjSpec:
-    spec = mujoco.MjSpec.from_file(str(robot.description_path))
-    for item in [*spec.actuators, *spec.keys]:  # its own motors; keyframes sized for its own joints
-        spec.delete(item)
-    base = spec.body(robot.profile.base_body)
-    free = [j for j in base.joints if int(j.type) == int(mujoco.mjtJoint.mjJNT_FREE)]
-    b = robot.base_qpos_index
-    rest_pos, rest_quat = robot.rest_qpos[b:b + 3], robot.rest_qpos[b + 3:b + 7]
-    if opts.mode == "fixed":
-        for j in free:
-            spec.delete(j)
-        base.pos, base.quat = list(rest_pos), list(rest_quat)
-    elif not free:
-        base.add_freejoint()
-    if opts.mode == "harness":
-        harness = spec.worldbody.add_body(name="momask_harness", mocap=True, pos=list(rest_pos), quat=list(rest_quat))
-        weld = spec.add_equality(type=mujoco.mjtEq.mjEQ_WELD, objtype=mujoco.mjtObj.mjOBJ_BODY,
-                                 name1=harness.name, name2=robot.profile.base_body)
-        weld.solref = [opts.harness_timeconst_s, 1.0]
-    has_floor = any(int(g.type) == int(mujoco.mjtGeom.mjGEOM_PLANE) for g in spec.worldbody.geoms)
-    if not has_floor:
-        floor = spec.worldbody.add_geom(name="momask_floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
-                                        rgba=[0.75, 0.78, 0.8, 1])
-        floor.contype, floor.conaffinity = 1, 1
-    if not spec.worldbody.lights:
-        spec.worldbody.add_light(pos=[0, 0, 4], dir=[0, 0, -1])
-    if not robot.profile.sim.self_collision:
-        # robot geoms: contype 2, conaffinity 1 -> never each other; world geoms get bit 2 in conaffinity
-        for geom in spec.geoms:
-            if geom.contype or geom.conaffinity:
-                if _in_world(geom):
-                    geom.conaffinity = int(geom.conaffinity) | 2
-                    geom.contype = int(geom.contype) | 1
-                else:
-                    geom.contype, geom.conaffinity = 2, 1
-    if opts.friction is not None:
-        for geom in spec.geoms:
-            if geom.contype or geom.conaffinity:
-                geom.friction = [opts.friction, *list(geom.friction)[1:]]
-    for name, kp, kd, effort in zip(act.joint_names, act.kp, act.kd, act.effort):
-        spec.add_actuator(name=f"momask_pd_{name}", target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT,
-                          gaintype=mujoco.mjtGain.mjGAIN_FIXED, biastype=mujoco.mjtBias.mjBIAS_AFFINE,
-                          gainprm=[kp] + [0] * 9, biasprm=[0, -kp, -kd] + [0] * 7,
-                          forcelimited=True, forcerange=[-effort, effort])
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    step = opts.timestep_s or robot.profile.sim.timestep_s
-    if step:
-        spec.option.timestep = step
-    return spec
-
-
-def _in_world(geom) -> bool:
-    return geom.parent is not None and geom.parent.name == "world"
-
-
 class Simulator:
     """Physics of one robot (module docstring). Not thread-safe: one owner steps it.
 
@@ -163,39 +114,76 @@ class Simulator:
         self.robot = robot
         self.options = options
         self.actuation = robot_actuation(robot)
-        self.model = _scene_spec(robot, options, self.actuation).compile()
+        self.model = build_sim_model(robot, self.actuation, mode=options.mode,
+                                     harness_timeconst_s=options.harness_timeconst_s, friction=options.friction,
+                                     timestep_s=options.timestep_s)
         self.data = mujoco.MjData(self.model)
         m = self.model
         self.joint_names = robot.joint_names
         jids = [m.joint(n).id for n in self.joint_names]
         self.qpos_index = np.array([m.jnt_qposadr[j] for j in jids])
         self.dof_index = np.array([m.jnt_dofadr[j] for j in jids])
-        self.actuator_index = np.array([m.actuator(f"momask_pd_{n}").id for n in self.joint_names])
+        self.actuator_index = np.array([m.actuator(f"{DRIVE_PREFIX}{n}").id for n in self.joint_names])
+        sensors = {k: m.sensor(name).id for k, name in IMU_SENSORS.items()}
+        self._imu = {k: slice(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i]) for k, i in sensors.items()}
         self._column = {n: i for i, n in enumerate(self.joint_names)}
         self.base_body_id = m.body(robot.profile.base_body).id
         self._free = [j for j in range(m.njnt) if int(m.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_FREE)
                       and m.jnt_bodyid[j] == self.base_body_id]
         self._mocap = int(m.body_mocapid[m.body("momask_harness").id]) if options.mode == "harness" else -1
         self._ratio = self.actuation.kd / self.actuation.kp
-        self.rest_base_height = float(robot.rest_qpos[robot.base_qpos_index + 2])
+        b = robot.base_qpos_index
+        self._start_positions = robot.rest_positions.copy()
+        self._start_base = robot.rest_qpos[b:b + 7].copy()
+        self.rest_base_height = float(self._start_base[2])
         self.reset()
 
     # ------------------------------------------------------------------ state
-    def reset(self) -> None:
-        """Rest pose, zero velocity, set-points at rest, time 0."""
+    @property
+    def tracked(self) -> bool:
+        return self.options.mode == "tracked"
+
+    def set_start_state(self, joint_positions: Sequence[float] | None = None,
+                        base_position: Sequence[float] | None = None,
+                        base_quat_wxyz: Sequence[float] | None = None) -> None:
+        """Where `reset` puts the robot (default: the profile's rest pose), e.g. a tracker's standing start
+        (joint positions in `joint_names` order, base pose in the world); then resets, keeping the time."""
+        if joint_positions is not None:
+            q = np.asarray(joint_positions, float).reshape(-1)
+            if q.shape != self._start_positions.shape or not np.all(np.isfinite(q)):
+                raise SimError(f"start pose needs {self._start_positions.size} finite joint positions")
+            self._start_positions = q.copy()
+        for values, part, size in ((base_position, slice(0, 3), 3), (base_quat_wxyz, slice(3, 7), 4)):
+            if values is not None:
+                v = np.asarray(values, float).reshape(-1)
+                if v.shape != (size,) or not np.all(np.isfinite(v)):
+                    raise SimError(f"start base pose needs {size} finite values, got {values}")
+                self._start_base[part] = v
+        self._start_base[3:7] /= np.linalg.norm(self._start_base[3:7])
+        self.rest_base_height = float(self._start_base[2])
+        self.reset(keep_time=True)
+
+    def reset(self, keep_time: bool = False) -> None:
+        """Start pose, zero velocity, set-points there, no PD command or push; time 0 unless `keep_time`
+        (a reset while other nodes run on this clock must not send it backwards)."""
         m, d = self.model, self.data
+        now = float(d.time)
         mujoco.mj_resetData(m, d)
-        d.qpos[self.qpos_index] = self.robot.rest_positions
+        if keep_time:
+            d.time = now
+        d.qpos[self.qpos_index] = self._start_positions
         if self._free:
             adr = m.jnt_qposadr[self._free[0]]
-            b = self.robot.base_qpos_index
-            d.qpos[adr:adr + 7] = self.robot.rest_qpos[b:b + 7]
-        self.target_positions = self.robot.rest_positions.copy()
+            d.qpos[adr:adr + 7] = self._start_base
+        self.pd: PdDrive | None = None
+        self._synced_s = math.nan
+        self._push_until_s = -math.inf
+        self.target_positions = self._start_positions.copy()
         self.target_velocities = np.zeros(len(self.joint_names))
         self._trajectory: _Trajectory | None = None
         self._command_s = 0.0          # when the last set-points / base target arrived (sim time)
         self._base_s = 0.0
-        self._base_target = self.robot.rest_qpos[self.robot.base_qpos_index:][:3].copy()
+        self._base_target = self._start_base[:3].copy()
         self._base_velocity = np.zeros(3)
         self._joint_offset = np.zeros(len(self.joint_names))  # continuity offsets, fading over command_blend_s
         self._base_offset = np.zeros(3)
@@ -222,6 +210,7 @@ class Simulator:
     def command_joints(self, names: Sequence[str], positions: Sequence[float],
                        velocities: Sequence[float] | None = None) -> None:
         """Set-points by joint name (other joints keep theirs); cancels a running trajectory."""
+        self._position_drives()
         cols = self._columns(list(names))
         pos = np.asarray(positions, float).reshape(-1)
         if pos.shape != (len(cols),) or not np.all(np.isfinite(pos)):
@@ -237,6 +226,33 @@ class Simulator:
         self._command_s = self.time_s
         self._trajectory = None
         self._joint_offset = before - self.target_positions
+
+    def _position_drives(self) -> None:
+        if self.tracked:
+            raise SimError("tracked mode takes PD commands (targets with gains), not joint set-points")
+
+    def command_pd(self, target_rad: Sequence[float], kp: Sequence[float], kd: Sequence[float],
+                   torque_limit_nm: Sequence[float]) -> None:
+        """Tracked mode: drive the joints by PD (one value per joint, `joint_names` order: targets [rad],
+        kp [N m/rad], kd [N m s/rad], torque limits [N m]) from the next physics step until the next
+        command. Before the first command the motors give no torque."""
+        if not self.tracked:
+            raise SimError(f"PD commands need mode 'tracked' (this simulator is {self.options.mode!r})")
+        try:
+            self.pd = PdDrive.checked(len(self.joint_names), target_rad, kp, kd, torque_limit_nm)
+        except ValueError as exc:
+            raise SimError(str(exc)) from None
+
+    def push(self, force_world_n: Sequence[float], torque_world_nm: Sequence[float] = (0.0, 0.0, 0.0),
+             duration_s: float = 0.2) -> None:
+        """Apply a wrench to the base body (world frame, at its origin) for `duration_s` of simulated time."""
+        f, tq = np.asarray(force_world_n, float), np.asarray(torque_world_nm, float)
+        if f.shape != (3,) or tq.shape != (3,) or not (np.all(np.isfinite(f)) and np.all(np.isfinite(tq))):
+            raise SimError("a push needs a finite force (3) and torque (3)")
+        if not (math.isfinite(duration_s) and duration_s > 0):
+            raise SimError(f"push duration must be > 0 s, got {duration_s}")
+        self.data.xfrc_applied[self.base_body_id] = np.concatenate([f, tq])
+        self._push_until_s = self.time_s + float(duration_s)
 
     def _fade(self, since_s: float) -> float:
         blend = self.options.command_blend_s
@@ -262,6 +278,7 @@ class Simulator:
     def follow_trajectory(self, names: Sequence[str], times_s: Sequence[float], positions: np.ndarray,
                           velocities: np.ndarray | None = None, start_delay_s: float = 0.0) -> float:
         """Execute a JointTrajectory: points at `times_s` after now + `start_delay_s`. Returns its end time."""
+        self._position_drives()
         cols = self._columns(list(names))
         times = np.asarray(times_s, float).reshape(-1)
         pos = np.asarray(positions, float).reshape(len(times), -1) if len(times) else np.zeros((0, len(cols)))
@@ -316,6 +333,9 @@ class Simulator:
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
         """The set-points (positions, velocities) the drives track now (a trajectory sampled, or the
         streamed command moved on by its velocity): the reference of ros2_control's controller_state."""
+        if self.tracked:
+            target = self.pd.target_rad.copy() if self.pd is not None else self.joint_positions()
+            return target, np.zeros(len(self.joint_names))
         traj = self._trajectory
         if traj is not None:
             pos, vel = traj.sample(self.time_s)
@@ -330,6 +350,15 @@ class Simulator:
         """Advance `n` physics steps."""
         d = self.data
         for _ in range(n):
+            if self._push_until_s > -math.inf and d.time >= self._push_until_s - 1e-9:
+                d.xfrc_applied[self.base_body_id] = 0.0
+                self._push_until_s = -math.inf
+            if self.tracked:
+                pd = self.pd
+                if pd is not None:
+                    d.ctrl[self.actuator_index] = pd.torque_nm(d.qpos[self.qpos_index], d.qvel[self.dof_index])
+                mujoco.mj_step(self.model, d)
+                continue
             target, speed = self.reference()
             if self._mocap >= 0:
                 d.mocap_pos[self._mocap] = self._base_goal()
@@ -343,25 +372,49 @@ class Simulator:
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self.dof_index].copy()
 
+    def _kinematics(self) -> None:
+        """Body poses and the IMU's orientation and gyro at the current state: `mj_step` leaves them as they
+        were before its last integration (1 step old). Position and velocity stages only, so the contact
+        solver's warm start, and hence the trajectory, is untouched. The accelerometer stays 1 step old."""
+        if self._synced_s == self.data.time:
+            return
+        m, d = self.model, self.data
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)
+        mujoco.mj_sensorPos(m, d)
+        mujoco.mj_comVel(m, d)
+        mujoco.mj_sensorVel(m, d)
+        self._synced_s = float(d.time)
+
+    def imu(self) -> ImuReading:
+        """The base IMU now: orientation, gyro (the IMU frame) and accelerometer."""
+        self._kinematics()
+        s = self.data.sensordata
+        return ImuReading(quat_wxyz=s[self._imu["quat"]].copy(), ang_vel_rad_s=s[self._imu["gyro"]].copy(),
+                          lin_acc_m_s2=s[self._imu["accel"]].copy())
+
     def joint_efforts(self) -> np.ndarray:
         """Drive torques applied in the last step [N m] (clamped to the effort limits)."""
         return self.data.actuator_force[self.actuator_index].copy()
 
     def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """Pelvis position [m] and orientation (w, x, y, z) in the world."""
+        self._kinematics()
         d, b = self.data, self.base_body_id
         return d.xpos[b].copy(), d.xquat[b].copy()
 
     def tilt_rad(self) -> float:
         """Angle between the pelvis z axis and the world's up."""
+        self._kinematics()
         z = self.data.xmat[self.base_body_id].reshape(3, 3)[:, 2]
         return float(math.acos(float(np.clip(z[2], -1.0, 1.0))))
 
     @property
     def fallen(self) -> bool:
-        """Free mode: the pelvis dropped below the fall height or tipped over."""
-        if self.options.mode != "free":
+        """Free and tracked modes: the pelvis dropped below the fall height or tipped over."""
+        if self.options.mode not in ("free", "tracked"):
             return False
+        self._kinematics()
         height = float(self.data.xpos[self.base_body_id, 2])
         return height < self.options.fall_height_fraction * self.rest_base_height or self.tilt_rad() > self.options.fall_tilt_rad
 
@@ -373,34 +426,3 @@ def measure_real_time_factor(sim: Simulator, seconds: float = 2.0) -> float:
     sim.step(steps)
     return steps * sim.timestep_s / (time.perf_counter() - start)
 
-
-class VideoRecorder:
-    """Renders the simulation to an MP4 at `fps` (offscreen on CPU with ``MUJOCO_GL=osmesa``)."""
-
-    def __init__(self, sim: Simulator, path: str | Path, *, fps: float = 30.0, width: int = 480, height: int = 368):
-        import imageio.v2 as imageio
-
-        self.sim, self.fps, self.path = sim, float(fps), Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._renderer = mujoco.Renderer(sim.model, height, width)
-        self._camera = mujoco.MjvCamera()
-        self._camera.distance, self._camera.azimuth, self._camera.elevation = 3.2, 135.0, -15.0
-        self._writer = imageio.get_writer(self.path, fps=self.fps, codec="libx264", quality=7, macro_block_size=16)
-        self._next_s = 0.0
-        self.frames = 0
-
-    def maybe_capture(self) -> None:
-        """Add a frame when the simulation has advanced 1 / fps since the last one."""
-        if self.sim.time_s + 1e-9 < self._next_s:
-            return
-        self._next_s = self.sim.time_s + 1.0 / self.fps
-        root = self.sim.base_pose()[0]
-        self._camera.lookat[:] = [root[0], root[1], 0.9]
-        self._renderer.update_scene(self.sim.data, camera=self._camera)
-        self._writer.append_data(self._renderer.render())
-        self.frames += 1
-
-    def close(self) -> Path:
-        self._writer.close()
-        self._renderer.close()
-        return self.path

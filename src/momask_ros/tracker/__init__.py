@@ -1,9 +1,11 @@
 """Whole-body tracker between a reference motion and the robot (TWIST2 on the G1 first).
 
 No ROS here: a spec (data) and a checked folder of files, the observation the policy expects, reference
-conditioning, a clock-injected controller, an offline MuJoCo closed loop and the downloader."""
+conditioning (of a whole motion, and of a live stream), a clock-injected controller, an offline MuJoCo
+closed loop and the downloader."""
 from .controller import MeasuredState, PdCommand, Tracker, TrackerState
 from .fetch import default_tracker_dir, fetch_tracker
+from .live_reference import LiveReference, LiveReport
 from .observation import ObservationBuilder, mimic_vector
 from .policy import OnnxPolicy, pd_target_rad
 from .reference import (ConditionedReference, ConditioningReport, ReferenceSample, RobotReference,
@@ -14,7 +16,8 @@ from .spec import (CheckpointFile, TrackerBundle, TrackerError, TrackerSource, T
 from .synthetic import standing_reference, synthetic_walk
 
 __all__ = [
-    "CheckpointFile", "ConditionedReference", "ConditioningReport", "MeasuredState", "ObservationBuilder",
+    "CheckpointFile", "ConditionedReference", "ConditioningReport", "LiveReference", "LiveReport", "MeasuredState",
+    "ObservationBuilder",
     "OnnxPolicy", "PdCommand", "ReferenceSample", "RobotReference", "RolloutResult", "Tracker", "TrackerBundle",
     "TrackerError", "TrackerSimulation", "TrackerSource", "TrackerSpec", "TrackerState", "check_reference_joints",
     "default_tracker_dir", "fetch_tracker", "load_spec", "load_tracker", "mimic_vector", "pd_target_rad",

@@ -1,0 +1,277 @@
+"""Reference conditioning for a reference that arrives as a stream (a ROS topic), one sample at a time.
+
+`ConditionedReference` fits splines to a whole motion; a live stream has only what has arrived, so the
+same conditioning is done causally here:
+
+* samples are stamped; sampling at t interpolates between stamps and, past the newest, moves on with its
+  velocities for at most `max_extrapolation_s` (about one DDS hop), then holds;
+* base velocities come from the stream's twist when it carries one (no lag), else from differences of
+  consecutive poses (half a period of lag);
+* blend in from the tracker's standing pose when a motion begins (`begin`), back to standing when it ends
+  (`end`, `stop`) or when the stream stalls for `stall_s` (a generator that died, a CPU too busy to
+  publish; when the stream comes back before an `end`, it blends in again); a blend starts from the
+  current weight, so a motion that begins while the last one blends out takes over smoothly;
+* `reanchor` places the stream's path where the robot is (heading and ground position) for continuations:
+  what the policy sees (root-frame velocities, height, roll, pitch, joints) does not change, the reported
+  reference path does;
+* within the robot's ability: horizontal speed capped (velocity scaled down: a stream cannot be slowed),
+  roll/pitch and joints clipped; `report` says what was changed since the last `begin`.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .observation import mimic_vector
+from .reference import ReferenceSample, smootherstep
+from .rotations import quat_wxyz_to_rpy, rpy_to_matrix, rpy_to_quat_wxyz
+from .spec import TrackerError, TrackerSpec
+
+
+@dataclass
+class LiveReport:
+    """What conditioning changed in the current motion (for the tracker's status)."""
+
+    peak_speed_mps: float = 0.0  # of the stream as received
+    speed_capped: bool = False
+    tilt_clipped: bool = False
+    clipped_joints: set[str] = field(default_factory=set)
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.speed_capped:
+            notes.append(f"speed capped (reference reached {self.peak_speed_mps:.2f} m/s)")
+        if self.tilt_clipped:
+            notes.append("roll/pitch clipped")
+        if self.clipped_joints:
+            notes.append(f"joints clipped to range: {', '.join(sorted(self.clipped_joints))}")
+        return notes
+
+
+@dataclass(frozen=True)
+class _Ramp:
+    """Blend weight from t0: smootherstep from w0 up to 1 (or down to 0) over duration_s."""
+
+    t0: float
+    w0: float
+    up: bool
+    duration_s: float
+
+    def at(self, t: float) -> tuple[float, float]:
+        """(weight, d weight / dt) at t."""
+        if self.duration_s <= 0:
+            return (1.0 if self.up else 0.0), 0.0
+        x = min(max((t - self.t0) / self.duration_s, 0.0), 1.0)
+        s, ds = float(smootherstep(x)), 30.0 * x * x * (x - 1.0) ** 2 / self.duration_s
+        return (self.w0 + (1.0 - self.w0) * s, (1.0 - self.w0) * ds) if self.up else (self.w0 * (1.0 - s), -self.w0 * ds)
+
+
+class LiveReference:
+    """A streamed reference, sampled at any time t [s] on the stream's clock (module docstring).
+
+    Owned by one controller thread; `push` samples as they arrive, `sample(t)` with t non-decreasing."""
+
+    def __init__(self, *, standing_pose_rad: np.ndarray, standing_height_m: float, joint_names: Sequence[str],
+                 joint_range_rad: np.ndarray | None = None, max_base_speed_mps: float = np.inf,
+                 max_tilt_rad: float = np.pi / 2, blend_in_s: float = 1.0, blend_out_s: float = 1.0,
+                 stall_s: float = 0.5, max_extrapolation_s: float = 0.05, buffer_s: float = 3.0):
+        self._q_stand = np.asarray(standing_pose_rad, dtype=np.float64)
+        self._names = tuple(joint_names)
+        if self._q_stand.size != len(self._names):
+            raise TrackerError(f"standing pose has {self._q_stand.size} joints, names {len(self._names)}")
+        self._height = float(standing_height_m)
+        low, high = (np.asarray(joint_range_rad, np.float64).T if joint_range_rad is not None
+                     else (np.full(self._q_stand.size, -np.inf), np.full(self._q_stand.size, np.inf)))
+        self._low, self._high = low, high
+        self._max_speed, self._max_tilt = float(max_base_speed_mps), float(max_tilt_rad)
+        self._blend_in, self._blend_out = float(blend_in_s), float(blend_out_s)
+        self._stall, self._max_extra, self._buffer = float(stall_s), float(max_extrapolation_s), float(buffer_s)
+        self._t: list[float] = []
+        self._rows: list[np.ndarray] = []  # [x y z roll pitch yaw(unwrapped) | v_world(3) w_world(3) | q | qd]
+        self._ramp = _Ramp(-np.inf, 0.0, False, 0.0)
+        self._events: list[tuple[float, bool]] = []
+        self._stalled = False  # blended out because the stream stopped, not because the motion ended
+        self._yaw_offset, self._offset_xy = 0.0, np.zeros(2)
+        self._anchor_request: tuple[np.ndarray, np.ndarray] | None = None
+        self.report = LiveReport()
+
+    @classmethod
+    def from_spec(cls, spec: TrackerSpec, joint_range_rad: np.ndarray | None = None, **kwargs) -> "LiveReference":
+        """Conditioning with the spec's standing pose, blends, speed cap and tilt limit."""
+        return cls(standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
+                   joint_names=spec.joint_names, joint_range_rad=joint_range_rad,
+                   max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
+                   blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s, **kwargs)
+
+    # ---- input ------------------------------------------------------------------------------------
+
+    def push(self, t_s: float, base_pos_world: np.ndarray, base_quat_wxyz: np.ndarray, joint_pos_rad: np.ndarray,
+             *, base_lin_vel_world: np.ndarray | None = None, base_ang_vel_world: np.ndarray | None = None,
+             joint_vel_rad_s: np.ndarray | None = None) -> None:
+        """One stream sample at stamp t_s (joints in the tracker's order); a repeated stamp replaces it.
+
+        Raises TrackerError on wrong sizes or non-finite values (the sample is dropped)."""
+        n = self._q_stand.size
+        parts = [(base_pos_world, 3, "base position"), (base_quat_wxyz, 4, "base quaternion"),
+                 (joint_pos_rad, n, "joint positions"), (base_lin_vel_world, 3, "base linear velocity"),
+                 (base_ang_vel_world, 3, "base angular velocity"), (joint_vel_rad_s, n, "joint velocities")]
+        values = []
+        for value, size, what in parts:
+            if value is None:
+                values.append(np.full(size, np.nan))
+                continue
+            v = np.asarray(value, dtype=np.float64).reshape(-1)
+            if v.shape != (size,) or not np.all(np.isfinite(v)):
+                raise TrackerError(f"reference {what} needs {size} finite values, got {v.size}")
+            values.append(v)
+        pos, quat, q, v, w, qd = values
+        rpy = quat_wxyz_to_rpy(quat)
+        i = bisect.bisect_left(self._t, t_s)
+        if i > 0:  # unwrap yaw against the sample before it
+            prev = self._rows[i - 1][5]
+            rpy[2] = prev + (rpy[2] - prev + np.pi) % (2 * np.pi) - np.pi
+        row = np.concatenate([pos, rpy, v, w, q, qd])
+        if i < len(self._t) and self._t[i] == t_s:
+            self._rows[i] = row
+        else:
+            self._t.insert(i, float(t_s))
+            self._rows.insert(i, row)
+        while self._t and self._t[0] < self._t[-1] - self._buffer:
+            del self._t[0], self._rows[0]
+        if self._stalled and t_s > self._ramp.t0:  # the stream is back: blend in again from this sample
+            self._stalled = False
+            self._schedule(t_s, True)
+
+    def begin(self, t_s: float) -> None:
+        """A motion begins at t_s (may be ahead): blend in from the current weight."""
+        self._schedule(t_s, True)
+        self.report = LiveReport()
+
+    def end(self, t_s: float) -> None:
+        """The motion ends (or is stopped) at t_s: blend back to standing."""
+        self._stalled = False
+        self._schedule(t_s, False)
+
+    stop = end  # `Tracker.stop` calls reference.stop(t)
+
+    def reanchor(self, base_pos_world: np.ndarray, base_quat_wxyz: np.ndarray) -> None:
+        """Place the stream's path where the robot is, at the next `sample` time that the stream covers."""
+        self._anchor_request = (np.asarray(base_pos_world, np.float64)[:2].copy(),
+                                np.asarray(base_quat_wxyz, np.float64).copy())
+
+    # ---- state ------------------------------------------------------------------------------------
+
+    @property
+    def newest_s(self) -> float | None:
+        return self._t[-1] if self._t else None
+
+    def _schedule(self, t_s: float, up: bool) -> None:
+        t = max(float(t_s), self._ramp.t0)
+        bisect.insort(self._events, (t, up))
+
+    def _advance(self, t: float) -> None:
+        while self._events and self._events[0][0] <= t:
+            t_e, up = self._events.pop(0)
+            self._ramp = _Ramp(t_e, self._ramp.at(t_e)[0], up, self._blend_in if up else self._blend_out)
+        if self._ramp.up and not self._events:
+            stall_at = max(self._t[-1] if self._t else -np.inf, self._ramp.t0) + self._stall
+            if t > stall_at:
+                self._ramp = _Ramp(stall_at, self._ramp.at(stall_at)[0], False, self._blend_out)
+                self._stalled = True
+
+    def _motion(self, t: float) -> np.ndarray:
+        """Interpolated row at t, velocity columns filled (stream twist, else pose differences)."""
+        ts, rows = self._t, self._rows
+        i = bisect.bisect_right(ts, t)
+        if len(ts) == 1 or i == 0:
+            row = rows[0].copy()
+        elif i == len(ts):
+            row = rows[-1].copy()
+        else:
+            a = (t - ts[i - 1]) / (ts[i] - ts[i - 1])
+            row = (1 - a) * rows[i - 1] + a * rows[i]
+        if np.isnan(row[6]) or np.isnan(row[9]):  # no twist: backward difference of the bracketing pair
+            j = min(max(i, 1), len(ts) - 1)
+            if j >= 1:
+                rate = (rows[j][:6] - rows[j - 1][:6]) / (ts[j] - ts[j - 1])
+                if np.isnan(row[6]):
+                    row[6:9] = rate[:3]
+                if np.isnan(row[9]):
+                    row[9:12] = self._world_rate(row[3:6], rate[3:6])
+            else:
+                row[6:12] = np.where(np.isnan(row[6:12]), 0.0, row[6:12])
+        n = self._q_stand.size
+        qd = row[12 + n:]
+        ahead = min(t - ts[-1], self._max_extra) if i == len(ts) else 0.0
+        if ahead > 0:
+            row[:3] += ahead * row[6:9]
+            row[12:12 + n] += ahead * np.where(np.isnan(qd), 0.0, qd)
+        return row
+
+    @staticmethod
+    def _world_rate(rpy: np.ndarray, rpy_rate: np.ndarray) -> np.ndarray:
+        """World angular velocity from Z-Y-X Euler angles and their rates."""
+        roll, pitch, yaw = rpy
+        dr, dp, dy = rpy_rate
+        return np.array([dr * np.cos(pitch) * np.cos(yaw) - dp * np.sin(yaw),
+                         dr * np.cos(pitch) * np.sin(yaw) + dp * np.cos(yaw),
+                         dy - dr * np.sin(pitch)])
+
+    def sample(self, t_s: float) -> ReferenceSample:
+        """The conditioned reference at time t_s on the stream's clock."""
+        t = float(t_s)
+        self._advance(t)
+        w, _ = self._ramp.at(t)
+        n = self._q_stand.size
+        if self._t:
+            row = self._motion(t)
+        else:
+            row = np.concatenate([[0.0, 0.0, self._height], np.zeros(9), self._q_stand, np.zeros(n)])
+        if self._anchor_request is not None and self._t and t >= self._t[0]:
+            xy, quat = self._anchor_request
+            self._yaw_offset = float(quat_wxyz_to_rpy(quat)[2]) - row[5]
+            self._offset_xy = xy - self._rot(self._yaw_offset) @ row[:2]
+            self._anchor_request = None
+        vel_world = row[6:9].copy()
+        speed = float(np.linalg.norm(vel_world[:2]))
+        if w > 0:
+            self.report.peak_speed_mps = max(self.report.peak_speed_mps, speed)
+        if speed > self._max_speed:
+            vel_world[:2] *= self._max_speed / speed
+            self.report.speed_capped |= w > 0
+        rp = np.clip(row[3:5], -self._max_tilt, self._max_tilt)
+        q = np.clip(row[12:12 + n], self._low, self._high)
+        if w > 0:
+            self.report.tilt_clipped |= bool(np.any(rp != row[3:5]))
+            self.report.clipped_joints |= {self._names[k] for k in np.flatnonzero(q != row[12:12 + n])}
+        rpy = np.array([w * rp[0], w * rp[1], row[5]])
+        joints = (1.0 - w) * self._q_stand + w * q
+        height = (1.0 - w) * self._height + w * row[2]
+        vel_root = rpy_to_matrix(rpy).T @ (w * vel_world)
+        ang_root = rpy_to_matrix(rpy).T @ (w * row[9:12])
+        mimic = mimic_vector(vel_root[:2], height, rpy[:2], float(ang_root[2]), joints)
+        rot = self._rot(self._yaw_offset)
+        rpy_out = rpy + np.array([0.0, 0.0, self._yaw_offset])
+        pos = np.array([*(rot @ row[:2] + self._offset_xy), height])
+        vel_out = np.array([*(rot @ (w * vel_world[:2])), w * vel_world[2]])
+        if self._ramp.up:
+            phase = "motion" if w >= 1.0 else "blend_in"
+        else:
+            phase = "blend_out" if w > 0.0 else "standing"
+        return ReferenceSample(t_s=t, phase=phase, mimic=mimic, base_pos_world=pos,
+                               base_quat_wxyz=rpy_to_quat_wxyz(rpy_out), base_rpy_rad=rpy_out,
+                               base_lin_vel_world=vel_out, base_lin_vel_xy_root=vel_root[:2],
+                               yaw_rate_root_rad_s=float(ang_root[2]), joint_pos_rad=joints)
+
+    def weight(self, t_s: float) -> float:
+        """Blend weight of the stream at t_s (0 standing, 1 the stream as conditioned)."""
+        self._advance(float(t_s))
+        return self._ramp.at(float(t_s))[0]
+
+    @staticmethod
+    def _rot(angle: float) -> np.ndarray:
+        c, s = np.cos(angle), np.sin(angle)
+        return np.array([[c, -s], [s, c]])
