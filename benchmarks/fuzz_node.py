@@ -52,7 +52,7 @@ def random_message(rng: random.Random, big_every: int) -> tuple[str, object]:
 
 def _wait_received(h, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while h.node._next_id < count and time.monotonic() < deadline:
+    while h.node.conductor.next_id < count and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
@@ -86,7 +86,7 @@ def run_fuzz(*, messages: int = 10_000, burst: int = 1_000, big_every: int = 500
         tracemalloc.start()
         t0 = time.monotonic()
         kinds = {"raw": 0, "text": 0}
-        base_id = h.node._next_id
+        base_id = h.node.conductor.next_id
         for i in range(messages):
             kind, payload = random_message(rng, big_every)
             kinds[kind] += 1
@@ -100,7 +100,7 @@ def run_fuzz(*, messages: int = 10_000, burst: int = 1_000, big_every: int = 500
                 _wait_received(h, base_id + i + 1, 5.0)
         _wait_received(h, base_id + messages, 5.0)
         fuzz_s = time.monotonic() - t0
-        received = h.node._next_id - base_id
+        received = h.node.conductor.next_id - base_id
         # burst: `burst` valid commands within one second
         t1 = time.monotonic()
         for i in range(burst):

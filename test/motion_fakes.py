@@ -6,6 +6,7 @@ also run once with the real models.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ class WalkGenerator:
         self.fps = fps
         self.default_frames = default_frames
         self.delay_s = delay_s
+        self.sleep = time.sleep  # how a generation takes ``delay_s`` (a fake clock's in conductor tests)
         self.fail_on = fail_on
         self.calls: list[tuple[str, int, int | None]] = []
         self.continuations: list[tuple[str, int, int]] = []  # (text, at_frame, length)
@@ -49,12 +51,10 @@ class WalkGenerator:
         return 0.5 + 0.02 * (len(text) % 20)
 
     def _walk(self, text, n, phase, heading, origin):
-        import time
-
         if self.fail_on is not None and self.fail_on in text:
             raise ValueError(f"cannot generate {text!r}")
         if self.delay_s:
-            time.sleep(self.delay_s)
+            self.sleep(self.delay_s)
         joints = synthetic_walk(n, fps=self.fps, speed=self._speed(text), phase=phase, heading=heading)
         joints[..., [0, 2]] += origin - joints[0, 0, [0, 2]]
         self.motions.append({"text": text, "phase": phase, "heading": heading})
@@ -156,3 +156,41 @@ class ChunkStream:
     def rewind(self, frame):
         self.seen = frame
         return self.cut_time(frame)
+
+
+class TrickleStream(ChunkStream):
+    """A streaming retargeter whose output lags: it gives out at most ``budget`` samples in all (the
+    rest wait, as behind a real retargeter's look-ahead) until the budget is raised or it finishes."""
+
+    def __init__(self, retargeter, fps=20.0, budget=1):
+        super().__init__(retargeter, fps)
+        self.budget = budget
+        self.given = 0
+        self._held = None
+
+    def _gather(self, out):
+        if self._held is not None:
+            for name in self.FIELDS:
+                setattr(out, name, np.concatenate([getattr(self._held, name), getattr(out, name)]))
+        return out
+
+    FIELDS = ("times_s", "positions", "velocities", "base_position", "base_quat_wxyz")
+
+    def _split(self, out, n):
+        keep = FakeTrajectory(out.joint_names, *(getattr(out, f)[:n] for f in self.FIELDS))
+        self._held = FakeTrajectory(out.joint_names, *(getattr(out, f)[n:] for f in self.FIELDS))
+        self.given += n
+        return keep
+
+    def push(self, joints_yup):
+        out = self._gather(super().push(joints_yup))
+        return self._split(out, max(0, min(len(out.times_s), self.budget - self.given)))
+
+    def release(self):
+        """Everything held so far (the budget is lifted)."""
+        self.budget = 10**9
+        out = self._gather(super().finish())
+        return self._split(out, len(out.times_s))
+
+    def finish(self):
+        return self.release()

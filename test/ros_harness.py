@@ -4,18 +4,19 @@ rclpy here comes from PyPI wheels (ros-rclpy, rmw_fastrtps_cpp): ``import rclpy`
 with no sourced setup script and no RMW_IMPLEMENTATION (Fast DDS is the default). Each test session
 picks its own ROS domain id in 100..200 (several agents run tests on this machine at once) and keeps
 discovery on localhost; both are passed to ``rclpy.init`` / set before it, never taken from a shell.
+
+Both nodes spin on one thread (`ros_spin.BackgroundSpin`), stopped before anything is destroyed.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
-import threading
 import time
 from typing import Any, Callable
 
 import rclpy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -26,6 +27,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from momask_ros.ros.node import MomaskNode
+from ros_spin import BackgroundSpin
 
 DOMAIN_ID = int(os.environ.get("MOMASK_TEST_DOMAIN_ID", random.SystemRandom().randint(100, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -64,6 +66,7 @@ class Harness:
         self.trajectories: list[JointTrajectory] = []
         self.markers: list[MarkerArray] = []
         self.poses: list[PoseStamped] = []
+        self.twists: list[TwistStamped] = []
         p = self.node.get_parameter
         probe = self.probe
         probe.create_subscription(JointState, p("joint_state_topic").value, self.joint_states.append, DEEP)
@@ -73,22 +76,16 @@ class Harness:
         probe.create_subscription(JointTrajectory, p("trajectory_topic").value, self.trajectories.append, 10)
         probe.create_subscription(MarkerArray, p("markers_topic").value, self.markers.append, 50)
         probe.create_subscription(PoseStamped, p("base_pose_topic").value, self.poses.append, DEEP)
+        probe.create_subscription(TwistStamped, p("base_twist_topic").value, self.twists.append, DEEP)
         self.cmd_pub = probe.create_publisher(String, p("command_topic").value, RELIABLE)
         self.stop_pub = probe.create_publisher(Empty, p("stop_topic").value, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(probe)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._spin = BackgroundSpin(self.executor, self.context)
         if wait_ready:  # (under sim time nothing is published before the first /clock message)
             self.wait_for(lambda: self.cmd_pub.get_subscription_count() > 0 and self.by_state("ready"), 10.0,
                           "node ready and subscribed")
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # context shut down during close()
-            pass
 
     def _on_status(self, msg: String) -> None:
         self.received_s.append(time.time())  # wall clock = ROS time without sim time
@@ -125,8 +122,8 @@ class Harness:
         return self.wait_for(lambda: self.by_state(state, **match), timeout, f"status {state} {match}")[0]
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        """Stop spinning (the callback running finishes), then tear down in order."""
+        self._spin.stop()
         self.node.destroy_node()
         self.probe.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)

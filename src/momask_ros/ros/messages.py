@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import Point, PoseStamped, TwistStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -31,6 +31,7 @@ __all__ = [
     "status_msg",
     "status_payload",
     "time_msg",
+    "twist_stamped_msg",
 ]
 
 STATES = ("ready", "accepted", "generating", "playing", "done", "rejected", "stopped", "error")
@@ -141,6 +142,18 @@ def pose_stamped_msg(position_xyz: Any, quat_wxyz: Any, stamp: Time, frame_id: s
     msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in p)
     o = msg.pose.orientation
     o.w, o.x, o.y, o.z = (float(v) for v in q)
+    return msg
+
+
+def twist_stamped_msg(linear_xyz: Any, angular_xyz: Any, stamp: Time, frame_id: str) -> TwistStamped:
+    """Floating-base twist: linear [m/s] and angular [rad/s] velocity, both in the frame ``frame_id``."""
+    v = _finite_vector("linear velocity", linear_xyz, 3)
+    w = _finite_vector("angular velocity", angular_xyz, 3)
+    msg = TwistStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(x) for x in v)
+    msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(x) for x in w)
     return msg
 
 

@@ -1,12 +1,16 @@
-"""MCAP bags of what the node publishes, readable by ``ros2 bag info/play`` and Foxglove.
+"""MCAP bags of what the node publishes, readable by ``ros2 bag info/play``, rosbags and Foxglove.
 
-A bag follows MCAP's ``ros2`` profile, as rosbag2's MCAP storage writes it: each message is the exact
-CDR bytes that went out over DDS (``rclpy.serialization``), each schema the ``ros2msg`` text of the
-installed ``.msg`` definition followed by those of the types it uses, each channel carries the
-publisher's QoS. Writing uses the ``mcap`` package, reading back `mcap-ros2-support`'s decoder.
+A bag follows MCAP's ``ros2`` profile, as rosbag2's MCAP storage writes it: each message is the CDR
+content of the message that was published (`momask_ros.ros.cdr`: the same bytes a subscriber receives,
+exact in length, padding zeroed, the same message always giving the same bytes), each schema the
+``ros2msg`` text of the installed ``.msg`` definition followed by those of the types it uses, each
+channel carries the publisher's QoS and the type hash. Writing uses the ``mcap`` package, reading back
+`mcap-ros2-support`'s decoder.
 
-* `BagWriter`: one ``.mcap`` file, ``write(topic, msg, log_time_ns)`` for any ROS 2 message.
-* `MotionRecorder`: the node's recorder, one bag per played motion (fed from the node's publish calls).
+* `BagWriter`: one ``.mcap`` file, or a rosbag2 folder (the ``.mcap`` and its ``metadata.yaml``),
+  ``write(topic, msg, log_time_ns)`` for any ROS 2 message.
+* `MotionRecorder`: the node's recorder, one rosbag2 folder per played motion (fed from the node's
+  publish calls).
 * `record_motion_offline`: the stream the node would publish for one motion, computed without a ROS
   graph from the same pipeline and playback as the node; `record_generation` does it for
   ``momask-generate --mcap``.
@@ -21,9 +25,16 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
+
+from momask_ros.ros.cdr import serialize_cdr
+from momask_ros.ros.rosbag2_metadata import (TopicRecord, bag_information, qos_yaml, serialized_information,
+                                             type_description_hash, write_metadata)
+
+if TYPE_CHECKING:
+    from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
 
 __all__ = ["BagError", "BagWriter", "MotionRecorder", "message_definition", "read_bag", "record_generation",
            "record_motion_offline", "write_generation_mcap"]
@@ -100,38 +111,40 @@ def _type_name(msg: Any) -> str:
     return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
 
 
-def _qos_yaml(depth: int, reliable: bool = True) -> str:
-    """One offered QoS profile in rosbag2's YAML form (history keep_last, volatile, default durations)."""
-    zero = "\n    sec: 0\n    nsec: 0"
-    return (f"- history: 1\n  depth: {int(depth)}\n  reliability: {1 if reliable else 2}\n  durability: 2\n"
-            f"  deadline:{zero}\n  lifespan:{zero}\n  liveliness: 1\n  liveliness_lease_duration:{zero}\n"
-            "  avoid_ros_namespace_conventions: false\n")
-
-
 # --------------------------------------------------------------------------- one bag
 class BagWriter:
-    """One MCAP file in the ROS 2 profile. Use as a context manager, or call `close`.
+    """One MCAP file in the ROS 2 profile, or a rosbag2 folder. Use as a context manager, or call `close`.
 
     Args:
-        path: the ``.mcap`` file (its folder is created).
+        path: the ``.mcap`` file (its folder is created); with ``folder=True`` the bag folder (created, must
+            not exist), holding ``<folder name>_0.mcap`` and, once closed, ``metadata.yaml``.
         qos_depth: per topic, the publisher's history depth written into the channel's QoS (default 10).
+        folder: write a rosbag2 folder instead of a bare file.
     """
 
-    def __init__(self, path: str | os.PathLike, *, qos_depth: dict[str, int] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, qos_depth: dict[str, int] | None = None,
+                 folder: bool = False) -> None:
         from mcap.writer import CompressionType, Writer
 
         self.path = Path(path)
+        self.folder = self.path if folder else None
+        self.file_path = self.path / f"{self.path.name}_0.mcap" if folder else self.path
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "wb")
+            if folder:
+                self.path.mkdir(parents=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.file_path, "wb")
         except OSError as exc:
             raise BagError(f"cannot write a bag at {self.path}: {exc}") from exc
         self._writer = Writer(self._file, compression=CompressionType.ZSTD)
         self._writer.start(profile="ros2", library="momask_ros")
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
-        self._sequence: dict[str, int] = {}
         self._qos_depth = dict(qos_depth or {})
+        self.topics: dict[str, TopicRecord] = {}
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
         self.closed = False
         self.count = 0
 
@@ -140,29 +153,42 @@ class BagWriter:
             if type_name not in self._schemas:
                 self._schemas[type_name] = self._writer.register_schema(
                     name=type_name, encoding="ros2msg", data=message_definition(type_name).encode())
+            depth = self._qos_depth.get(topic, 10)
             self._channels[topic] = self._writer.register_channel(
                 topic=topic, message_encoding="cdr", schema_id=self._schemas[type_name],
-                metadata={"offered_qos_profiles": _qos_yaml(self._qos_depth.get(topic, 10))})
+                metadata={"offered_qos_profiles": qos_yaml(depth),
+                          "topic_type_hash": type_description_hash(type_name, _share_dirs)})
+            self.topics[topic] = TopicRecord(type_name, depth)
         return self._channels[topic]
 
     def write(self, topic: str, msg: Any, log_time_ns: int) -> None:
         """Append one message (an rclpy message object) received at ``log_time_ns``."""
-        from rclpy.serialization import serialize_message
-
+        data = serialize_cdr(msg)
         channel = self._channel(topic, _type_name(msg))
-        seq = self._sequence.get(topic, 0)
-        self._sequence[topic] = seq + 1
-        self._writer.add_message(channel_id=channel, log_time=int(log_time_ns), publish_time=int(log_time_ns),
-                                 sequence=seq, data=serialize_message(msg))
+        record = self.topics[topic]
+        ns = int(log_time_ns)
+        self._writer.add_message(channel_id=channel, log_time=ns, publish_time=ns, sequence=record.count, data=data)
+        record.count += 1
         self.count += 1
+        self.first_ns = ns if self.first_ns is None else min(self.first_ns, ns)
+        self.last_ns = ns if self.last_ns is None else max(self.last_ns, ns)
 
     def close(self) -> None:
+        """Finish the file (with rosbag2's ``rosbag2`` metadata record) and, for a folder, its ``metadata.yaml``."""
         if not self.closed:
             self.closed = True
+            info = bag_information([(self.file_path.name, self.first_ns or 0, self.last_ns or 0, self.count)],
+                                   self.topics, _share_dirs)
             try:
+                self._writer.add_metadata("rosbag2", {"serialized_metadata": serialized_information(info)})
                 self._writer.finish()
             finally:
                 self._file.close()
+            if self.folder is not None:
+                try:
+                    write_metadata(self.folder, info)
+                except OSError as exc:
+                    raise BagError(f"cannot write {self.folder / 'metadata.yaml'}: {exc}") from exc
 
     def __enter__(self) -> "BagWriter":
         return self
@@ -172,20 +198,28 @@ class BagWriter:
 
 
 def read_bag(path: str | os.PathLike) -> list[tuple[str, str, int, Any]]:
-    """Every message of a ROS 2 MCAP bag in log-time order: (topic, type name, log time [ns], decoded).
+    """Every message of a ROS 2 MCAP bag (a ``.mcap`` file or a rosbag2 folder of them) in log-time
+    order: (topic, type name, log time [ns], decoded).
 
     Decoded messages are `mcap-ros2-support` objects with the message's field names as attributes.
     """
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
+    path = Path(path)
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else [path]
+    if not files:
+        raise BagError(f"cannot read bag {path}: no .mcap file in it")
+    out = []
     try:
-        with open(path, "rb") as f:
-            reader = make_reader(f, decoder_factories=[DecoderFactory()])
-            return [(channel.topic, schema.name, message.log_time, decoded)
-                    for schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=True)]
+        for file in files:
+            with open(file, "rb") as f:
+                reader = make_reader(f, decoder_factories=[DecoderFactory()])
+                out.extend((channel.topic, schema.name, message.log_time, decoded) for schema, channel, message, decoded
+                           in reader.iter_decoded_messages(log_time_order=True))
     except (OSError, ValueError) as exc:
         raise BagError(f"cannot read bag {path}: {exc}") from exc
+    return sorted(out, key=lambda item: item[2]) if len(files) > 1 else out
 
 
 # --------------------------------------------------------------------------- the node's recorder
@@ -198,7 +232,8 @@ class MotionRecorder:
     and the bag closes once the motion's final status (done, stopped, rejected) is written.
 
     Args:
-        folder: where bags go (created); each is ``<date>-<time>_<id>_<text>.mcap``.
+        folder: where bags go (created); each is a rosbag2 folder ``<date>-<time>_<id>_<text>`` (its
+            ``.mcap`` and ``metadata.yaml``), which ``ros2 bag info``/``play`` open.
         qos_depth: per topic, the publisher's history depth (recorded as the offered QoS).
         on_error: called with a one-line reason when a bag cannot be written; recording of that
             motion stops, the node goes on.
@@ -221,10 +256,13 @@ class MotionRecorder:
         self._bags: dict[int, BagWriter] = {}
 
     def open(self, motion_id: int, text: str) -> Path | None:
-        """Start the bag of a motion that starts playing; returns its path (None if it failed)."""
-        path = self.folder / f"{time.strftime('%Y%m%d-%H%M%S')}_{motion_id:04d}_{_slug(text)}.mcap"
+        """Start the bag of a motion that starts playing; returns its folder (None if it failed)."""
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}_{motion_id:04d}_{_slug(text)}"
+        path, n = self.folder / stem, 1
+        while path.exists():  # a restarted node numbers its motions from 1 again
+            path, n = self.folder / f"{stem}-{n}", n + 1
         try:
-            self._bags[motion_id] = BagWriter(path, qos_depth=self._qos_depth)
+            self._bags[motion_id] = BagWriter(path, qos_depth=self._qos_depth, folder=True)
         except BagError as exc:
             self._on_error(str(exc))
             return None
@@ -275,73 +313,60 @@ class MotionRecorder:
 
 
 # --------------------------------------------------------------------------- without a ROS graph
-def record_motion_offline(path: str | os.PathLike, pipeline: Any, motion: Any, *, rate_hz: float = 50.0,
-                          blend_s: float = 0.5, marker_rate_hz: float = 10.0, frame_id: str = "odom",
-                          start_ns: int | None = None, status_fields: dict | None = None) -> dict:
-    """Retarget one generated motion and write, as a bag, the stream the node would publish for it
-    when started from the rest pose: JointState at ``rate_hz``, base pose, skeleton markers at
-    ``marker_rate_hz``, the JointTrajectory and the playing/done statuses, on the node's default topics.
+def record_motion_offline(path: str | os.PathLike, pipeline: MotionPipeline, motion: GeneratedMotion, *,
+                          rate_hz: float = 50.0, blend_s: float = 0.5, marker_rate_hz: float = 10.0,
+                          frame_id: str = "odom", start_ns: int | None = None, motion_id: int = 1) -> dict:
+    """Write, as a bag, the stream the node would publish for one generated motion started from the
+    rest pose: the node's own conductor (`momask_ros.stream.conductor`) plays it on a fake clock and its
+    ticks go through the node's conversion (`momask_ros.ros.publishing`), on the node's default topics:
+    JointState at ``rate_hz``, base pose and twist, skeleton markers at ``marker_rate_hz``, the
+    JointTrajectory and the ``playing``/``done`` statuses.
 
     Args:
         path: the ``.mcap`` file.
-        pipeline: a `momask_ros.stream.pipeline.MotionPipeline` (its retargeter and joint space are used).
-        motion: a `momask_ros.stream.pipeline.GeneratedMotion`.
+        pipeline: its retargeter and joint space are used; motion: the generated motion.
         start_ns: stamp of the first sample (default: now).
+        motion_id: the ``id`` its statuses carry.
 
     Returns:
         counts per topic and the duration [s].
     """
-    from momask_model.motion.skeleton import skeleton_for
-
-    from momask_ros.ros.messages import joint_state_msg, joint_trajectory_msg, pose_stamped_msg, skeleton_marker_array, status_msg
-    from momask_ros.ros.messages import time_msg
+    from momask_ros.ros.publishing import status_messages, stream_messages
+    from momask_ros.stream.conductor import Conductor
+    from momask_ros.stream.settings import StreamSettings
     from momask_ros.stream.topics import DEFAULT_TOPICS
-    from momask_ros.stream.playback import MotionPlayback
-    from momask_ros.stream.state import RobotPose
 
-    topics = {key: "/" + DEFAULT_TOPICS[key].lstrip("/") for key in
-              ("joint_state_topic", "trajectory_topic", "base_pose_topic", "markers_topic", "status_topic")}
-    clip = pipeline.new_clip(motion)
-    pipeline.fill_clip(motion, clip)
-    space = pipeline.joint_space
-    names = list(space.names)
-    playback = MotionPlayback(clip, RobotPose(space.rest.copy(), base_valid=False),
-                              speed=motion.command.speed, blend_s=blend_s)
-    t0_ns = time.time_ns() if start_ns is None else int(start_ns)
-    fields = {"text": motion.command.text, "generation_ms": round(motion.generation_ms, 1), "seed": motion.seed,
-              **(status_fields or {})}
-    parents = None
+    keys = ("joint_state_topic", "trajectory_topic", "base_pose_topic", "base_twist_topic", "markers_topic",
+            "status_topic")
+    topics = {key: "/" + DEFAULT_TOPICS[key].lstrip("/") for key in keys}
+    settings = StreamSettings.from_parameters({"control_rate": float(rate_hz), "blend_s": float(blend_s),
+                                               "marker_rate": float(marker_rate_hz), "physical_checks": "off"})
+    now_ns = time.time_ns() if start_ns is None else int(start_ns)
+    clock = [now_ns]
+    conductor = Conductor(pipeline, settings, now_ns=now_ns, clock=lambda: clock[0] * 1e-9)
+    job = conductor.play(motion, now_ns, motion_id=motion_id)
+    names = list(pipeline.joint_space.names)
     counts: dict[str, int] = {}
-    last_marker = -math.inf
+    last_ns = now_ns + int((motion.frames / motion.fps / motion.command.speed + blend_s + 10.0) * 1e9)
+    final = None
     with BagWriter(path, qos_depth={topics["status_topic"]: 50}) as bag:
-        def put(key: str, msg: Any, ns: int) -> None:
-            bag.write(topics[key], msg, ns)
-            counts[topics[key]] = counts.get(topics[key], 0) + 1
-
-        put("status_topic", status_msg("playing", duration_s=round(playback.duration_s, 3), **fields), t0_ns)
-        k = 0
-        while True:
-            t = k / rate_hz
-            ns = t0_ns + int(round(t * 1e9))
-            stamp = time_msg(ns * 1e-9)
-            sample = playback.sample(t)
-            put("joint_state_topic", joint_state_msg(names, sample.positions, sample.velocities, stamp), ns)
-            if sample.base_valid:
-                put("base_pose_topic", pose_stamped_msg(sample.base_position, sample.base_quat_wxyz, stamp,
-                                                        frame_id), ns)
-            if sample.human_joints is not None and marker_rate_hz > 0 and t - last_marker >= 1.0 / marker_rate_hz - 1e-6:
-                last_marker = t
-                parents = parents or list(skeleton_for(sample.human_joints.shape[0]).parents)
-                put("markers_topic", skeleton_marker_array(sample.human_joints, parents, stamp, frame_id), ns)
-            if k == 0:
-                times, positions, velocities = playback.trajectory()
-                put("trajectory_topic", joint_trajectory_msg(names, times, positions, velocities, stamp), ns)
-            if playback.finished(t):
-                break
-            k += 1
-        put("status_topic", status_msg("done", duration_s=round(playback.duration_s, 3),
-                                       retarget_ms=round(clip.retarget_ms, 1), **fields), ns)
-    return {"topics": counts, "duration_s": playback.duration_s, "path": str(path)}
+        while final is None and clock[0] <= last_ns:
+            conductor.run_pending()
+            tick = conductor.tick(clock[0])
+            outgoing = [*stream_messages(tick, names=names, frame_id=frame_id, now_ns=clock[0], keys=topics),
+                        *status_messages(tick, now_ns=clock[0])]
+            for out in outgoing:
+                if out.state in MotionRecorder.EARLY_STATES:  # as the node's bags: from ``playing`` on
+                    continue
+                bag.write(topics[out.key], out.msg, out.log_ns)
+                counts[topics[out.key]] = counts.get(topics[out.key], 0) + 1
+            final = next((st for st in tick.statuses
+                          if st.motion_id == job.id and st.state in MotionRecorder.FINAL_STATES), None)
+            clock[0] += settings.period_ns
+    conductor.shutdown()
+    if final is None or final.state != "done":
+        raise BagError(f"the motion did not play to its end: {final.fields if final else 'no final status'}")
+    return {"topics": counts, "duration_s": final.fields.get("duration_s"), "path": str(path)}
 
 
 def record_generation(path: str | os.PathLike, model: Any, result: Any, texts: list[str], *,
@@ -351,7 +376,7 @@ def record_generation(path: str | os.PathLike, model: Any, result: Any, texts: l
     the node's stream for it (`record_motion_offline`) to ``path``, or ``<stem>_<i>.mcap`` for a batch.
 
     Raises:
-        momask_ros.robot.model.ProfileError: the robot cannot be loaded.
+        momask_ros.robot.profile.ProfileError: the robot cannot be loaded.
     """
     from momask_ros.stream.commands import MotionCommand
     from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
@@ -364,14 +389,14 @@ def record_generation(path: str | os.PathLike, model: Any, result: Any, texts: l
         _, joints = result.motion(i)
         motion = GeneratedMotion(MotionCommand(text, length_frames=int(result.lengths[i])),
                                  np.asarray(joints, dtype=np.float64), float(result.fps), math.nan, seed)
-        record_motion_offline(out, pipeline, motion, rate_hz=rate_hz, status_fields={"id": i + 1})
+        record_motion_offline(out, pipeline, motion, rate_hz=rate_hz, motion_id=i + 1)
     return paths
 
 
 def write_generation_mcap(args: Any, model: Any, result: Any, texts: list[str]) -> int:
     """``momask-generate --mcap`` (registered as its ``mcap`` robot-stream writer in setup.py): write the
     bags, and turn a robot that cannot be loaded into the CLI's one-line error with exit status 2."""
-    from momask_ros.robot.model import DescriptionNotFound, ProfileError
+    from momask_ros.robot.profile import DescriptionNotFound, ProfileError
 
     try:
         paths = record_generation(args.mcap, model, result, texts, robot=args.robot,
@@ -386,3 +411,18 @@ def write_generation_mcap(args: Any, model: Any, result: Any, texts: list[str]) 
     for path in paths:
         log.info("wrote %s", path)
     return 0
+
+
+def check_generation_mcap(args: Any) -> None:
+    """``momask-generate --mcap``'s own options, checked before the model loads (its ``check`` hook):
+    the robot must load. Raises ValueError with the CLI's one-line message."""
+    from momask_ros.robot.model import load_robot
+    from momask_ros.robot.profile import DescriptionNotFound
+
+    try:
+        load_robot(args.robot, args.robot_description)
+    except DescriptionNotFound as exc:  # say the CLI's own option, not the node parameter
+        raise ValueError(f"{str(exc).split(';')[0]}; give it with --robot-description /path/to/{exc.file_name}") from None
+
+
+write_generation_mcap.check = check_generation_mcap  # type: ignore[attr-defined]

@@ -3,10 +3,12 @@
 A clip is one continuous timeline. It starts with one motion and grows with every continuation
 of it (a preempting or queued command, the next window of a long motion, the next segment of a
 sequence). One writer (the retargeting worker) appends robot samples with their times; the reader
-(the control loop) interpolates inside the samples already written: joint positions on the cubic
-Hermite curve through the samples and their velocities, so a control tick that lands between two
-samples (ticks jitter by milliseconds) reads the retargeter's smooth curve, not a polyline whose
-kinks would show as acceleration and jerk noise. A continuation replaces the
+(the control loop) interpolates inside the samples already written: joint and base positions on the
+cubic Hermite curve through the samples and their velocities, so a control tick that lands between
+two samples (ticks jitter by milliseconds) reads the retargeter's smooth curve, not a polyline whose
+kinks would show as acceleration and jerk noise; the base's twist is that curve's derivative and the
+slerp's rate (`base_rates`), and `positions_at` reads the same curve on a whole time grid (the
+JointTrajectory) without marking it played. A continuation replaces the
 tail of the clip from its cut time on (`append(..., replace_from=...)`); the clip remembers how far
 it has been read and refuses a replacement of anything already played (`SwitchTooLate`), so what
 was published is never rewritten. Robot samples may come at any rate (the retargeter's control
@@ -16,15 +18,63 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
 import numpy as np
 
-from momask_model.motion.quaternion import qslerp
+from momask_model.motion.quaternion import qinv, qmul, qslerp
 
+from momask_ros.stream.commands import MotionCommand
 from momask_ros.stream.state import JointSpace, PipelineError
 
 __all__ = ["MotionClip", "SwitchTooLate"]
+
+
+def _pieces(times: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For query times ``t``: the samples ``i``, ``j`` around each, the span between them and the
+    fraction ``a`` in [0, 1] of the way (held at both ends)."""
+    n = times.shape[0]
+    i = np.clip(np.searchsorted(times, t, side="right") - 1, 0, max(n - 2, 0))
+    j = np.minimum(i + 1, n - 1)
+    span = times[j] - times[i]
+    safe = np.where(span > 0, span, 1.0)
+    a = np.where(span > 0, np.clip((t - times[i]) / safe, 0.0, 1.0), 0.0)
+    return i, j, span, a
+
+
+def _piece(times: np.ndarray, t: float) -> tuple[int, int, float, float]:
+    """`_pieces` for one time, in plain floats (the control loop reads a few per tick)."""
+    n = times.shape[0]
+    i = min(max(int(np.searchsorted(times, t, side="right")) - 1, 0), max(n - 2, 0))
+    j = min(i + 1, n - 1)
+    span = float(times[j] - times[i])
+    a = 0.0 if span <= 0 else min(max((t - float(times[i])) / span, 0.0), 1.0)
+    return i, j, span, a
+
+
+def _hermite(values: np.ndarray, slopes: np.ndarray, i, j, span, a) -> np.ndarray:
+    """The cubic Hermite pieces through samples ``values`` with ``slopes``: at one fraction ``a`` of
+    the span between samples ``i`` and ``j``, or at arrays of them (one row each)."""
+    if isinstance(a, np.ndarray):
+        a, span = a[:, None], span[:, None]
+    a2, a3 = a * a, a * a * a
+    return ((2 * a3 - 3 * a2 + 1) * values[i] + (-2 * a3 + 3 * a2) * values[j]
+            + span * ((a3 - 2 * a2 + a) * slopes[i] + (a3 - a2) * slopes[j]))
+
+
+def _hermite_rate(values: np.ndarray, slopes: np.ndarray, i: int, j: int, span: float, a: float) -> np.ndarray:
+    """The derivative of `_hermite` at one fraction ``a``."""
+    if span <= 0:
+        return np.zeros_like(values[i])
+    a2 = a * a
+    return ((6 * a2 - 6 * a) * (values[i] - values[j]) / span
+            + (3 * a2 - 4 * a + 1) * slopes[i] + (3 * a2 - 2 * a) * slopes[j])
+
+
+def _rotation_vector(q: np.ndarray) -> np.ndarray:
+    """The rotation vector [rad] of a unit quaternion (w, x, y, z), on the short arc."""
+    q = q if q[0] >= 0 else -q
+    s = float(np.linalg.norm(q[1:]))
+    return np.zeros(3) if s < 1e-12 else q[1:] * (2.0 * math.atan2(s, q[0]) / s)
 
 
 class SwitchTooLate(PipelineError):
@@ -43,7 +93,8 @@ class MotionClip:
         capacity: robot samples to allocate up front (the buffer grows as needed).
     """
 
-    def __init__(self, *, joint_space: JointSpace, fps: float, human_joints_ros: np.ndarray, command: Any = None,
+    def __init__(self, *, joint_space: JointSpace, fps: float, human_joints_ros: np.ndarray,
+                 command: MotionCommand | None = None,
                  generation_ms: float = float("nan"), capacity: int = 256) -> None:
         n = int(human_joints_ros.shape[0])
         if n < 2:
@@ -60,6 +111,7 @@ class MotionClip:
         self.positions = np.zeros((cap, len(joint_space.names)))
         self.velocities = np.zeros((cap, len(joint_space.names)))
         self.base_position = np.zeros((cap, 3))
+        self.base_velocity = np.zeros((cap, 3))
         self.base_quat_wxyz = np.tile([1.0, 0.0, 0.0, 0.0], (cap, 1))
         self._ready = 0
         self._complete = False
@@ -119,12 +171,14 @@ class MotionClip:
 
     def append(self, times_s: np.ndarray, positions: np.ndarray, base_position: np.ndarray,
                base_quat_wxyz: np.ndarray, velocities: np.ndarray | None = None, *,
-               replace_from: float | None = None) -> None:
+               base_velocity: np.ndarray | None = None, replace_from: float | None = None) -> None:
         """Add the next robot samples; positions are clipped to the joint limits here, once.
 
         Args:
             velocities: the joint velocities at the samples (the retargeter's spline derivative);
                 None: finite differences of these samples' positions. Zero where a position is clipped.
+            base_velocity: (N, 3) the base's velocity at the samples [m/s]; None: central differences
+                of the base positions (with the sample before them, so chunks join smoothly).
             replace_from: drop every sample at or after this time first (a continuation's cut), in
                 the same locked step, so the reader sees either the old tail or the new one. It may be
                 at or before what the reader has used only when the new samples repeat every sample
@@ -148,6 +202,7 @@ class MotionClip:
                                 f"shaped like its positions {positions.shape}")
         clipped = self.joint_space.clip(positions)
         velocities = np.where(clipped != positions, 0.0, velocities)  # the clipped curve is flat there
+        base_position = np.asarray(base_position, dtype=np.float64).reshape(k, 3)
         with self._lock:
             start = self._ready
             if replace_from is not None:
@@ -159,6 +214,8 @@ class MotionClip:
                 self._complete = False
             if k == 0:
                 return
+            if base_velocity is None:
+                base_velocity = self._base_differences(start, times, base_position)
             prev = self.times_s[start - 1] if start else -math.inf
             if times[0] <= prev or np.any(np.diff(times) <= 0):
                 raise PipelineError(f"retargeter sample times are not increasing at sample {start}")
@@ -168,6 +225,7 @@ class MotionClip:
             self.positions[start : start + k] = clipped
             self.velocities[start : start + k] = velocities
             self.base_position[start : start + k] = base_position
+            self.base_velocity[start : start + k] = base_velocity
             quat = np.asarray(base_quat_wxyz, dtype=np.float64)
             self.base_quat_wxyz[start : start + k] = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
             self._ready = start + k  # publish the samples only after they are written
@@ -186,6 +244,21 @@ class MotionClip:
                 and np.array_equal(np.asarray(base[:n], dtype=np.float64), self.base_position[start:used])
                 and np.array_equal(quat / np.linalg.norm(quat, axis=-1, keepdims=True), self.base_quat_wxyz[start:used]))
 
+    def _base_differences(self, start: int, times: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """Central differences of the base positions, the sample before ``start`` included (locked). That
+        sample's own rate was one-sided (its next one was unknown): it becomes central too, unless
+        playback is already past the sample before it (the curve being played stays as it is)."""
+        if start:
+            times = np.concatenate([self.times_s[start - 1 : start], times])
+            base = np.concatenate([self.base_position[start - 1 : start], base])
+            if start >= 2 and self._read_s < self.times_s[start - 2] and times.shape[0] > 1:
+                around = slice(start - 2, start)
+                self.base_velocity[start - 1] = np.gradient(
+                    np.concatenate([self.base_position[around], base[1:2]]),
+                    np.concatenate([self.times_s[around], times[1:2]]), axis=0)[1]
+        rate = np.gradient(base, times, axis=0) if times.shape[0] > 1 else np.zeros_like(base)
+        return rate[1:] if start else rate
+
     def _grow(self, needed: int) -> None:
         # New arrays, old ones left intact: a reader holding the old reference still sees valid data.
         cap = max(needed, 2 * self.times_s.shape[0])
@@ -198,6 +271,7 @@ class MotionClip:
         self.positions = grown(self.positions)
         self.velocities = grown(self.velocities)
         self.base_position = grown(self.base_position)
+        self.base_velocity = grown(self.base_velocity)
         self.base_quat_wxyz = grown(self.base_quat_wxyz)
         self.times_s = grown(self.times_s)
 
@@ -217,24 +291,15 @@ class MotionClip:
     def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Interpolated (positions, base position, base quat, human joints) at clip time [s].
 
-        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); positions follow
-        the cubic Hermite piece through the two samples around ``t_s`` and their velocities (callers
-        clip to the limits), the base position is linear and its orientation slerped. Marks ``t_s``
-        as played.
+        Callers keep ``t_s <= available_s`` (beyond it the last sample is held); joint and base
+        positions follow the cubic Hermite piece through the two samples around ``t_s`` and their
+        velocities (callers clip to the limits), the orientation is slerped. Marks ``t_s`` as played.
         """
         with self._lock:
             self._read_s = max(self._read_s, t_s)
-            ready = self._ready
-            times = self.times_s[:ready]
-            i = int(np.searchsorted(times, t_s, side="right")) - 1
-            i = min(max(i, 0), max(ready - 2, 0))
-            j = min(i + 1, ready - 1)
-            span = times[j] - times[i]
-            a = 0.0 if span <= 0 else min(max((t_s - times[i]) / span, 0.0), 1.0)
-            a2, a3 = a * a, a * a * a
-            pos = ((2 * a3 - 3 * a2 + 1) * self.positions[i] + (-2 * a3 + 3 * a2) * self.positions[j]
-                   + span * ((a3 - 2 * a2 + a) * self.velocities[i] + (a3 - a2) * self.velocities[j]))
-            base = (1 - a) * self.base_position[i] + a * self.base_position[j]
+            i, j, span, a = _piece(self.times_s[: self._ready], t_s)
+            pos = _hermite(self.positions, self.velocities, i, j, span, a)
+            base = _hermite(self.base_position, self.base_velocity, i, j, span, a)
             q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
             human_all = self.human_joints
         quat = q0 if a <= 0.0 else qslerp(q0, q1, a)
@@ -244,3 +309,24 @@ class MotionClip:
         b = f - h
         human = (1 - b) * human_all[h] + b * human_all[h + 1]
         return pos, base, quat, human
+
+    def base_rates(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(linear [m/s], angular [rad/s]) velocity of the base at clip time [s], world frame: the
+        derivative of the curve `at` reads (zero outside the samples, where the pose is held)."""
+        with self._lock:
+            times = self.times_s[: self._ready]
+            if self._ready < 2 or not times[0] <= t_s <= times[-1]:
+                return np.zeros(3), np.zeros(3)
+            i, j, span, a = _piece(times, t_s)
+            linear = _hermite_rate(self.base_position, self.base_velocity, i, j, span, a)
+            q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
+        # the slerp turns at a constant rate about one world axis between two samples
+        angular = _rotation_vector(qmul(q1, qinv(q0))) / span if span > 0 else np.zeros(3)
+        return linear, angular
+
+    def positions_at(self, times_s: np.ndarray) -> np.ndarray:
+        """Joint positions (N, J) on the same curve as `at`, for a grid of clip times [s]; nothing is
+        marked played (a JointTrajectory looks ahead of playback)."""
+        with self._lock:
+            i, j, span, a = _pieces(self.times_s[: self._ready], np.asarray(times_s, dtype=np.float64).reshape(-1))
+            return _hermite(self.positions, self.velocities, i, j, span, a)

@@ -24,8 +24,8 @@ trailing ``name=value`` token with an unknown name is an error rather than text,
 
 Everything that can be wrong with a message becomes `CommandRejected` with a short machine-readable
 ``reason`` (``empty``, ``too_long``, ``not_utf8``, ``control_characters``, ``bad_option``,
-``bad_number``, ``out_of_range``) and a human-readable message naming the bad value. The node turns
-it into a ``rejected`` status and carries on.
+``bad_number``, ``out_of_range``) and a human-readable message naming the bad value. The conductor
+turns it into a ``rejected`` status and carries on.
 
 `BurstLimiter` is a token bucket with a one-slot "latest wins" buffer: a burst of commands lets the
 first few through and folds the rest into the newest one, which runs when the bucket refills.

@@ -50,8 +50,9 @@ def _int_at_least(lo: int) -> Callable[[Any], str | None]:
 
 
 def _device(v: Any) -> str | None:
-    ok = isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()))
-    return None if ok else "must be auto, cpu, cuda or cuda:N"
+    from momask_model.generation.loading import device_problem  # the one device syntax (no torch import)
+
+    return device_problem(v)
 
 
 def _string(v: Any) -> str | None:
@@ -89,6 +90,9 @@ PARAMETERS: dict[str, Param] = {
     "trajectory_topic": Param(DEFAULT_TOPICS["trajectory_topic"],
                                "whole motion as JointTrajectory (ros2_control); '' = off", check=_topic(True)),
     "base_pose_topic": Param(DEFAULT_TOPICS["base_pose_topic"], "floating-base pose as PoseStamped; '' = off", check=_topic(True)),
+    "base_twist_topic": Param(DEFAULT_TOPICS["base_twist_topic"], "floating-base twist as TwistStamped (world-frame "
+                               "linear and angular velocity of the reference, the JointState's stamp); '' = off",
+                               check=_topic(True)),
     "markers_topic": Param(DEFAULT_TOPICS["markers_topic"], "human skeleton MarkerArray for RViz; '' = off",
                             check=_topic(True)),
     "command_topic": Param(DEFAULT_TOPICS["command_topic"], "text commands (std_msgs/String)", check=_topic(False)),

@@ -1,12 +1,13 @@
 """Text -> robot motion, ready to stream: generation (fresh, continued, window by window) and
 chunked retargeting into a `MotionClip`.
 
-No ROS here. The node owns threads and topics; this module owns what is produced:
+No ROS and no threads here: the conductor's workers call it (`momask_ros.stream.producer`); this
+module owns what is produced:
 
 * `MotionPipeline` wraps a text-to-motion generator (a `momask_model.generation.momask.MoMask`, or anything
   with the same ``generate`` / ``continue_motion`` calls) and a retargeter (``retarget(joints_yup,
   fps) -> RobotTrajectory`` plus a ``stream`` factory). Both are constructor arguments, so tests can
-  drive the node logic with small deterministic stand-ins and the real models alike.
+  drive the stream with small deterministic stand-ins and the real models alike.
 * Its sessions (`momask_ros.stream.retargeting.RetargetSession`) are one retargeting stream feeding
   one clip each, through every continuation of its first motion.
 """
@@ -26,11 +27,13 @@ from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.commands import CommandLimits, MotionCommand
 from momask_ros.retarget.frames import human_yup_to_ros
 from momask_model.generation.loading import resolve_bundle_path, select_device
-from momask_ros.stream.retargeting import FIRST_CHUNK_FRAMES, SWITCH_CHUNK_FRAMES, BatchStream, RetargetSession
-from momask_ros.stream.state import JointSpace, PipelineError
+from momask_ros.stream.retargeting import (FIRST_CHUNK_FRAMES, SWITCH_CHUNK_FRAMES, BatchStream, RetargetSession,
+                                            Stream, Trajectory)
+from momask_ros.stream.state import Cancelled, JointSpace, PipelineError
 
 if TYPE_CHECKING:
     from momask_model.text.scope import TextRejection
+    from momask_ros.robot.model import Robot
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class Generator(Protocol):
 
 
 class Retargeter(Protocol):
-    def retarget(self, joints_yup: np.ndarray, fps: float = 20.0) -> Any:
+    def retarget(self, joints_yup: np.ndarray, fps: float = 20.0) -> Trajectory:
         """-> RobotTrajectory (joint_names, times_s, positions, velocities, base_position, base_quat_wxyz)."""
 
 
@@ -111,7 +114,7 @@ class MotionPipeline:
         seed: int | None = None,
         default_length_frames: int | None = None,
         chunk_frames: int = 20,
-        stream_factory: Callable[[], Any] | None = None,
+        stream_factory: Callable[[float], Stream] | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
         unit_frames: int | None = None,
@@ -136,7 +139,7 @@ class MotionPipeline:
         self.stream_factory = stream_factory
         self._rng = np.random.default_rng()
         #: Continuation generation + its retargeting, measured by `warm_up` [ms] (a first guess of the
-        #: lead a switch needs; the node then measures every switch).
+        #: lead a switch needs; the producer then measures every switch).
         self.switch_lead_ms = float("nan")
         self._lock = threading.Lock()  # one generation at a time (a model is not re-entrant)
 
@@ -159,7 +162,7 @@ class MotionPipeline:
         return cls.for_model(model, robot=robot, **kwargs)
 
     @classmethod
-    def for_model(cls, model: Any, *, robot: Any = "default", **kwargs: Any) -> "MotionPipeline":
+    def for_model(cls, model: Generator, *, robot: "str | Path | Robot" = "default", **kwargs: Any) -> "MotionPipeline":
         """A pipeline around an already built generator and the named robot profile."""
         from momask_ros.retarget import retargeter as retarget_mod
         from momask_ros.robot.model import load_robot
@@ -350,25 +353,27 @@ class MotionPipeline:
         """A clip for ``motion`` and the retargeting stream that will fill it (and its continuations)."""
         clip = self.new_clip(motion)
         if self.stream_factory is not None:
-            return RetargetSession(self, clip, self.stream_factory(motion.fps), calibrated=False)
-        return RetargetSession(self, clip, BatchStream(self.retargeter, motion.fps), calibrated=True)
+            return RetargetSession(clip, self.stream_factory(motion.fps), joint_space=self.joint_space,
+                                   chunk_frames=self.chunk_frames, calibrated=False)
+        return RetargetSession(clip, BatchStream(self.retargeter.retarget, motion.fps), joint_space=self.joint_space,
+                               chunk_frames=self.chunk_frames, calibrated=True)
 
     def fill_clip(self, motion: GeneratedMotion, clip: MotionClip, *,
                   cancelled: Callable[[], bool] = lambda: False) -> None:
         """Retarget ``motion`` into the fresh ``clip`` chunk by chunk (a worker; the clip plays meanwhile).
 
         Raises:
-            PipelineError: retargeting failed or was cancelled; the clip is marked failed on failure,
-                so a playback of it ends instead of waiting forever.
+            Cancelled: ``cancelled()`` stopped it; the clip is marked failed, so a playback of it ends.
+            PipelineError: retargeting failed; the clip is marked failed too.
         """
         stream = self.stream_factory(motion.fps) if self.stream_factory is not None else None
-        session = RetargetSession(self, clip, stream or BatchStream(self.retargeter, motion.fps),
+        session = RetargetSession(clip, stream or BatchStream(self.retargeter.retarget, motion.fps),
+                                  joint_space=self.joint_space, chunk_frames=self.chunk_frames,
                                   calibrated=stream is None)
         try:
             session.push(motion.joints_yup, cancelled=cancelled)
-        except PipelineError as exc:
-            if str(exc) == "cancelled":
-                clip.fail(exc)
+        except Cancelled as exc:
+            clip.fail(exc)
             raise
 
     def run(self, command: MotionCommand) -> MotionClip:

@@ -6,6 +6,9 @@ returns to a pose (rest), and `MotionPlayback` plays a `MotionClip`: from the ro
 with a blend when the clip starts afresh, and on through every continuation the clip grows by
 (those join without a blend: the clip's timeline is continuous by construction). Every sample is
 clipped to the robot's joint limits: whatever the model produces, nothing outside them is published.
+A sample carries the base's twist: the clip's own rates, turned by the anchor and scaled by the speed
+(during a blend, the rate of the blended base path). `MotionPlayback.trajectory` reads the same curve
+and blend as `sample` on a whole grid, so the JointTrajectory and the JointStates agree between samples.
 """
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from momask_model.motion.quaternion import qslerp
+from momask_model.motion.quaternion import qinv, qmul, qrot, qslerp
 
-from momask_ros.stream.clip import MotionClip
 from momask_ros.retarget.frames import BaseAnchor
+from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.state import JointSpace, PipelineError, RobotPose, Sample
 
 #: How far above the floor a blend into a motion carries the feet at its middle [m] (0 at both ends): the
@@ -154,6 +157,7 @@ class MotionPlayback:
         self._blend_base = (self._p0, self._quat0) if self._base_valid else self._space.rest_base
         self._anchor_wanted = anchor_base and self._base_valid
         self._anchor: BaseAnchor | None = None
+        self._turn = np.eye(3)
         self._pieces: list[tuple[float, float, float]] = [(0.0, 0.0, float(speed))]  # (play t, clip t, speed)
 
     # ------------------------------------------------------------------ time
@@ -196,6 +200,7 @@ class MotionPlayback:
             c = self.clip
             self._anchor = (BaseAnchor.placing(c.base_position[0], c.base_quat_wxyz[0], self._p0, self._quat0)
                             if self._anchor_wanted else BaseAnchor())
+            self._turn = qrot(self._anchor.quat, np.eye(3)).T  # the anchor's rotation as a matrix (cheaper)
         return self._anchor
 
     def _weight(self, t: float) -> tuple[float, float]:
@@ -215,17 +220,42 @@ class MotionPlayback:
         if not clip.covers(c + h):
             return None
         anchor = self._anchor_once()
-        q_m, p_m, quat_m, human = clip.at(c)
+        here = clip.at(c)
         lo, hi = max(c - h, 0.0), min(c + h, clip.duration_s)
-        dq_m = (clip.at(hi)[0] - clip.at(lo)[0]) / (hi - lo) * self.speed if hi > lo else np.zeros_like(q_m)
+        before, after = (clip.at(lo), clip.at(hi)) if hi > lo else (here, here)
+        dq_m = (after[0] - before[0]) / (hi - lo) * self.speed if hi > lo else np.zeros_like(here[0])
         w, dw = self._weight(t)
-        q = self._space.clip((1 - w) * self._q0 + w * q_m)
-        vel = w * dq_m + dw * (q_m - self._q0)
+        q = self._blended(t, here[0])
+        vel = w * dq_m + dw * (here[0] - self._q0)
         vel = np.where((q <= self._space.lower) | (q >= self._space.upper), 0.0, vel)
-        p, quat = anchor.points(p_m), anchor.orientation(quat_m)
+        p, quat = self._base(anchor, t, q, here)
+        if w < 1.0 and hi > lo:  # the blended base path's own rate, on the joints' stencil
+            (p_lo, quat_lo), (p_hi, quat_hi) = (
+                self._base(anchor, t + (x - c) / self.speed, self._blended(t + (x - c) / self.speed, pose[0]), pose)
+                for x, pose in ((lo, before), (hi, after)))
+            span = (hi - lo) / self.speed
+            linear = (p_hi - p_lo) / span
+            angular = _rotation_rate(quat_lo, quat_hi, span)
+        else:
+            linear, angular = clip.base_rates(c)
+            linear, angular = self._turn @ linear * self.speed, self._turn @ angular * self.speed
+        return Sample(q, p, quat, True, vel, here[3] @ self._turn.T + anchor.offset, linear, angular)
+
+    def _blended(self, t: float, q_m: np.ndarray) -> np.ndarray:
+        """Joints at playback time ``t``: the start pose blended into the clip's ``q_m``, within limits."""
+        w, _ = self._weight(t)
+        return self._space.clip((1 - w) * self._q0 + w * q_m)
+
+    def _base(self, anchor: BaseAnchor, t: float, q: np.ndarray,
+              clip_pose: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The base (position, quaternion) at playback time ``t`` for joints ``q``, from the clip's pose
+        there: anchored, and blended from the start pose while ``t`` is in the blend."""
+        q_m, p_m, quat_m, _ = clip_pose
+        p, quat = self._turn @ p_m + anchor.offset, anchor.orientation(quat_m)
+        w, _ = self._weight(t)
         if w < 1.0 and self._blend_base is not None:
             p0, quat0 = self._blend_base
-            clip_pose = (q_m, p, quat)
+            anchored = (q_m, p, quat)
             p = p.copy()
             if self._base_valid:  # the anchor already starts the path where the robot stands
                 p[2] = (1 - w) * p0[2] + w * p[2]
@@ -234,8 +264,8 @@ class MotionPlayback:
             quat = qslerp(quat0 / np.linalg.norm(quat0), quat, w)
             lowest = self._space.lowest_foot_z
             if lowest is not None:  # feet out of (and mid-blend just off) the floor; the clip's own floor at its end
-                p[2] += max(0.0, -lowest(q, p, quat)) - w * max(0.0, -lowest(*clip_pose)) + BLEND_FOOT_CLEARANCE_M * 4 * w * (1 - w)
-        return Sample(q, p, quat, True, vel, anchor.points(human))
+                p[2] += max(0.0, -lowest(q, p, quat)) - w * max(0.0, -lowest(*anchored)) + BLEND_FOOT_CLEARANCE_M * 4 * w * (1 - w)
+        return p, quat
 
     def finished(self, t_s: float) -> bool:
         return self.clip.failed is not None or (self.clip.complete and self.clip_time(t_s) >= self.clip.duration_s)
@@ -254,11 +284,9 @@ class MotionPlayback:
         times = from_s + np.arange(n) * step
         if times[-1] < end - 1e-9:
             times = np.append(times, end)
-        # Vectorised (the control loop builds this once per motion and must not stall): the same
-        # interpolation and blend as `sample`, evaluated on the whole grid at once.
-        c_times, c_pos, _, _ = self.clip.samples()
-        t_src = np.array([self.clip_time(t) for t in times])
-        q_m = np.stack([np.interp(t_src, c_times, c_pos[:, j]) for j in range(c_pos.shape[1])], axis=1)
+        # Vectorised (the control loop builds this once per motion and must not stall): the clip's
+        # Hermite curve and the blend of `sample`, evaluated on the whole grid at once.
+        q_m = self.clip.positions_at(np.array([self.clip_time(t) for t in times]))
         if self.blend_s > 0:
             x = np.clip(times / self.blend_s, 0.0, 1.0)
             w = (x * x * (3.0 - 2.0 * x))[:, None]
@@ -267,6 +295,14 @@ class MotionPlayback:
         pos = self._space.clip((1 - w) * self._q0 + w * q_m)
         vel = np.gradient(pos, times, axis=0) if len(times) > 1 else np.zeros_like(pos)
         return times - from_s, pos, vel
+
+
+def _rotation_rate(q0: np.ndarray, q1: np.ndarray, dt: float) -> np.ndarray:
+    """The world-frame angular velocity [rad/s] that turns ``q0`` into ``q1`` in ``dt`` seconds."""
+    r = qmul(q1, qinv(q0))
+    r = r if r[0] >= 0 else -r
+    s = float(np.linalg.norm(r[1:]))
+    return np.zeros(3) if s < 1e-12 or dt <= 0 else r[1:] * (2.0 * math.atan2(s, r[0]) / s / dt)
 
 
 def _check_speed(speed: float) -> None:

@@ -11,18 +11,39 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
 import numpy as np
 
-from momask_ros.stream.clip import MotionClip, SwitchTooLate
 from momask_ros.retarget.frames import human_yup_to_ros
-from momask_ros.stream.state import JointSpace, PipelineError
+from momask_ros.stream.clip import MotionClip, SwitchTooLate
+from momask_ros.stream.state import Cancelled, JointSpace, PipelineError
 
-__all__ = ["FIRST_CHUNK_FRAMES", "RetargetSession", "SWITCH_CHUNK_FRAMES", "BatchStream"]
+__all__ = ["BatchStream", "FIRST_CHUNK_FRAMES", "RetargetSession", "SWITCH_CHUNK_FRAMES", "Stream", "Trajectory"]
 
 
-def _traj_arrays(traj: Any, joint_space: JointSpace
+class Trajectory(Protocol):
+    """What a retargeter returns (`momask_ros.retarget.trajectory.RobotTrajectory`, or a test's stand-in)."""
+
+    joint_names: Sequence[str]
+    times_s: np.ndarray
+    positions: np.ndarray
+
+
+class Stream(Protocol):
+    """A chunked retargeter (`momask_ros.retarget.retargeter.RetargetStream`); ``rewind(frame) -> cut
+    time`` and ``cut_time(frame)`` when it can continue a motion, ``calibrate(joints)`` when it
+    calibrates up front."""
+
+    def push(self, joints_yup: np.ndarray) -> Trajectory: ...
+
+    def finish(self) -> Trajectory: ...
+
+
+Owner = TypeVar("Owner")
+
+
+def _traj_arrays(traj: Trajectory, joint_space: JointSpace
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """A RobotTrajectory's (times, positions in joint_space order, base position, base quat wxyz,
     velocities in joint_space order or None when it has none)."""
@@ -59,23 +80,30 @@ FIRST_CHUNK_FRAMES = 6
 SWITCH_CHUNK_FRAMES = 2
 
 
-class RetargetSession:
+class RetargetSession(Generic[Owner]):
     """One retargeting stream feeding one clip, from its first motion through every continuation.
 
     ``frames`` human frames have been pushed (frame 0 is the clip's time 0). `push` with ``at_frame``
     before that rewinds the stream first (``stream.rewind(frame) -> cut time``) and replaces the
     clip's samples from the cut time on with the new ones; the cut is a few frames before
     ``at_frame`` (the smoothing window), so it must still be ahead of playback (`SwitchTooLate`).
-    ``pipeline`` is the `MotionPipeline` that opened it (its joint space and chunk size).
+    ``segments`` says whose motion (an ``Owner``: the producer's jobs) plays from which frame.
+
+    Args:
+        clip: the clip it fills; stream: the retargeter it pushes human frames through.
+        joint_space: the clip's joint order; chunk_frames: the largest chunk [human frames].
+        calibrated: the stream needs no calibration on the first motion.
     """
 
-    def __init__(self, pipeline: Any, clip: MotionClip, stream: Any, *, calibrated: bool) -> None:
-        self.pipeline = pipeline
+    def __init__(self, clip: MotionClip, stream: Stream, *, joint_space: JointSpace, chunk_frames: int,
+                 calibrated: bool) -> None:
         self.clip = clip
         self.stream = stream
+        self.joint_space = joint_space
+        self.chunk_frames = int(chunk_frames)
         self.frames = 0
         self.closed = False  # set by the owner when playback left this clip: nothing more joins it
-        self.segments: list[tuple[int, Any]] = []  # (start frame, owner) of each motion on the timeline
+        self.segments: list[tuple[int, Owner]] = []  # (start frame, owner) of each motion on the timeline
         self._calibrated = calibrated
         self._lock = threading.Lock()  # one writer at a time
         self.first_chunk_ms = float("nan")  # of the latest push: what the switch had to wait for
@@ -110,7 +138,8 @@ class RetargetSession:
 
         Raises:
             SwitchTooLate: the cut is no longer ahead of playback (nothing was changed in the clip).
-            PipelineError: retargeting failed or was cancelled; the clip is marked failed on failure.
+            Cancelled: ``cancelled()`` said stop between two chunks (the clip keeps what it has).
+            PipelineError: retargeting failed; the clip is marked failed.
         """
         with self._lock:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
@@ -128,13 +157,13 @@ class RetargetSession:
         """Flush the stream's look-ahead: the clip is complete (until a continuation rewinds it)."""
         with self._lock:
             if not self.clip.complete and self.frames:
-                self.clip.append(*_traj_arrays(self.stream.finish(), self.pipeline.joint_space))
+                self.clip.append(*_traj_arrays(self.stream.finish(), self.joint_space))
                 self.clip.finish()
 
     def _push(self, joints: np.ndarray, at_frame: int, final: bool, cancelled: Callable[[], bool],
               on_commit: Callable[[float], None], chunk_limit: Callable[[], int | None],
               repeat_frames: int = 0) -> None:
-        pipe, clip, stream = self.pipeline, self.clip, self.stream
+        clip, stream = self.clip, self.stream
         if not 0 <= at_frame <= self.frames:
             raise PipelineError(f"cannot continue at frame {at_frame} of {self.frames}")
         replace_from = None
@@ -152,19 +181,20 @@ class RetargetSession:
         self.first_chunk_ms = float("nan")
         t0 = time.perf_counter()
         n = joints.shape[0]
-        first = pipe.chunk_frames
-        if not self._calibrated and hasattr(stream, "calibrate"):
+        first = self.chunk_frames
+        calibrate = getattr(stream, "calibrate", None)  # an optional part of the stream's protocol
+        if not self._calibrated and calibrate is not None:
             # The whole motion is here: calibrate on it now, so a small first chunk yields samples.
-            stream.calibrate(joints)
-            first = min(pipe.chunk_frames, FIRST_CHUNK_FRAMES)
+            calibrate(joints)
+            first = min(self.chunk_frames, FIRST_CHUNK_FRAMES)
         elif replace_from is not None:  # the switch waits for this chunk
-            first = repeat_frames + min(pipe.chunk_frames, SWITCH_CHUNK_FRAMES)
+            first = repeat_frames + min(self.chunk_frames, SWITCH_CHUNK_FRAMES)
         self._calibrated = True
         start, size = 0, first
         try:
             while start < n:
                 if cancelled():
-                    raise PipelineError("cancelled")
+                    raise Cancelled(f"retargeting stopped at frame {at_frame + start}")
                 limit = chunk_limit()
                 end = min(n, start + (size if limit is None else max(1, min(size, int(limit)))))
                 out = stream.push(joints[start:end])
@@ -172,28 +202,26 @@ class RetargetSession:
                 if len(out.times_s):
                     self._append(out, replace_from, human, at_frame, t0, on_commit)
                     replace_from = None
-                start, size = end, min(pipe.chunk_frames, 2 * size)
+                start, size = end, min(self.chunk_frames, 2 * size)
             if final:
                 self._append(stream.finish(), replace_from, human, at_frame, t0, on_commit)
                 clip.finish()
-        except SwitchTooLate:
+        except (SwitchTooLate, Cancelled):
             raise
         except Exception as exc:
             error = exc if isinstance(exc, PipelineError) else PipelineError(f"retargeting failed: {exc}")
-            if str(error) != "cancelled":
-                clip.fail(error)
+            clip.fail(error)
             raise error from exc
         finally:
             clip.retarget_ms += (time.perf_counter() - t0) * 1e3
             if math.isnan(clip.first_chunk_ms):
                 clip.first_chunk_ms = self.first_chunk_ms
 
-
-    def _append(self, out: Any, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
+    def _append(self, out: Trajectory, replace_from: float | None, human: np.ndarray, at_frame: int, t0: float,
                 on_commit: Callable[[float], None]) -> None:
         # SwitchTooLate here leaves the clip as it was and the stream rewound: the caller pushes again
         # from the same frame (a later switch) or abandons the session.
-        self.clip.append(*_traj_arrays(out, self.pipeline.joint_space), replace_from=replace_from)
+        self.clip.append(*_traj_arrays(out, self.joint_space), replace_from=replace_from)
         if replace_from is not None:
             self.clip.set_human(human, at_frame=at_frame)
         if math.isnan(self.first_chunk_ms):
@@ -202,22 +230,27 @@ class RetargetSession:
 
 
 class BatchStream:
-    """A stream made of a batch retargeter (no ``stream_factory``): one call, then pieces; no rewind."""
+    """A stream made of a batch retargeter (no ``stream_factory``): one call at the end; no rewind.
 
-    def __init__(self, retargeter: Any, fps: float) -> None:
-        self.retargeter, self.fps, self.frames = retargeter, fps, []
+    Args:
+        retarget: ``(joints_yup (T, 22, 3), fps) -> trajectory``, the whole motion at once.
+    """
 
-    def push(self, joints_yup: np.ndarray) -> Any:
+    def __init__(self, retarget: Callable[[np.ndarray, float], Trajectory], fps: float) -> None:
+        self.retarget, self.fps, self.frames = retarget, fps, []
+
+    def push(self, joints_yup: np.ndarray) -> Trajectory:
         self.frames.append(joints_yup)
         return _EMPTY
 
-    def finish(self) -> Any:
-        return self.retargeter.retarget(np.concatenate(self.frames), self.fps)
+    def finish(self) -> Trajectory:
+        return self.retarget(np.concatenate(self.frames), self.fps)
 
 
 class _Empty:
-    joint_names: tuple = ()
+    joint_names: tuple[str, ...] = ()
     times_s = np.zeros(0)
+    positions = np.zeros((0, 0))
 
 
 _EMPTY = _Empty()

@@ -1,16 +1,24 @@
-"""What the control loop passes around: the robot's joints (`JointSpace`), a pose and a published sample."""
+"""What the control loop passes around: the robot's joints (`JointSpace`), a pose and a published sample,
+and the stream's errors (`PipelineError`; `Cancelled`, a stop or preempt that ended work on purpose)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-__all__ = ["JointSpace", "PipelineError", "RobotPose", "Sample"]
+if TYPE_CHECKING:
+    from momask_ros.robot.model import Robot
+
+__all__ = ["Cancelled", "JointSpace", "PipelineError", "RobotPose", "Sample"]
 
 
 class PipelineError(RuntimeError):
     """A motion could not be produced (generation or retargeting failed, bad shapes)."""
+
+
+class Cancelled(PipelineError):
+    """Work stopped because nothing will play it (a stop, a preempt, a shutdown): not a failure."""
 
 
 @dataclass(frozen=True)
@@ -53,42 +61,21 @@ class JointSpace:
         return bool(np.all(np.isfinite(p)) and np.all(p >= self.lower - tol) and np.all(p <= self.upper + tol))
 
     @classmethod
-    def from_robot(cls, robot: Any) -> "JointSpace":
-        """From a `momask_ros.robot.model.Robot` (or anything exposing names, limits and a rest pose)."""
-        names = _first_attr(robot, ("joint_names", "actuated_joint_names"))
-        limits = _first_attr(robot, ("position_limits", "joint_limits", "limits"), required=False)
-        if limits is not None:
-            limits = np.asarray(limits, dtype=np.float64)
-            lower, upper = limits[:, 0], limits[:, 1]
-        else:
-            lower = np.asarray(_first_attr(robot, ("lower", "lower_limits", "q_min")), dtype=np.float64)
-            upper = np.asarray(_first_attr(robot, ("upper", "upper_limits", "q_max")), dtype=np.float64)
-        rest = _first_attr(robot, ("rest_positions", "rest_pose", "q_rest", "default_positions"), required=False)
-        rest = np.zeros(len(names)) if rest is None else np.asarray(rest, dtype=np.float64)
-        rest_base, lowest = None, None
-        if all(hasattr(robot, a) for a in ("rest_qpos", "base_qpos_index", "full_qpos", "forward", "lowest_foot_z")):
-            import mujoco
+    def from_robot(cls, robot: "Robot") -> "JointSpace":
+        """From a robot model: its driven joints, their limits and rest pose, where it stands at rest,
+        and the lowest point of its feet (forward kinematics on a data of the control loop's own)."""
+        import mujoco
 
-            b = int(robot.base_qpos_index)
-            rest_base = (np.array(robot.rest_qpos[b:b + 3], float), np.array(robot.rest_qpos[b + 3:b + 7], float))
-            data = mujoco.MjData(robot.model)   # the control loop's own (one thread calls it)
+        limits = np.asarray(robot.position_limits, dtype=np.float64)
+        b = int(robot.base_qpos_index)
+        rest_base = (np.array(robot.rest_qpos[b:b + 3], float), np.array(robot.rest_qpos[b + 3:b + 7], float))
+        data = mujoco.MjData(robot.model)   # the control loop's own (one thread calls it)
 
-            def lowest(positions, base_position, base_quat_wxyz) -> float:
-                return robot.lowest_foot_z(robot.forward(robot.full_qpos(positions, base_position, base_quat_wxyz),
-                                                         data))
-        return cls(tuple(str(n) for n in names), lower, upper, rest, rest_base, lowest)
+        def lowest(positions: np.ndarray, base_position: np.ndarray, base_quat_wxyz: np.ndarray) -> float:
+            return robot.lowest_foot_z(robot.forward(robot.full_qpos(positions, base_position, base_quat_wxyz), data))
 
-
-def _first_attr(obj: Any, names: Sequence[str], required: bool = True) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if callable(value):
-            value = value()
-        if value is not None:
-            return value
-    if required:
-        raise PipelineError(f"{type(obj).__name__} has none of the attributes {list(names)}")
-    return None
+        return cls(tuple(str(n) for n in robot.joint_names), limits[:, 0], limits[:, 1],
+                   np.asarray(robot.rest_positions, dtype=np.float64), rest_base, lowest)
 
 
 @dataclass
@@ -103,10 +90,18 @@ class RobotPose:
 
 @dataclass
 class Sample(RobotPose):
-    """What the control loop publishes at one tick."""
+    """What the control loop publishes at one tick: the pose, joint velocities, the base's twist (world
+    frame, the derivative of the published base pose) and the human skeleton."""
 
     velocities: np.ndarray = field(default_factory=lambda: np.zeros(0))
     human_joints: np.ndarray | None = None  # (22, 3) [m], ROS axes, placed like the robot's base
+    base_linear_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))   # [m/s], world frame
+    base_angular_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [rad/s], world frame
+
+    def held(self) -> "Sample":
+        """This pose held still (velocities zero): what the stream publishes while the clip underruns."""
+        return Sample(self.positions, self.base_position, self.base_quat_wxyz, self.base_valid,
+                      np.zeros_like(self.positions), self.human_joints)
 
     def pose(self) -> RobotPose:
         return RobotPose(self.positions.copy(), self.base_position.copy(), self.base_quat_wxyz.copy(),

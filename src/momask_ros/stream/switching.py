@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from momask_model.generation.longform import fade_in_weights
+from momask_model.generation.streaming import fade_in_weights
 
 __all__ = ["FADE_FRAMES", "LatencyStats", "MAX_SLIP_FRAMES", "join_frame", "plan_token", "splice"]
 

@@ -9,6 +9,7 @@ DEFAULT_TOPICS: dict[str, str] = {
     "joint_state_topic": "joint_states",
     "trajectory_topic": "joint_trajectory_controller/joint_trajectory",
     "base_pose_topic": "base_pose",
+    "base_twist_topic": "base_twist",
     "markers_topic": "momask/human_skeleton",
     "command_topic": "momask/command",
     "stop_topic": "momask/stop",
