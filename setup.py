@@ -28,7 +28,7 @@ setup(
     maintainer_email="maintainers@momask-ros.dev",
     description="Text to humanoid robot motion with MoMask, as a ROS 2 package.",
     license="MIT",
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "rosbags"]},
     entry_points={
         "console_scripts": [
             "momask-generate = momask_model.cli.main:generate_main",

@@ -7,8 +7,9 @@ import pytest
 
 from momask_ros.physics.checks import MotionChecker, Thresholds, window_decision
 from momask_ros.retarget.retargeter import Retargeter
-from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
-from momask_ros.robot.self_collision import SelfCollisionMeter, tree_joint_distance
+from momask_ros.robot.model import load_robot, packaged_profile_path
+from momask_ros.robot.profile import ProfileError, RobotProfile
+from momask_ros.robot.self_collision import SelfCollisionMeter, robot_pair_classes, tree_joint_distance
 
 
 def standing(robot, n=20):
@@ -42,7 +43,41 @@ def test_a_robot_falling_over_is_out_of_balance_and_a_heavy_limit_is_reported():
     assert report.failures(Thresholds(max_torque_ratio=1e-3))[0].startswith("torque")
 
 
-def test_self_collision_meter_names_the_pair_and_ignores_neighbours():
+def test_without_foot_contact_balance_is_not_evaluated_never_ok():
+    robot = load_robot("default")
+    t, q, b, quat, _ = standing(robot)
+    report = MotionChecker(robot).check(t, q, b + [0.0, 0.0, 0.5], quat, np.zeros((len(t), 2), bool))  # in the air
+    assert report.supported_samples == 0 and not report.balance_evaluated
+    summary = report.summary()
+    assert summary["zmp_inside_fraction"] is None and summary["not_evaluated"][0].startswith("balance not evaluated")
+    assert json.loads(json.dumps(report.as_dict()))["zmp_inside_fraction"] is None  # strict JSON, no NaN
+    standing_report = MotionChecker(robot).check(*standing(robot))
+    assert standing_report.balance_evaluated and standing_report.summary()["not_evaluated"] == []
+
+
+def test_momask_check_says_balance_not_evaluated_instead_of_ok(shared_data, tmp_path, capsys):
+    from momask_ros.tools.check import main
+
+    motion = np.load(shared_data / "humanml3d_sample/new_joints/012314.npy")
+    floating = tmp_path / "floating.npy"
+    np.save(floating, motion + np.array([0.0, 1.0, 0.0]))  # a metre up: no foot ever on the floor
+    assert main([str(floating), "--robot", "default"]) == 0
+    text = capsys.readouterr().out
+    assert "balance: not evaluated" in text and "0 supported samples" in text
+    assert "verdict: OK" not in text and "% of 0 supported" not in text
+
+
+def test_a_torque_or_balance_failure_says_what_it_means():
+    robot = load_robot("default")
+    t, q, b, quat, c = standing(robot, 30)
+    b = b.copy()
+    b[:, 0] += 0.5 * 3.0 * t ** 2
+    failing = MotionChecker(robot).check(t, q, b, quat, c).summary()
+    assert not failing["ok"] and "kinematic" in failing["note"] and "position-controlled" in failing["note"]
+    assert "note" not in MotionChecker(robot).check(*standing(robot)).summary()
+
+
+def test_self_collision_meter_names_the_pair_and_counts_neighbours_that_can_meet():
     robot = load_robot("default")
     m = robot.model
     a, b = m.body("left_elbow_link").id, m.body("torso_link").id
@@ -50,11 +85,63 @@ def test_self_collision_meter_names_the_pair_and_ignores_neighbours():
     assert tree_joint_distance(m, m.body("left_knee_link").id, m.body("left_ankle_link").id) == 1
     meter = SelfCollisionMeter.for_robot(robot)
     qpos = robot.rest_qpos.copy()
-    # swing the left arm across the body: the forearm goes into the torso
+    # swing the left arm across the body: the arm goes into the torso
     for name, value in (("left_shoulder_roll_joint", -1.2), ("left_shoulder_pitch_joint", -0.3), ("left_elbow_joint", 1.4)):
         qpos[m.jnt_qposadr[m.joint(name).id]] = value
     pen = meter.deepest(np.stack([robot.rest_qpos, qpos]))
-    assert pen.depth_m > 0.01 and pen.frame == 1 and "left_elbow_link" in pen.pair
+    assert pen.depth_m > 0.01 and pen.frame == 1 and "torso_link vs left_" in pen.pair
+    rules = {}  # body pair -> the rules of its geom pairs
+    for c in robot_pair_classes(robot):
+        rules.setdefault(c.bodies, set()).add(c.rule)
+    # three joints apart and able to meet within the limits: counted (the old rule left these out)
+    assert "counted" in rules[("torso_link", "left_shoulder_yaw_link")]
+    assert rules[("left_hip_yaw_link", "left_hip_pitch_link")] == {"counted"}
+    assert "touch_at_rest" in rules[("torso_link", "left_shoulder_pitch_link")]
+    assert rules[("torso_link", "torso_link")] == {"rigid"}
+
+
+def test_pairs_left_out_as_unable_to_meet_never_meet_within_the_limits():
+    """The sweep's verdict against random configurations inside the joint limits."""
+    import mujoco
+
+    robot = load_robot("default")
+    m = robot.model
+    excluded = [c.geoms for c in robot_pair_classes(robot) if c.rule == "cannot_collide"]
+    assert len(excluded) > 10
+    data, fromto = mujoco.MjData(m), np.zeros(6)
+    lo, hi = robot.position_limits.T
+    rng = np.random.default_rng(0)
+    closest = np.inf
+    for _ in range(3000):
+        data.qpos[:] = robot.rest_qpos
+        data.qpos[robot.qpos_index] = rng.uniform(lo, hi)
+        mujoco.mj_kinematics(m, data)
+        closest = min(closest, min(mujoco.mj_geomDistance(m, data, a, b, 0.05, fromto) for a, b in excluded))
+    assert closest > -1e-4
+
+
+@pytest.mark.parametrize("robot_name, clip, pair", [
+    ("h1", "jog", "left_hip_yaw_link vs right_hip_yaw_link"),       # the hip-yaw housings, 2 joints apart
+    ("g1", "kick", "torso_link vs left_shoulder_yaw_link"),         # the shoulder into the torso, 3 joints apart
+])
+def test_neighbours_that_meet_are_measured_and_avoided(shared_data, robot_name, clip, pair):
+    description = {"h1": "robots/unitree_h1/h1.xml", "g1": "robots/unitree_g1/g1_29dof.xml"}[robot_name]
+    robot = load_robot(robot_name, description=shared_data / description)
+    meter = SelfCollisionMeter.for_robot(robot)
+    m = robot.model
+    this_pair = SelfCollisionMeter(m, [g for g in meter.pairs if
+                                       f"{m.body(m.geom_bodyid[g[0]]).name} vs {m.body(m.geom_bodyid[g[1]]).name}" == pair])
+    assert len(this_pair.pairs)  # counted (the old rule left pairs this close in the tree out)
+    motion = _mocap_joints(shared_data, clip)
+    out = {}
+    for avoid in (False, True):
+        traj = Retargeter(robot, self_collision=avoid).retarget(motion)
+        qpos = np.array([robot.full_qpos(p, b, q) for p, b, q in zip(traj.positions, traj.base_position,
+                                                                        traj.base_quat_wxyz)])
+        out[avoid] = (this_pair.deepest(qpos), meter.deepest(qpos), traj.keypoint_error_m.mean())
+    assert out[False][0].depth_m > 0.01      # without avoidance the pair meets (H1 17 mm, G1 14 mm)
+    assert out[True][1].depth_m < 0.005      # with it no counted pair goes 5 mm deep
+    assert out[True][2] <= 1.1 * out[False][2]
 
 
 def test_self_collision_avoidance_on_the_real_clip(shared_data):
@@ -87,7 +174,7 @@ def _mocap_joints(shared_data, skill):
 
 def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data, monkeypatch):
     """A forward roll on the default humanoid: the IK keyframes are clear, but without the collision-aware
-    interpolation the spline between two of them cuts ~50 mm into a limb. With it: under 5 mm, the same
+    interpolation the spline between two of them cuts ~12 mm into a limb. With it: under 5 mm, the same
     keypoint error, velocities within the guarantee, C1 samples, and chunks equal to the batch."""
     from momask_ros.retarget import keyframes as retarget_keyframes
     from momask_ros.retarget.retargeter import RobotTrajectory
@@ -105,7 +192,7 @@ def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data,
     with monkeypatch.context() as m:
         m.setattr(retarget_keyframes, "REPAIR_DEPTH_M", np.inf)
         spline_only, unrepaired = run()
-    assert spline_only.depth_m > 0.02 and fixed.depth_m < 0.005
+    assert spline_only.depth_m > 0.01 and fixed.depth_m < 0.005
     assert traj.keypoint_error_m.mean() <= 1.1 * run(self_collision=False)[1].keypoint_error_m.mean()
     assert np.all(np.abs(traj.velocities) <= robot.velocity_limits + 1e-9)
     lo, hi = robot.position_limits.T
@@ -120,16 +207,16 @@ def test_the_spline_between_keyframes_is_kept_out_of_self_collision(shared_data,
 
 
 def test_push_out_moves_a_penetrating_pose_out_within_its_box():
-    """The repair step alone: a pose with the elbow in the torso comes out of collision, every joint
+    """The repair step alone: a pose with the upper arm in the torso comes out of collision, every joint
     inside the box it was given; a zero-width box leaves the pose as it is."""
-    from momask_ros.robot.self_collision import collision_limit
+    from momask_ros.retarget.avoidance import collision_limit
 
     robot = load_robot("default")
     limit = collision_limit(robot)
     m = robot.model
     qpos = robot.rest_qpos.copy()
-    for name, value in (("left_shoulder_roll_joint", -0.7), ("left_shoulder_pitch_joint", -0.3), ("left_elbow_joint", 1.4)):
-        qpos[m.jnt_qposadr[m.joint(name).id]] = value   # the forearm ~50 mm in the torso
+    for name, value in (("left_shoulder_roll_joint", -0.5), ("left_shoulder_pitch_joint", -0.3), ("left_elbow_joint", 1.4)):
+        qpos[m.jnt_qposadr[m.joint(name).id]] = value   # the upper arm ~50 mm in the torso
     depth = limit.depth(qpos)
     assert depth > 0.03
     joints = qpos[robot.qpos_index]
@@ -219,6 +306,7 @@ def test_node_physical_checks_warn_plays_and_reports():
         h.send("a person walks forward length=2s")
         done = h.wait_state("done", 60.0)
         assert done["physical"]["ok"] is False and done["physical"]["failures"][0].startswith("torque")
+        assert "kinematic" in done["physical"]["note"]  # the status says what the failure means
         assert not h.by_state("rejected")
     finally:
         h.close()

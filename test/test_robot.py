@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.robot.model import load_robot, packaged_profile_path
+from momask_ros.robot.profile import ProfileError, RobotProfile
 
 H1 = "robots/unitree_h1/h1.xml"
 G1 = "robots/unitree_g1/g1_29dof.xml"
@@ -168,7 +169,7 @@ def test_menagerie_errors_are_one_line(monkeypatch, tmp_path):
 
 
 def test_missing_description_names_the_parameter_fix(monkeypatch):
-    from momask_ros.robot.model import DescriptionNotFound
+    from momask_ros.robot.profile import DescriptionNotFound
 
     monkeypatch.delenv("MOMASK_ROS_G1_DESCRIPTION", raising=False)
     with pytest.raises(DescriptionNotFound, match="robot_description_path:=/path/to/g1_29dof.xml.*menagerie:unitree_g1"):
@@ -178,6 +179,31 @@ def test_missing_description_names_the_parameter_fix(monkeypatch):
 def test_human_joint_names_are_the_model_skeletons():
     """The profile side keeps its own copy of the joint names (no torch import); it must not drift."""
     from momask_model.motion.skeleton import JOINT_NAMES
-    from momask_ros.robot.model import HUMAN_JOINT_NAMES
+    from momask_ros.robot.profile import HUMAN_JOINT_NAMES
 
     assert HUMAN_JOINT_NAMES == JOINT_NAMES
+
+
+def _actuated_joints(description: Path) -> list[str]:
+    """The joints of a description's <actuator> entries, in file order (Unitree's SDK motor order)."""
+    import mujoco
+
+    model = mujoco.MjModel.from_xml_path(str(description))
+    return [model.joint(model.actuator_trnid[a, 0]).name for a in range(model.nu)]
+
+
+@pytest.mark.parametrize("name, description", [("h1", H1), ("g1", G1)])
+def test_unitree_output_order_is_the_descriptions_actuator_order(shared_data, name, description):
+    robot = load_robot(name, description=shared_data / description)
+    motors = _actuated_joints(shared_data / description)
+    # every driven joint in motor order; H1's motor 9 (not_use_joint, a placeholder body) is the only one left out
+    assert list(robot.joint_names) == [j for j in motors if j in robot.joint_names]
+    assert set(motors) - set(robot.joint_names) == ({"not_use_joint"} if name == "h1" else set())
+    if name == "h1":
+        assert robot.joint_names[:3] == ("right_hip_roll_joint", "right_hip_pitch_joint", "right_knee_joint")
+
+
+def test_each_packaged_profile_says_which_output_order_it_uses():
+    for name in ("default", "h1", "g1"):
+        head = packaged_profile_path(name).read_text().split("driven_joints:")[0]
+        assert "Output order:" in head, name

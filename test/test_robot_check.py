@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from momask_ros.robot.model import ProfileError, RobotProfile, load_robot, packaged_profile_path
+from momask_ros.robot.model import load_robot, packaged_profile_path
+from momask_ros.robot.profile import ProfileError, RobotProfile
 from momask_ros.tools.robot_check import main as robot_check
 
 ROBOTS = Path(__file__).resolve().parents[1] / "src" / "momask_ros" / "robot" / "profiles"

@@ -12,6 +12,7 @@ For each sample of a `RobotTrajectory` (or plain arrays):
   feet's sole corners: the fraction of supported samples with the ZMP inside and the worst distance out.
   A sample is supported when a foot is in contact and the floor must push up with at least
   `MIN_SUPPORT_FRACTION` of the weight (below that the ZMP is ill-defined: it diverges as the force -> 0).
+  Without a supported sample (no foot contact found) balance is *not evaluated*: no fraction, no pass.
 * **feet**: horizontal sliding of feet in contact [mm per sample] and floor penetration [m].
 * **self-collision**: the deepest penetration between counted geom pairs (`momask_ros.robot.self_collision`).
 
@@ -39,6 +40,12 @@ GRAVITY = 9.81
 CONTACT_HEIGHT_M = 0.01
 CONTACT_SPEED_MPS = 0.3
 MIN_SUPPORT_FRACTION = 0.2
+
+#: What a torque or balance failure means, said where the user first meets it (the ``physical`` status).
+KINEMATIC_NOTE = ("expected for kinematic motion: torque and ZMP are what following this human-derived reference "
+                  "exactly would take; a position-controlled robot's own controller (or a tracking policy) "
+                  "adapts it, so this flags motions to review or to run through a controller, not a fault")
+BALANCE_NOT_EVALUATED = "balance not evaluated: no foot contact found (no sample has a foot carrying the weight)"
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class PhysicalReport:
     peak_torque_ratio: np.ndarray             # (nj,)
     samples_over_limit: np.ndarray            # (nj,) int
     supported_samples: int
-    zmp_inside_fraction: float
+    zmp_inside_fraction: float                # nan when balance is not evaluated (no supported sample)
     zmp_worst_outside_m: float
     max_unsupported_force_n: float
     foot_slide_max_mm: float
@@ -80,6 +87,15 @@ class PhysicalReport:
     self_collision: Penetration
     zmp_xy: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 2)))
     torques: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def balance_evaluated(self) -> bool:
+        """Whether any sample was supported (a foot in contact carrying the weight), so the ZMP means something."""
+        return self.supported_samples > 0
+
+    def not_evaluated(self) -> list[str]:
+        """The checks that had nothing to judge (empty = all were evaluated)."""
+        return [] if self.balance_evaluated else [BALANCE_NOT_EVALUATED]
 
     @property
     def worst_joint(self) -> str:
@@ -104,20 +120,29 @@ class PhysicalReport:
         return out
 
     def summary(self, limits: Thresholds = Thresholds()) -> dict[str, Any]:
-        """A compact JSON-friendly record (the node's status carries it)."""
-        return {
-            "ok": not self.failures(limits),
-            "failures": self.failures(limits),
+        """A compact JSON-friendly record (the node's status carries it).
+
+        ``ok`` is true when no evaluated check fails; ``not_evaluated`` lists the checks with nothing to
+        judge (``zmp_inside_fraction`` is then null); ``note`` says what a torque or balance failure means.
+        """
+        failures = self.failures(limits)
+        out = {
+            "ok": not failures,
+            "failures": failures,
+            "not_evaluated": self.not_evaluated(),
             "peak_torque_ratio": round(float(self.peak_torque_ratio.max()), 3) if len(self.joint_names) else 0.0,
             "worst_joint": self.worst_joint,
             "joints_over_limit": int(np.sum(self.samples_over_limit > 0)),
-            "zmp_inside_fraction": round(self.zmp_inside_fraction, 3),
+            "zmp_inside_fraction": round(self.zmp_inside_fraction, 3) if self.balance_evaluated else None,
             "zmp_worst_outside_m": round(self.zmp_worst_outside_m, 4),
             "foot_slide_max_mm": round(self.foot_slide_max_mm, 2),
             "floor_penetration_m": round(self.floor_penetration_m, 4),
             "self_penetration_m": round(self.self_collision.depth_m, 4),
             "self_collision_pair": self.self_collision.pair,
         }
+        if any(f.startswith(("torque", "balance")) for f in failures):
+            out["note"] = KINEMATIC_NOTE
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, per joint included (for ``momask-check --json``)."""
@@ -314,7 +339,7 @@ class MotionChecker:
             robot=robot.profile.name, samples=n, duration_s=float(times[-1] - times[0]), joint_names=robot.joint_names,
             effort_limits=effort, peak_torque=np.abs(torques).max(axis=0), peak_torque_ratio=ratio.max(axis=0),
             samples_over_limit=(ratio > 1.0).sum(axis=0), supported_samples=supported,
-            zmp_inside_fraction=inside / supported if supported else 1.0, zmp_worst_outside_m=worst_out,
+            zmp_inside_fraction=inside / supported if supported else math.nan, zmp_worst_outside_m=worst_out,
             max_unsupported_force_n=unsupported,
             foot_slide_max_mm=float(slides.max()) if len(slides) else 0.0,
             foot_slide_mean_mm=float(slides.mean()) if len(slides) else 0.0,

@@ -2,7 +2,7 @@
 
 Frame tasks at the keypoint sites, a small posture task, joint-limit and joint-velocity constraints
 (DAQP), the floating base solved with the joints under a strong pelvis task, and, when the profile
-asks for it, mink's collision-avoidance limit on the self-collision pairs (`momask_ros.robot.self_collision`).
+asks for it, mink's collision-avoidance limit on the self-collision pairs (`momask_ros.retarget.avoidance`).
 The velocity limit bounds every joint's step per input frame to ``velocity_margin * v_max * dt``.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import qpsolvers
 
 from momask_ros.robot.model import Robot
-from momask_ros.robot.self_collision import collision_limit
+from momask_ros.retarget.avoidance import collision_limit
 
 
 def mat_to_quat(rot: np.ndarray) -> np.ndarray:

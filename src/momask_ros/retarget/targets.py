@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from momask_ros.retarget.frames import human_yup_to_ros
-from momask_ros.robot.model import HUMAN_JOINT_NAMES, ProfileError, Robot
+from momask_ros.robot.model import Robot
+from momask_ros.robot.profile import HUMAN_JOINT_NAMES, ProfileError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ _LEG_JOINTS = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
 _ARM_JOINTS = {"left_elbow": "left_shoulder", "left_wrist": "left_shoulder",
                "right_elbow": "right_shoulder", "right_wrist": "right_shoulder"}
 _SIDES = ("left", "right")
+MAX_FOOT_YAW_RAD = 0.8  # a human foot's heading stays within this of the pelvis' (hip and knee rotation)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -282,10 +284,16 @@ class KeypointTargets:
         pelvis = _frame_from_left_up(p[J["left_hip"]] - p[J["right_hip"]], p[J["spine1"]] - p[J["pelvis"]])
         torso = _frame_from_left_up(p[J["left_shoulder"]] - p[J["right_shoulder"]], p[J["neck"]] - p[J["spine3"]])
         rots = {"pelvis": pelvis, "torso": torso}
+        pelvis_yaw = math.atan2(pelvis[1, 0], pelvis[0, 0])
         for k, side in enumerate(_SIDES):
             fwd = p[J[f"{side}_foot"]] - p[J[f"{side}_ankle"]]
             horiz = float(np.hypot(fwd[0], fwd[1]))
-            yaw = math.atan2(fwd[1], fwd[0]) if horiz > 1e-6 else math.atan2(pelvis[1, 0], pelvis[0, 0])
+            yaw = math.atan2(fwd[1], fwd[0]) if horiz > 1e-6 else pelvis_yaw
+            # A foot points at most MAX_FOOT_YAW_RAD away from the pelvis' heading. Beyond that the ankle->toe
+            # direction is a steeply pitched swing foot's noise, and following it twisted the robot's hip yaw
+            # to its limit (runs, kicks, dances: the whole-body tracker then fell).
+            off = (yaw - pelvis_yaw + math.pi) % (2.0 * math.pi) - math.pi
+            yaw = pelvis_yaw + float(np.clip(off, -MAX_FOOT_YAW_RAD, MAX_FOOT_YAW_RAD))
             pitch = 0.0 if contacts[k] else math.atan2(-fwd[2], horiz) - self.rt.foot_rest_pitch_rad
             rots[f"{side}_foot"] = _yaw_pitch(yaw, float(np.clip(pitch, -1.0, 1.0)))
         return rots

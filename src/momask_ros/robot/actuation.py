@@ -56,7 +56,7 @@ def robot_actuation(robot: "Robot") -> Actuation:
     Raises:
         ProfileError: a driven joint has no effort limit in the MJCF and the profile gives none.
     """
-    from momask_ros.robot.model import ProfileError
+    from momask_ros.robot.profile import ProfileError
 
     model, cfg = robot.model, robot.profile.sim
     data = mujoco.MjData(model)

@@ -1,14 +1,14 @@
 """The optional ``self_collision:`` and ``sim:`` sections of a robot profile (schema and checks).
 
-Kept apart from `momask_ros.robot.model` so that the core profile stays short; `RobotProfile.from_dict` calls
+Kept apart from `momask_ros.robot.profile` so that the core profile stays short; `RobotProfile.from_dict` calls
 `parse_self_collision` and `parse_sim` and turns their `SectionError` (naming the entry) into a `ProfileError`.
 
-``self_collision`` (IK avoidance, `momask_ros.robot.self_collision`)::
+``self_collision`` (IK avoidance, `momask_ros.retarget.avoidance`)::
 
     self_collision:
       enabled: true                 # false = IK without collision avoidance
-      pairs:                        # body groups; omitted = defaults from the keypoints (arms vs legs,
-        - [[left_elbow_link], [pelvis, torso_link]]   # pelvis, torso; legs vs torso, each other; arm vs arm)
+      pairs:                        # body groups; omitted = every counted pair (robot/self_collision.py)
+        - [[left_elbow_link], [pelvis, torso_link]]
       min_distance_m: 0.01          # clearance the IK keeps between counted geoms
       detection_distance_m: 0.03    # pairs closer than this are constrained
       gain: 0.5                     # fraction of the remaining gap one IK step may close

@@ -1,33 +1,41 @@
-"""Self-collision of a robot: which geom pairs count, how deep they go, and the IK limit that avoids them.
+"""Self-collision of a robot: which geom pairs count and how deep they go.
 
 Which pairs count (the measure every figure in the README uses): the robot's own collision geoms (those
 with a non-zero ``contype`` or ``conaffinity`` that pass MuJoCo's contype/conaffinity test), leaving out
+only what no motion can change:
 
-* pairs whose bodies are at most `MIN_TREE_JOINTS` joints apart in the kinematic tree: what can collide
-  there (a thigh against the pelvis, a forearm against the upper arm) is governed by joint limits, and such
-  geoms often overlap by design;
-* pairs already touching or overlapping at the rest pose (modelled that way, nothing a motion can fix).
+* pairs already touching or overlapping at the rest pose (modelled that way, nothing a motion can fix),
+  and pairs on one rigid body (no joint between them);
+* pairs that cannot collide within the joint limits: for bodies at most `SAMPLED_JOINTS` joints apart
+  (a thigh and the pelvis, the two hip-yaw housings, a shoulder and the torso), the joints between them
+  are swept over their limits (driven joints; the others stay at rest), a grid then a local descent of
+  the distance; a pair that never comes closer than zero is left out. Pairs further apart always count.
 
-The IK side (`collision_limit`) turns the profile's ``self_collision.pairs`` (body groups; defaults in
-`default_body_groups`: arms against legs, pelvis and torso, legs against the torso and each other, the two
-arms) into mink's `CollisionAvoidanceLimit` on exactly those counted geom pairs.
+Why no "neighbours are governed by the joint limits" rule: the limits are what lets H1's hip-yaw
+housings meet (17 mm) and G1's shoulder yaw reach into its torso (15 mm). `pair_classes` says, per
+pair, which rule applied (``momask-robot-check`` prints it).
+
+The retargeter avoids the counted pairs (`momask_ros.retarget.avoidance`).
 """
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-import mink
 import mujoco
 import numpy as np
-import qpsolvers
 
 if TYPE_CHECKING:  # pragma: no cover
     from momask_ros.robot.model import Robot
 
-#: Bodies at most this many joints apart are left to the joint limits.
-MIN_TREE_JOINTS = 3
+#: Bodies at most this many joints apart are swept over their joint limits to see if they can meet.
+SAMPLED_JOINTS = 3
+#: Grid points per joint for 1, 2 and 3 swept joints (33, 289, 729 configurations).
+_GRID_LEVELS = {1: 33, 2: 17, 3: 9}
+#: Pairs whose swept distance stays below this [m] get a local descent from the grid's nearest point.
+_REFINE_BAND_M = 0.03
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,30 @@ class Penetration:
         return f"{self.body_a} vs {self.body_b}"
 
 
-def _ancestors(model: mujoco.MjModel, body: int) -> list[int]:
+@dataclass(frozen=True)
+class PairClass:
+    """One compatible geom pair and the rule that decides it (`pair_classes`).
+
+    Attributes:
+        geoms: (a, b) geom ids, a < b.
+        bodies: their body names.
+        joints: joints on the kinematic-tree path between the bodies.
+        rule: ``counted``, ``rigid`` (no joint between), ``touch_at_rest`` or ``cannot_collide``.
+        closest_m: for swept pairs, the least distance found within the limits [m] (negative: depth).
+    """
+
+    geoms: tuple[int, int]
+    bodies: tuple[str, str]
+    joints: int
+    rule: str
+    closest_m: float | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.rule == "counted"
+
+
+def ancestors(model: mujoco.MjModel, body: int) -> list[int]:
     out = [body]
     while body != 0:
         body = int(model.body_parentid[body])
@@ -57,17 +88,22 @@ def _ancestors(model: mujoco.MjModel, body: int) -> list[int]:
     return out
 
 
-def tree_joint_distance(model: mujoco.MjModel, body_a: int, body_b: int) -> int:
-    """Joints on the kinematic-tree path between two bodies (welded bodies are 0 apart)."""
-    up_a, up_b = _ancestors(model, body_a), _ancestors(model, body_b)
+def path_joints(model: mujoco.MjModel, body_a: int, body_b: int) -> list[int]:
+    """Joint ids on the kinematic-tree path between two bodies (welded bodies: none)."""
+    up_a, up_b = ancestors(model, body_a), ancestors(model, body_b)
     common = next(b for b in up_a if b in set(up_b))
-    joints = 0
+    joints: list[int] = []
     for chain in (up_a, up_b):
         for b in chain:
             if b == common:
                 break
-            joints += int(model.body_jntnum[b])
-    return joints
+            joints.extend(int(model.body_jntadr[b]) + k for k in range(int(model.body_jntnum[b])))
+    return sorted(joints)
+
+
+def tree_joint_distance(model: mujoco.MjModel, body_a: int, body_b: int) -> int:
+    """Joints on the kinematic-tree path between two bodies (welded bodies are 0 apart)."""
+    return len(path_joints(model, body_a, body_b))
 
 
 def collision_geoms(model: mujoco.MjModel) -> np.ndarray:
@@ -81,30 +117,126 @@ def _compatible(model: mujoco.MjModel, a: int, b: int) -> bool:
     return bool(model.geom_contype[a] & model.geom_conaffinity[b]) or bool(model.geom_contype[b] & model.geom_conaffinity[a])
 
 
-def counted_pairs(model: mujoco.MjModel, rest_qpos: np.ndarray, geoms: Sequence[int] | None = None,
-                  others: Sequence[int] | None = None) -> np.ndarray:
-    """Geom pairs (P, 2) that count as self-collision (module docstring), optionally only `geoms` x `others`."""
-    pool = collision_geoms(model)
-    if geoms is None:
-        candidates = itertools.combinations(pool, 2)
-    else:
-        allowed = set(pool.tolist())
-        candidates = ((a, b) for a in geoms for b in (others if others is not None else geoms)
-                      if a != b and a in allowed and b in allowed)
+_SWEPT = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+
+
+def _closest_within_limits(model: mujoco.MjModel, rest_qpos: np.ndarray, joints: Sequence[int],
+                           ranges: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Per pair (P, 2), the least signed distance [m] found with ``joints`` swept over ``ranges`` (J, 2).
+
+    A grid over the box, then from the grid's nearest configuration of each pair that came within
+    `_REFINE_BAND_M`, a projected descent of the distance (its gradient from the witness points'
+    Jacobians), so a contact between grid points is not missed.
+    """
+    data = mujoco.MjData(model)
+    adr = np.array([model.jnt_qposadr[j] for j in joints])
+    dofs = np.array([model.jnt_dofadr[j] for j in joints])
+    rsum = model.geom_rbound[pairs[:, 0]] + model.geom_rbound[pairs[:, 1]] + _REFINE_BAND_M
+    best = np.full(len(pairs), np.inf)
+    best_q = np.zeros((len(pairs), len(joints)))
+    fromto = np.zeros(6)
+    grid = itertools.product(*[np.linspace(lo, hi, _GRID_LEVELS[len(joints)]) for lo, hi in ranges])
+    for q in grid:
+        data.qpos[:] = rest_qpos
+        data.qpos[adr] = q
+        mujoco.mj_kinematics(model, data)
+        diff = data.geom_xpos[pairs[:, 0]] - data.geom_xpos[pairs[:, 1]]
+        for k in np.flatnonzero(np.einsum("ij,ij->i", diff, diff) <= rsum ** 2):
+            dist = mujoco.mj_geomDistance(model, data, int(pairs[k, 0]), int(pairs[k, 1]), _REFINE_BAND_M, fromto)
+            if dist < best[k]:
+                best[k], best_q[k] = dist, q
+    jac_a, jac_b, normal = np.zeros((3, model.nv)), np.zeros((3, model.nv)), np.zeros(3)
+    span = ranges[:, 1] - ranges[:, 0]
+    for k in np.flatnonzero((best > 0) & (best < _REFINE_BAND_M)):
+        a, b = int(pairs[k, 0]), int(pairs[k, 1])
+        q, step = best_q[k].copy(), 0.05 * span
+        for _ in range(40):
+            data.qpos[:] = rest_qpos
+            data.qpos[adr] = q
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)
+            dist = mujoco.mj_geomDistance(model, data, a, b, 1.0, fromto)
+            best[k] = min(best[k], dist)
+            if best[k] <= 0 or np.all(step < 1e-4):
+                break
+            normal[:] = fromto[3:] - fromto[:3]
+            mujoco.mju_normalize3(normal)
+            mujoco.mj_jac(model, data, jac_a, None, fromto[:3], model.geom_bodyid[a])
+            mujoco.mj_jac(model, data, jac_b, None, fromto[3:], model.geom_bodyid[b])
+            grad = (normal @ (jac_b - jac_a))[dofs]
+            if not np.any(grad):
+                break
+            trial = np.clip(q - step * np.sign(grad), ranges[:, 0], ranges[:, 1])
+            data.qpos[adr] = trial
+            mujoco.mj_kinematics(model, data)
+            if mujoco.mj_geomDistance(model, data, a, b, 1.0, fromto) < dist:
+                q = trial
+            else:
+                step = step * 0.5
+    return best
+
+
+def pair_classes(model: mujoco.MjModel, rest_qpos: np.ndarray, movable: Sequence[int] | None = None) -> list[PairClass]:
+    """Every compatible pair of collision geoms and the rule that counts it or leaves it out (module doc).
+
+    Args:
+        model: the robot's model (position limits as the retargeter uses them).
+        rest_qpos: the rest configuration; joints not in ``movable`` stay there.
+        movable: joint ids that move (default: every hinge and slide joint).
+    """
+    movable_set = set(range(model.njnt) if movable is None else (int(j) for j in movable))
     data = mujoco.MjData(model)
     data.qpos[:] = rest_qpos
     mujoco.mj_kinematics(model, data)
     fromto = np.zeros(6)
-    out = set()
-    for a, b in candidates:
-        a, b = int(min(a, b)), int(max(a, b))
-        ba, bb = int(model.geom_bodyid[a]), int(model.geom_bodyid[b])
-        if not _compatible(model, a, b) or tree_joint_distance(model, ba, bb) <= MIN_TREE_JOINTS:
+    out: dict[tuple[int, int], PairClass] = {}
+    swept: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for a, b in itertools.combinations(collision_geoms(model).tolist(), 2):
+        if not _compatible(model, a, b):
             continue
-        if mujoco.mj_geomDistance(model, data, a, b, 0.01, fromto) <= 0.0:
-            continue  # touching at rest
-        out.add((a, b))
-    return np.array(sorted(out), dtype=int).reshape(-1, 2)
+        ba, bb = int(model.geom_bodyid[a]), int(model.geom_bodyid[b])
+        joints = path_joints(model, ba, bb)
+        names = (model.body(ba).name, model.body(bb).name)
+        moving = [j for j in joints if j in movable_set]
+        if not moving:
+            out[(a, b)] = PairClass((a, b), names, len(joints), "rigid")
+        elif mujoco.mj_geomDistance(model, data, a, b, 0.01, fromto) <= 0.0:
+            out[(a, b)] = PairClass((a, b), names, len(joints), "touch_at_rest")
+        elif len(moving) <= SAMPLED_JOINTS and all(int(model.jnt_type[j]) in _SWEPT for j in moving):
+            swept.setdefault(tuple(moving), []).append((a, b))
+        else:
+            out[(a, b)] = PairClass((a, b), names, len(joints), "counted")
+    for joints, pairs in swept.items():
+        ranges = np.array([model.jnt_range[j] if model.jnt_limited[j] else (-np.pi, np.pi) for j in joints], float)
+        closest = _closest_within_limits(model, rest_qpos, joints, ranges, np.array(pairs))
+        for (a, b), dist in zip(pairs, closest):
+            ba, bb = int(model.geom_bodyid[a]), int(model.geom_bodyid[b])
+            out[(a, b)] = PairClass((a, b), (model.body(ba).name, model.body(bb).name),
+                                    len(path_joints(model, ba, bb)), "counted" if dist < 0 else "cannot_collide",
+                                    float(dist) if np.isfinite(dist) else None)
+    return [out[key] for key in sorted(out)]
+
+
+def counted_pairs(model: mujoco.MjModel, rest_qpos: np.ndarray, movable: Sequence[int] | None = None) -> np.ndarray:
+    """Geom pairs (P, 2) that count as self-collision (module docstring)."""
+    pairs = [c.geoms for c in pair_classes(model, rest_qpos, movable) if c.counted]
+    return np.array(pairs, dtype=int).reshape(-1, 2)
+
+
+_ROBOT_PAIRS: "weakref.WeakKeyDictionary[Robot, list[PairClass]]" = weakref.WeakKeyDictionary()
+
+
+def robot_pair_classes(robot: "Robot") -> list[PairClass]:
+    """`pair_classes` of a robot (its driven joints move), computed once per `Robot`."""
+    classes = _ROBOT_PAIRS.get(robot)
+    if classes is None:
+        classes = _ROBOT_PAIRS[robot] = pair_classes(robot.model, robot.rest_qpos, robot.joint_ids)
+    return classes
+
+
+def robot_pairs(robot: "Robot") -> np.ndarray:
+    """The counted geom pairs (P, 2) of a robot (`robot_pair_classes`)."""
+    return np.array([c.geoms for c in robot_pair_classes(robot) if c.counted], dtype=int).reshape(-1, 2)
 
 
 class SelfCollisionMeter:
@@ -120,19 +252,22 @@ class SelfCollisionMeter:
         self._rsum = model.geom_rbound[self.pairs[:, 0]] + model.geom_rbound[self.pairs[:, 1]]
         self._bounded = (model.geom_rbound[self.pairs[:, 0]] > 0) & (model.geom_rbound[self.pairs[:, 1]] > 0)
         self._fromto = np.zeros(6)
-        self._last: tuple[bytes, tuple[float, int]] | None = None  # callers often ask twice in a row
+        self._recent: dict[bytes, tuple[float, int]] = {}  # the retargeter asks again for poses of the last ~5 s
 
     @classmethod
     def for_robot(cls, robot: "Robot") -> "SelfCollisionMeter":
-        return cls(robot.model, counted_pairs(robot.model, robot.rest_qpos))
+        """A meter on the robot's counted pairs (`robot_pairs`)."""
+        return cls(robot.model, robot_pairs(robot))
 
     def frame_depth(self, qpos: np.ndarray) -> tuple[float, int]:
         """(deepest penetration [m], pair index or -1) at one configuration."""
         key = np.asarray(qpos, dtype=np.float64).tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        result = self._frame_depth(qpos)
-        self._last = (key, result)
+        result = self._recent.get(key)
+        if result is None:
+            result = self._frame_depth(qpos)
+            if len(self._recent) >= 256:
+                del self._recent[next(iter(self._recent))]
+            self._recent[key] = result
         return result
 
     def _frame_depth(self, qpos: np.ndarray) -> tuple[float, int]:
@@ -162,199 +297,3 @@ class SelfCollisionMeter:
                 best = Penetration(depth, m.geom(a).name, m.geom(b).name, m.body(m.geom_bodyid[a]).name,
                                    m.body(m.geom_bodyid[b]).name, t)
         return best
-
-
-# ----------------------------------------------------------------------------------------------- IK limit
-
-
-def _subtree(model: mujoco.MjModel, root: int) -> list[int]:
-    return [b for b in range(model.nbody) if root in _ancestors(model, b)]
-
-
-def default_body_groups(robot: "Robot") -> list[tuple[list[str], list[str]]]:
-    """Default avoidance pairs from the profile's keypoints: each arm (from its shoulder down) vs both legs,
-    the pelvis and the torso; each leg vs the torso; left leg vs right leg; left arm vs right arm.
-
-    A leg is the subtree of the base's child leading to the knee keypoint's body; an arm the subtree of the
-    torso-side child leading to the elbow keypoint's body; the torso the bodies from the neck keypoint's body
-    down to (not including) the base. Pairs too close in the tree are dropped later (`counted_pairs`).
-    """
-    model = robot.model
-    kp = {k.human: model.body(k.body).id for k in robot.keypoints}
-    base = robot.base_body_id
-    torso = [b for b in _ancestors(model, kp["neck"]) if b not in (0, base) and base in _ancestors(model, b)] \
-        if "neck" in kp else []
-
-    def limb(end: int, parents: set[int]) -> list[int]:
-        chain = _ancestors(model, end)
-        for i, b in enumerate(chain[1:], start=1):
-            if b in parents:
-                return _subtree(model, chain[i - 1])
-        return _subtree(model, end)
-
-    legs = {s: limb(kp[f"{s}_knee"], {base}) for s in ("left", "right") if f"{s}_knee" in kp}
-    arms = {}
-    for side in ("left", "right"):
-        end = kp.get(f"{side}_elbow", kp.get(f"{side}_wrist"))
-        if end is not None:
-            arms[side] = limb(end, set(torso) | {base})
-    names = lambda ids: sorted({model.body(b).name for b in ids})  # noqa: E731
-    all_legs = [b for leg in legs.values() for b in leg]
-    groups: list[tuple[list[str], list[str]]] = []
-    for arm in arms.values():
-        groups.append((names(arm), names(all_legs + torso + [base])))
-    for leg in legs.values():
-        if torso:
-            groups.append((names(leg), names(torso)))
-    if len(legs) == 2:
-        groups.append((names(legs["left"]), names(legs["right"])))
-    if len(arms) == 2:
-        groups.append((names(arms["left"]), names(arms["right"])))
-    return [g for g in groups if g[0] and g[1]]
-
-
-def avoidance_pairs(robot: "Robot", body_groups: Sequence[tuple[Sequence[str], Sequence[str]]]) -> np.ndarray:
-    """Counted geom pairs (P, 2) between the bodies of each group pair."""
-    model = robot.model
-    out = []
-    for group_a, group_b in body_groups:
-        ids_a = {model.body(n).id for n in group_a}
-        ids_b = {model.body(n).id for n in group_b}
-        ga = [g for g in range(model.ngeom) if model.geom_bodyid[g] in ids_a]
-        gb = [g for g in range(model.ngeom) if model.geom_bodyid[g] in ids_b]
-        out.append(counted_pairs(model, robot.rest_qpos, ga, gb))
-    pairs = np.concatenate(out) if out else np.zeros((0, 2), int)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
-
-
-def collision_limit(robot: "Robot"):
-    """mink's `CollisionAvoidanceLimit` on the profile's self-collision pairs (only the rows of pairs within
-    the detection distance reach the QP), or None when disabled or without pairs."""
-    import mink
-
-    cfg = robot.profile.self_collision
-    if not cfg.enabled:
-        return None
-    groups = cfg.pairs if cfg.pairs is not None else default_body_groups(robot)
-    pairs = avoidance_pairs(robot, groups)
-    if not len(pairs):
-        return None
-    limit = mink.CollisionAvoidanceLimit(
-        robot.model, [([int(a)], [int(b)]) for a, b in pairs], gain=cfg.gain,
-        minimum_distance_from_collisions=cfg.min_distance_m,
-        collision_detection_distance=cfg.detection_distance_m)
-    return _ActiveRows(limit, robot.dof_index, cfg.min_distance_m)
-
-
-class _ActiveRows(mink.Limit):
-    """Passes on only the constraint rows of a limit that bind (finite bound).
-
-    Why: mink's collision limit returns one row per pair, +inf for pairs beyond the detection distance;
-    with G1's ~500 pairs those idle rows made DAQP's problem ~30x larger and retargeting 2.5x slower.
-    """
-
-    def __init__(self, limit, dof_index: np.ndarray, min_distance_m: float) -> None:
-        self.limit = limit
-        self._meter: SelfCollisionMeter | None = None
-        self._dofs = np.asarray(dof_index, dtype=int)
-        self._min_distance = float(min_distance_m)
-        self._data = mujoco.MjData(limit.model)
-        self._jacs = (np.zeros((3, limit.model.nv)), np.zeros((3, limit.model.nv)))
-
-    @property
-    def meter(self) -> SelfCollisionMeter:
-        """A `SelfCollisionMeter` on the limit's pairs."""
-        if self._meter is None:
-            self._meter = SelfCollisionMeter(self.limit.model, np.array(self.limit.geom_id_pairs).reshape(-1, 2))
-        return self._meter
-
-    def depth(self, qpos: np.ndarray) -> float:
-        """Deepest penetration [m] among the limit's pairs at a configuration."""
-        return self.meter.frame_depth(qpos)[0]
-
-    def push_out(self, qpos: np.ndarray, joint_index: np.ndarray, lower: np.ndarray, upper: np.ndarray, *,
-                 tolerance_m: float = 5e-4, iterations: int = 6) -> np.ndarray:
-        """The configuration nearest to ``qpos`` (driven joints only, in [lower, upper]) whose pairs keep
-        the limit's clearance, by a few linearised QPs; the least deep one found when none does.
-
-        Why: the IK limit only stops a pair from closing further, and a spline between two clear
-        keyframes can pass through a limb; this moves the configuration out, inside a box that keeps
-        the caller's velocity bound.
-        """
-        model, data = self.limit.model, self._data
-        target = qpos[joint_index].copy()
-        q = qpos.copy()
-        q[joint_index] = np.clip(target, lower, upper)
-        best, best_depth = q.copy(), self.depth(q)
-        n = len(joint_index)
-        fromto, normal = np.zeros(6), np.zeros(3)
-        for _ in range(iterations):
-            if best_depth <= tolerance_m:
-                break
-            data.qpos[:] = q
-            mujoco.mj_kinematics(model, data)
-            mujoco.mj_comPos(model, data)
-            rows, bounds = [], []
-            for k in self.limit._broadphase_survivors(data):
-                a, b = self.limit.geom_id_pairs[k]
-                dist = mujoco.mj_geomDistance(model, data, a, b, self.limit.collision_detection_distance, fromto)
-                if dist >= self.limit.collision_detection_distance - 1e-12:
-                    continue
-                normal[:] = fromto[3:] - fromto[:3]
-                mujoco.mju_normalize3(normal)
-                jac1, jac2 = self._jacs
-                mujoco.mj_jac(model, data, jac2, None, fromto[3:], model.geom_bodyid[b])
-                mujoco.mj_jac(model, data, jac1, None, fromto[:3], model.geom_bodyid[a])
-                grad = normal @ (jac2 - jac1)  # d(distance)/dq, sign as mink's limit has it
-                grad = grad if dist >= 0 else -grad
-                rows.append(-grad[self._dofs])
-                bounds.append(dist)   # distance + grad dq >= clearance
-            if not rows:
-                break
-            x = q[joint_index]
-            for clearance in (self._min_distance, 0.0, -0.5 * tolerance_m):  # less where the box is tight
-                step = qpsolvers.solve_qp(np.eye(n), x - target, np.array(rows), np.array(bounds) - clearance,
-                                          lb=lower - x, ub=upper - x, solver="daqp")
-                if step is not None:
-                    break
-            if step is None:
-                break
-            q[joint_index] = np.clip(x + step, lower, upper)
-            depth = self.depth(q)
-            if depth < best_depth:
-                best, best_depth = q.copy(), depth
-        return best
-
-    def deepest(self, configuration) -> float:
-        """Deepest penetration [m] among the limit's pairs at `configuration` (kinematics up to date)."""
-        limit, data = self.limit, configuration.data
-        fromto = np.zeros(6)
-        depth = 0.0
-        for k in limit._broadphase_survivors(data):
-            a, b = limit.geom_id_pairs[k]
-            depth = max(depth, -mujoco.mj_geomDistance(limit.model, data, a, b, 0.0, fromto))
-        return depth
-
-    def least_smoothing(self, raw_qpos: np.ndarray, smoothed_qpos: np.ndarray, joint_index: np.ndarray,
-                        base_index: int) -> np.ndarray:
-        """The smoothed configuration, or the blend towards the raw IK one (which the limit kept clear) as
-        smooth as it can be without a deeper penetration than the raw one's: smoothing averages poses and
-        can push a knee into the other leg in a fast spin."""
-        allowed = self.meter.frame_depth(raw_qpos)[0] + 1e-3
-        if self.meter.frame_depth(smoothed_qpos)[0] <= allowed:
-            return smoothed_qpos
-        for weight in (0.5, 0.25, 0.0):
-            qpos = raw_qpos.copy()
-            qpos[joint_index] += weight * (smoothed_qpos[joint_index] - raw_qpos[joint_index])
-            qpos[base_index:base_index + 3] += weight * (smoothed_qpos[base_index:base_index + 3]
-                                                         - raw_qpos[base_index:base_index + 3])
-            if weight == 0.0 or self.meter.frame_depth(qpos)[0] <= allowed:
-                return qpos
-        return raw_qpos
-
-    def compute_qp_inequalities(self, configuration, dt: float):
-        constraint = self.limit.compute_qp_inequalities(configuration, dt)
-        keep = np.isfinite(constraint.h)
-        if not keep.any():
-            return mink.Constraint()
-        return mink.Constraint(G=constraint.G[keep], h=constraint.h[keep])

@@ -2,8 +2,9 @@
 
 Input: a ``momask-generate`` output (.npz with ``joints`` (B, T, 22, 3), ``lengths``, ``fps``), any .npz
 with a (T, 22, 3) ``joints`` array, or a HumanML3D ``new_joints/*.npy`` (T, 22, 3) file. Prints the
-physical checks (`momask_ros.physics.checks`); exit status 0, or 1 with ``--strict`` when a threshold
-fails, 2 for bad input.
+physical checks (`momask_ros.physics.checks`); the verdict is OK only when every check was evaluated and
+passes (balance is "not evaluated" without a foot in contact). Exit status 0, or 1 with ``--strict`` when
+a threshold fails, 2 for bad input.
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from momask_ros.physics.checks import MotionChecker, Thresholds
     from momask_ros.retarget.retargeter import Retargeter
-    from momask_ros.robot.model import ProfileError, load_robot
+    from momask_ros.robot.model import load_robot
+    from momask_ros.robot.profile import ProfileError
 
     try:
         joints, fps = load_human_motion(args.motion, args.index)
@@ -72,14 +74,26 @@ def main(argv: list[str] | None = None) -> int:
                                             report.peak_torque_ratio, report.samples_over_limit):
         print(f"{name:30s} {lim:11.1f} {peak:11.1f} {ratio:6.2f} {int(over):5d}{'  <-' if ratio > 1 else ''}")
     sc = report.self_collision
-    print(f"balance: ZMP inside the support polygon in {100 * report.zmp_inside_fraction:.1f}% of "
-          f"{report.supported_samples} supported samples, worst {report.zmp_worst_outside_m:.3f} m outside; "
-          f"unsupported base force up to {report.max_unsupported_force_n:.0f} N")
+    if report.balance_evaluated:
+        print(f"balance: ZMP inside the support polygon in {100 * report.zmp_inside_fraction:.1f}% of "
+              f"{report.supported_samples} supported samples, worst {report.zmp_worst_outside_m:.3f} m outside; "
+              f"unsupported base force up to {report.max_unsupported_force_n:.0f} N")
+    else:
+        print(f"balance: not evaluated: no sample has a foot in contact carrying the weight (0 supported samples); "
+              f"unsupported base force up to {report.max_unsupported_force_n:.0f} N")
     print(f"feet: sliding in contact max {report.foot_slide_max_mm:.1f} mm/sample (mean "
           f"{report.foot_slide_mean_mm:.2f}); floor penetration {1000 * report.floor_penetration_m:.1f} mm")
     print(f"self-collision: deepest {1000 * sc.depth_m:.1f} mm" + (f" ({sc.pair}, sample {sc.frame})" if sc.pair else ""))
-    failures = report.failures(limits)
-    print("verdict: " + ("OK" if not failures else "FAILS: " + "; ".join(failures)))
+    failures, unjudged = report.failures(limits), report.not_evaluated()
+    if failures:
+        print("verdict: FAILS: " + "; ".join(failures))
+    elif unjudged:
+        print("verdict: INCOMPLETE: " + "; ".join(unjudged) + "; the evaluated checks pass")
+    else:
+        print("verdict: OK")
+    note = report.summary(limits).get("note")
+    if note:
+        print(f"note: {note}")
     if args.json:
         args.json.write_text(json.dumps(report.as_dict(), indent=1))
     return 1 if failures and args.strict else 0

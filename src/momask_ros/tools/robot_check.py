@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from momask_ros.robot.model import HUMAN_JOINT_NAMES, ProfileError, Robot, load_robot
+from momask_ros.robot.model import Robot, load_robot
+from momask_ros.robot.profile import HUMAN_JOINT_NAMES, ProfileError
 
 #: A standing adult (HumanML3D axes: Y up, facing +Z, left = +X, metres): bone offsets from the
 #: parent, measured on HumanML3D motion, arms hanging.
@@ -102,6 +103,44 @@ def rest_pose_warnings(robot: Robot, targets: np.ndarray, sites: np.ndarray) -> 
             out.append(f"keypoint {kp.human} (body {kp.body}) is {gap * 100:.0f} cm from the standing human's target: "
                        f"check its body, offset_m or the rest pose")
     return out
+
+
+def self_collision_lines(robot: Robot) -> list[str]:
+    """What the self-collision measure counts on this robot and what it leaves out, by rule (body pairs).
+
+    Neighbours in the kinematic tree are listed by name: they are counted when their joints' limits let
+    them meet (with the depth they can reach), left out when they touch at rest or cannot meet.
+    """
+    from momask_ros.retarget.avoidance import SHALLOW_REACH_M
+    from momask_ros.robot.self_collision import SAMPLED_JOINTS, robot_pair_classes
+
+    classes = robot_pair_classes(robot)
+    by_rule: dict[str, dict[tuple[str, str], float | None]] = {}
+    for c in classes:
+        if c.rule == "counted" and c.joints > SAMPLED_JOINTS:
+            continue
+        seen = by_rule.setdefault(c.rule, {})
+        old = seen.get(c.bodies)
+        seen[c.bodies] = c.closest_m if old is None or (c.closest_m is not None and c.closest_m < old) else old
+    counts = {rule: sum(c.rule == rule for c in classes) for rule in ("counted", "touch_at_rest", "cannot_collide", "rigid")}
+    lines = [f"self-collision: {counts['counted']} geom pairs counted; left out: {counts['touch_at_rest']} touching at "
+             f"rest, {counts['cannot_collide']} that cannot meet within the joint limits, {counts['rigid']} on one "
+             f"rigid body"]
+
+    def names(rule: str, depth: bool) -> str:
+        items = sorted(by_rule.get(rule, {}).items(), key=lambda kv: kv[1] if kv[1] is not None else 0.0)
+        return ", ".join(f"{a} vs {b}" + (f" ({-1000 * d:.1f} mm)" if depth and d is not None else "")
+                         for (a, b), d in items) or "none"
+
+    lines.append(f"  counted though at most {SAMPLED_JOINTS} joints apart (deepest within the limits): "
+                 f"{names('counted', True)}")
+    shallow = [f"{a} vs {b}" for (a, b), d in by_rule.get("counted", {}).items() if d is not None and d > -SHALLOW_REACH_M]
+    if shallow:
+        lines.append(f"  left to the joint limits by the IK (cannot go {1000 * SHALLOW_REACH_M:g} mm deep): "
+                     f"{', '.join(sorted(shallow))}")
+    lines.append(f"  left out, touching at rest: {names('touch_at_rest', False)}")
+    lines.append(f"  left out, cannot meet within the joint limits: {names('cannot_collide', False)}")
+    return lines
 
 
 def _add_sphere(scene, pos, radius, rgba) -> None:
@@ -204,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(f"{Path(str(args.profile)).stem}_rest.png")
     render_rest(robot, targets, sites, out)
     print(f"  rest pose with the human targets (green) and robot keypoints (red): {out}")
+    for line in self_collision_lines(robot):
+        print(f"  {line}")
     for w in warnings:
         print(f"warning: {w}")
     print(f"{len(warnings)} warning(s)")
