@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= outputs/demo
 TEXT ?= a person walks forward
+ROBOT ?= default
+ROBOT_DESCRIPTION ?=
 
 ROS2_CLI ?= ../shared/ros2-cli
 
@@ -24,7 +26,7 @@ $(STAMP): requirements.txt requirements-models.txt setup.py
 # The main job on the built-in default: node in its own process, a text command published to it,
 # the JointState stream saved, human and robot previews rendered.
 demo: setup
-	MUJOCO_GL=osmesa $(PY) -m momask_ros.ros.demo --out $(OUT) --text "$(TEXT)"
+	MUJOCO_GL=osmesa $(PY) -m momask_ros.ros.demo --out $(OUT) --text "$(TEXT)" --robot $(ROBOT) --robot-description "$(ROBOT_DESCRIPTION)"
 
 # ROS 2's launch and `ros2` command line as wheels (CI has ../shared/ros2-cli; a ROS 2 install brings
 # them itself). Idempotent; skipped when the folder is absent, and the ros2-launch tests then skip.
@@ -41,6 +43,7 @@ fuzz: setup
 bench: setup
 	$(PY) -m momask_model.cli.bench
 	$(PY) benchmarks/bench_retarget.py
+	$(PY) benchmarks/bench_video.py
 
 colcon: setup
 	$(VENV)/bin/colcon build --base-paths . --build-base build --install-base install

@@ -2,8 +2,8 @@
 """Package a trained demo run into the files the package ships (src/momask_model/assets/).
 
 * ``demo_bundle.pt``: the MoMask bundle (what `momask-generate` and the node load by default), with
-  its scope gate: the train captions' sentence embeddings and the threshold below which a request is
-  out of scope (chosen from benchmarks/demo_scope.py's measurements, see README "The demo model");
+  its scope gate: the train captions' sentence embeddings, negatives and the threshold below which a
+  request is out of scope (training/scope_gate.py, chosen from benchmarks/demo_scope.py's measurements);
 * ``demo_recognizer.pt``: the demo evaluator plus per-skill centroids of its motion embeddings on the
   training split, used by the test that checks generated motions are recognised as their skill.
 
@@ -25,12 +25,7 @@ from momask_model.data import DatasetLayout  # noqa: E402
 from momask_model.data.mocap.demo_skills import SKILLS  # noqa: E402
 from momask_model.evaluate.evaluator import load_evaluator  # noqa: E402
 from momask_model.evaluate.skills import SkillRecognizer, captions_by_skill  # noqa: E402
-from momask_model.text.scope import ScopeGate  # noqa: E402
-
-#: Cosine to the nearest training caption below which a request is out of scope. Measured with
-#: `benchmarks/demo_scope.py --data DATA --encoder-only` on test/data/demo_scope_phrases.yaml: every
-#: out-of-scope request scores <= 0.567, 99 of 100 in-scope paraphrases >= 0.60 (README table).
-SCOPE_THRESHOLD = 0.58
+from scope_gate import demo_gate  # noqa: E402  (training/scope_gate.py: the gate's negatives, threshold, margin)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True, help="run folder of training/run_all.sh")
     p.add_argument("--data", type=Path, required=True, help="demo dataset (training/build_demo_dataset.py)")
     p.add_argument("--assets", type=Path, default=ROOT / "src" / "momask_model" / "assets")
-    p.add_argument("--scope-threshold", type=float, default=SCOPE_THRESHOLD,
-                   help="gate threshold (cosine to the nearest training caption)")
     args = p.parse_args(argv)
 
     layout = DatasetLayout(args.data)
@@ -57,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     recognizer.save(args.assets / "demo_recognizer.pt")
     # the bundle carries its skills, so the node can tell users what the demo model knows
     model = load_bundle(args.run / "momask_bundle.pt")
-    model.scope_gate = ScopeGate.build(model.text_encoder, captions_by_skill(layout, "train"), args.scope_threshold)
-    print(f"scope gate: {len(model.scope_gate.captions)} captions, threshold {args.scope_threshold}")
+    model.scope_gate = demo_gate(model.text_encoder, captions_by_skill(layout, "train"))
+    print(f"scope gate: {len(model.scope_gate.captions)} captions, {len(model.scope_gate.negatives)} negatives, "
+          f"threshold {model.scope_gate.threshold}")
     meta = {**getattr(model, "bundle_meta", {}), "skills": sorted(SKILLS), "trained_on": "DeepMimic mocap (20 clips)"}
     save_bundle(model, args.assets / "demo_bundle.pt", meta=meta)
     for name in ("demo_bundle.pt", "demo_recognizer.pt"):

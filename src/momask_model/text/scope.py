@@ -10,18 +10,24 @@ bundle (``save_bundle`` stores it); HumanML3D models have none, and every text p
 A threshold alone cannot tell a skill from its near miss: "a person walks backwards" is as close to
 "a person walks forward" (0.85) as most paraphrases are. So a gate may also hold *negatives*: phrases
 of what the model was not trained on, above all a skill's verb with another direction, object or
-posture ("walks backwards", "hops on one leg", "sits down"). A sentence closer to a negative than to
-every training caption, by more than a small margin, is out of scope whatever its similarity. Sentence
-embeddings weigh the subject and the verb more than a direction word ("the robot tiptoes forward" is
-0.91 from "the robot tiptoes backwards"), so the negatives come in every subject the captions use
-(`negative_phrasings`), and the margin keeps a paraphrase that happens to sit as near a negative as
-its own skill's caption.
+posture ("walks backwards", "hops on one leg", "sits down"). A negative refuses a sentence when both:
+
+* the sentence says what makes the negative one: a word they share that no caption of the
+  sentence's nearest skill has ("backwards" in "a person walks backwards" against the walk captions),
+  or every word of the negative; a negative with no word of that skill's captions always may.
+  Sentence embeddings weigh the verb far above such words, so without this "a person jumps" sits
+  nearer "a person jumps up and down in place" (0.88) than any jump caption (0.78);
+* it is nearer the sentence than every caption, by at least a margin.
+
+The subject weighs heavily too ("the robot X" leans to "the robot Y"), so the negatives come in every
+form the captions use (`negative_phrasings`).
 
 Bag-of-words bundles keep their older rule instead: a sentence with a word outside the captions'
 vocabulary is refused (``unknown_words``). `check_text` applies whichever a model has.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -39,9 +45,10 @@ class ScopeVerdict:
     """How close a sentence is to what the model was trained on.
 
     similarity: cosine to the nearest training caption; closest: (skill, cosine to that skill's nearest
-    caption), best first; nearest_negative: (negative phrase, cosine) of the gate's closest negative, or
-    None; margin: how much closer than ``similarity`` a negative must be to refuse. in_scope:
-    ``similarity >= threshold`` and not `closer_to_negative`.
+    caption), best first; nearest_negative: (negative phrase, cosine) of the closest negative that shares
+    a word with the sentence that the nearest skill's captions lack, or None; margin: how much closer
+    than ``similarity`` that negative must be to refuse. in_scope: ``similarity >= threshold`` and not
+    `closer_to_negative`.
     """
 
     text: str
@@ -94,7 +101,8 @@ class ScopeGate:
         threshold: smallest accepted cosine to the nearest caption.
         negatives: phrases of what the model cannot do (module docstring); none by default.
         negative_embeddings: (M, D) their embeddings from the same encoder.
-        margin: a negative refuses a sentence when its cosine is at least the nearest caption's plus this.
+        margin: a negative (sharing a word with the sentence that the nearest skill's captions lack)
+            refuses a sentence when its cosine is at least the nearest caption's plus this.
     """
 
     def __init__(self, captions: Sequence[str], skills: Sequence[str], embeddings: Any, threshold: float, *,
@@ -119,6 +127,10 @@ class ScopeGate:
         self.negatives = list(negatives)
         self.negative_embeddings = torch.nn.functional.normalize(neg, dim=-1)
         self.margin = float(margin)
+        self._skill_words: dict[str, set[str]] = {}
+        for caption, skill in zip(self.captions, self.skills):
+            self._skill_words.setdefault(skill, set()).update(words(caption))
+        self._negative_words = [words(n) for n in self.negatives]
         self.skill_names = sorted(set(self.skills))
         index = {s: i for i, s in enumerate(self.skill_names)}
         self._skill_of = torch.tensor([index[s] for s in self.skills])
@@ -148,10 +160,14 @@ class ScopeGate:
         order = torch.argsort(per_skill, descending=True)[:TOP_K]
         closest = tuple((self.skill_names[int(i)], float(per_skill[i])) for i in order)
         negative = None
-        if self.negatives:
-            neg_cos = (self.negative_embeddings @ e[0]).clamp(-1.0, 1.0)
+        said, skill_words = words(text), self._skill_words[closest[0][0]]
+        new_words = said - skill_words  # what the nearest skill's captions never say
+        cued = [i for i, neg in enumerate(self._negative_words)
+                if neg & new_words or not neg & skill_words or neg <= said]
+        if cued:
+            neg_cos = (self.negative_embeddings[cued] @ e[0]).clamp(-1.0, 1.0)
             k = int(torch.argmax(neg_cos))
-            negative = (self.negatives[k], float(neg_cos[k]))
+            negative = (self.negatives[cued[k]], float(neg_cos[k]))
         return ScopeVerdict(text=text, similarity=float(cos.max()), threshold=self.threshold, closest=closest,
                             nearest_negative=negative, margin=self.margin)
 
@@ -186,6 +202,37 @@ class ScopeGate:
         return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"],
                    negatives=state.get("negatives", ()), negative_embeddings=state.get("negative_embeddings"),
                    margin=state.get("margin", 0.0))
+
+
+#: Words that say nothing about a motion (subjects, articles, prepositions).
+_STOPWORDS = frozenset(
+    "a an the person someone somebody robot man woman he she it they you i we is are be and or to of in on at with while "
+    "his her its their your my this that".split())
+_IRREGULAR = {"lies": "lie", "lying": "lie", "lay": "lie", "sat": "sit", "sitting": "sit", "does": "do", "did": "do",
+              "goes": "go", "went": "go"}
+
+
+def _stem(word: str) -> str:
+    """A crude stem, enough to match a word across its forms (walks, walking, walked -> walk)."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("ing") and len(word) > 5:
+        word = word[:-3]
+        return word[:-1] if len(word) > 2 and word[-1] == word[-2] and word[-1] not in "ls" else word
+    if word.endswith(("shes", "ches", "xes", "sses")):
+        return word[:-2]
+    if word.endswith("ed") and len(word) > 4:
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> set[str]:
+    """The stems of a sentence's words, without `_STOPWORDS`."""
+    return {_stem(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOPWORDS}
 
 
 def third_person(verb: str) -> str:

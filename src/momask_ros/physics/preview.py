@@ -2,7 +2,9 @@
 
 It loads the same robot description the retargeter uses, so what you see is what the robot is told.
 Kinematic playback: the floating base is placed at the base pose and each hinge at its commanded
-position; no dynamics. Offscreen rendering on CPU needs ``MUJOCO_GL=osmesa`` (Debian's libosmesa6).
+position; no dynamics. The scene (checker floor, sky, a light and a camera that follow the robot, 960x540)
+is `momask_ros.physics.backdrop`'s. Offscreen rendering on CPU needs ``MUJOCO_GL=osmesa`` (Debian's
+libosmesa6).
 """
 from __future__ import annotations
 
@@ -18,27 +20,22 @@ class PlaybackError(ValueError):
 
 
 def scene_model(description: str | Path):
-    """Compile a robot description (MJCF or URDF) with a floor and a light added when it has none."""
+    """Compile a robot description (MJCF or URDF) in the videos' scene: a floor when it has none (visual
+    only, no contacts) and `backdrop.dress_scene`'s sky, checker and light that follows the base."""
     import mujoco
 
+    from momask_ros.physics.backdrop import dress_scene, free_base_body
+
     spec = mujoco.MjSpec.from_file(str(description))
-    has_plane = any(g.type == mujoco.mjtGeom.mjGEOM_PLANE for g in spec.worldbody.geoms)
-    if not has_plane:
+    if not any(g.type == mujoco.mjtGeom.mjGEOM_PLANE for g in spec.worldbody.geoms):
         floor = spec.worldbody.add_geom()
         floor.name = "preview_floor"
         floor.type = mujoco.mjtGeom.mjGEOM_PLANE
         floor.size = [0, 0, 0.05]
-        floor.rgba = [0.75, 0.78, 0.8, 1]
         floor.contype = 0
         floor.conaffinity = 0
-    if not spec.worldbody.lights:
-        light = spec.worldbody.add_light()
-        light.pos = [0, 0, 4]
-        light.dir = [0, 0, -1]
-    model = spec.compile()
-    model.vis.headlight.ambient[:] = [0.35, 0.35, 0.35]  # brighter than MuJoCo's default for previews
-    model.vis.headlight.diffuse[:] = [0.6, 0.6, 0.6]
-    return model
+    dress_scene(spec, follow_body=free_base_body(spec))
+    return spec.compile()
 
 
 def _free_joint_adr(model) -> int | None:
@@ -83,6 +80,16 @@ class TrajectoryPlayer:
                 self.data.qpos[self.free_adr + 3 : self.free_adr + 7] = base_quat_wxyz
         mujoco.mj_forward(self.model, self.data)
 
+    def base_position(self) -> np.ndarray:
+        """The floating base's position [m] (the origin for a robot without one)."""
+        if self.free_adr is None:
+            return np.zeros(3)
+        return self.data.qpos[self.free_adr : self.free_adr + 3].copy()
+
+    def rest_base_height(self) -> float:
+        """The base's height in the model's zero pose [m]."""
+        return float(self.model.qpos0[self.free_adr + 2]) if self.free_adr is not None else 1.0
+
 
 def render_trajectory(
     model,
@@ -91,28 +98,28 @@ def render_trajectory(
     *,
     base_position: np.ndarray | None = None,
     base_quat_wxyz: np.ndarray | None = None,
-    width: int = 480,
-    height: int = 368,
+    width: int | None = None,
+    height: int | None = None,
 ) -> np.ndarray:
-    """Render frames (N, H, W, 3) uint8 of a trajectory with a camera that follows the base."""
+    """Render frames (N, H, W, 3) uint8 of a trajectory (default size `backdrop.VIDEO_SIZE`) with
+    `backdrop.FollowCamera` looking at the base."""
     import mujoco
+
+    from momask_ros.physics.backdrop import VIDEO_SIZE, FollowCamera
 
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim != 2 or positions.shape[1] != len(joint_names):
         raise PlaybackError(f"positions must be (N, {len(joint_names)}), got {positions.shape}")
     player = TrajectoryPlayer(model, joint_names)
-    renderer = mujoco.Renderer(model, height, width)
-    cam = mujoco.MjvCamera()
-    cam.distance, cam.azimuth, cam.elevation = 3.2, 135.0, -15.0
+    renderer = mujoco.Renderer(model, height or VIDEO_SIZE[1], width or VIDEO_SIZE[0])
+    camera = FollowCamera(height_m=0.8 * player.rest_base_height())  # a little below the pelvis
     frames = []
     try:
         for i in range(positions.shape[0]):
             bp = None if base_position is None else base_position[i]
             bq = None if base_quat_wxyz is None else base_quat_wxyz[i]
             player.set_pose(positions[i], bp, bq)
-            root = player.data.qpos[player.free_adr : player.free_adr + 3] if player.free_adr is not None else np.zeros(3)
-            cam.lookat[:] = [root[0], root[1], 0.9]
-            renderer.update_scene(player.data, camera=cam)
+            renderer.update_scene(player.data, camera=camera.aim(player.base_position()))
             frames.append(renderer.render().copy())
     finally:
         renderer.close()
@@ -150,7 +157,7 @@ def save_robot_video(
     if path.suffix.lower() == ".gif":
         imageio.mimsave(path, list(frames), duration=1.0 / out_fps, loop=0)
     else:
-        with imageio.get_writer(path, fps=out_fps, codec="libx264", quality=7, macro_block_size=16) as writer:
+        with imageio.get_writer(path, fps=out_fps, codec="libx264", quality=7, macro_block_size=2) as writer:
             for frame in frames:
                 writer.append_data(frame)
     return path
