@@ -25,13 +25,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import mujoco
 import numpy as np
 import qpsolvers
 from scipy.spatial import ConvexHull
 
+from momask_ros.retarget.trajectory import RobotTrajectory
 from momask_ros.robot.actuation import robot_actuation
 from momask_ros.robot.model import Robot
 from momask_ros.robot.self_collision import Penetration, SelfCollisionMeter
@@ -359,6 +360,12 @@ def check_motion(robot: Robot, traj) -> PhysicalReport:
     return MotionChecker(robot).check_trajectory(traj)
 
 
+class Retargets(Protocol):
+    """What the gate needs of a retargeter (`momask_ros.retarget.Retargeter` or a test stand-in)."""
+
+    def retarget(self, joints_yup: np.ndarray, fps: float) -> RobotTrajectory: ...
+
+
 class MotionGate:
     """The node's physical gate (parameter ``physical_checks``): retarget a generated motion on its own
     and check it, so a motion can be refused before any of it plays. No ROS here.
@@ -367,7 +374,7 @@ class MotionGate:
     clip a continuation joins), which is what the robot plays up to the first few frames of a join.
     """
 
-    def __init__(self, retargeter: Any) -> None:
+    def __init__(self, retargeter: "Retargets") -> None:
         self.retargeter = retargeter
         robot = getattr(retargeter, "robot", None)
         self._robot = robot if isinstance(robot, Robot) else None

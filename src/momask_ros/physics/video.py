@@ -17,9 +17,12 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from momask_ros.physics.simulator import Simulator
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class VideoRecorder:
         width, height: frame size [px]; default `backdrop.VIDEO_SIZE`.
     """
 
-    def __init__(self, sim: Any, path: str | Path, *, fps: float = 30.0, width: int | None = None,
+    def __init__(self, sim: "Simulator", path: str | Path, *, fps: float = 30.0, width: int | None = None,
                  height: int | None = None) -> None:
         from momask_ros.physics.backdrop import VIDEO_SIZE
 
