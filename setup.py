@@ -40,6 +40,7 @@ setup(
             "momask-check = momask_ros.tools.check:main",
             "momask-fetch-tracker = momask_ros.tracker.fetch:main",
             "momask_tracker = momask_ros.ros.tracker_node:main",
+            "momask-track = momask_ros.tools.track:main",
         ],
         # momask-generate --mcap: the robot stream is written by momask_ros, found by momask_model at run time
         "momask_model.robot_stream_writers": ["mcap = momask_ros.ros.recording:write_generation_mcap"],

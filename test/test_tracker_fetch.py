@@ -87,3 +87,53 @@ def test_console_script_fetches_one_checkpoint(twist2_dir, tmp_path, monkeypatch
     monkeypatch.setattr(fetch_module.urllib.request, "urlopen", FakeGitHub(tmp_path / "empty"))
     assert fetch_module.main(["--dest", str(tmp_path / "e")]) == 1
     assert "download failed" in capsys.readouterr().err
+
+
+MEDIA = "https://media.githubusercontent.com/media/amazon-far/TWIST2/d5c7108/"
+
+
+class FakeGitHubWithLfs(FakeGitHub):
+    """GitHub for a repository that keeps its .onnx files in Git LFS: raw serves a pointer, media the file."""
+
+    def __init__(self, root: Path, pointer_oid: str | None = None):
+        super().__init__(root)
+        self.pointer_oid = pointer_oid
+
+    def __call__(self, url, timeout=None):
+        if url.startswith(MEDIA):
+            self.requested.append(url)
+            return super().__call__(RAW + url[len(MEDIA):], timeout)  # the file itself
+        if url.endswith(".onnx"):
+            self.requested.append(url)
+            payload = super().__call__(url, timeout).read()
+            oid = self.pointer_oid or fetch_module.hashlib.sha256(payload).hexdigest()
+            return io.BytesIO(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n"
+                              f"size {len(payload)}\n".encode())
+        return super().__call__(url, timeout)
+
+
+def test_lfs_pointer_is_recognised():
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:ABC123\nsize 3184908\n"
+    assert fetch_module.lfs_pointer_oid(pointer) == "abc123"
+    assert fetch_module.lfs_pointer_oid(b"version https://git-lfs.github.com/spec/v1\nsize 3\n") == ""
+    assert fetch_module.lfs_pointer_oid(b"\x08\x07onnx bytes") is None
+    assert fetch_module.lfs_pointer_oid(pointer + b"x" * 2000) is None  # too long to be a pointer
+
+
+def test_weights_stored_with_git_lfs_come_from_the_media_url(twist2_dir, tmp_path, monkeypatch):
+    server = FakeGitHubWithLfs(twist2_dir)
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", server)
+    dest = fetch_tracker(tmp_path / "lfs", checkpoints=["20k"])
+    assert RAW + "assets/ckpts/twist2_1017_20k.onnx" in server.requested  # the pointer first
+    assert MEDIA + "assets/ckpts/twist2_1017_20k.onnx" in server.requested  # then the content
+    assert not any(u.startswith(MEDIA) and not u.endswith(".onnx") for u in server.requested)
+    assert load_tracker(dest).checkpoint.name == "20k"  # the real weights, hash-checked
+
+
+def test_lfs_pointer_to_other_weights_is_refused_before_download(twist2_dir, tmp_path, monkeypatch):
+    server = FakeGitHubWithLfs(twist2_dir, pointer_oid="0" * 64)
+    monkeypatch.setattr(fetch_module.urllib.request, "urlopen", server)
+    with pytest.raises(TrackerError, match="Git LFS pointer to sha256 0{64}, expected 2d1fb3a3"):
+        fetch_tracker(tmp_path / "t", checkpoints=["20k"])
+    assert not any(u.startswith(MEDIA) for u in server.requested)
+    assert not (tmp_path / "t" / "twist2_1017_20k.onnx").exists()

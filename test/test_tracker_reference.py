@@ -182,3 +182,70 @@ def test_malformed_reference_is_refused():
     ref = _reference([0.0, 0.1, 0.2], np.zeros((3, 3)), joints=np.zeros((3, 28)))
     with pytest.raises(TrackerError, match="28 joints, tracker has 29"):
         _conditioned(ref)
+
+
+def _spin(rate_rad_s, duration_s=4.0, fps=50, walk_mps=0.0):
+    """Turning on the spot at rate (or walking forward while turning), level, at standing height."""
+    t = np.arange(0, duration_s + 1e-9, 1 / fps)
+    yaw = rate_rad_s * t
+    pos = np.zeros((t.size, 3))
+    pos[:, 2] = 0.75
+    if walk_mps:  # a circle walked facing along it
+        pos[:, 0] = walk_mps / rate_rad_s * np.sin(yaw)
+        pos[:, 1] = walk_mps / rate_rad_s * (1.0 - np.cos(yaw))
+    return _reference(t, pos, yaw=yaw)
+
+
+def test_fast_turning_is_limited_and_reported_slow_turning_is_not():
+    fast = _conditioned(_spin(8.0), max_yaw_rate_rad_s=2.0)
+    slow = _conditioned(_spin(0.5), max_yaw_rate_rad_s=2.0)
+    rates = [abs(fast.sample(t).yaw_rate_root_rad_s) for t in np.arange(0, fast.end_s, 0.01)]
+    assert max(rates) <= 2.0 + 1e-6 and max(rates) > 1.8
+    assert fast.time_stretch == 1.0  # limited, not slowed: the joints keep their pace
+    assert fast.report.yaw_rate_limited and "turning limited to 2.0 rad/s" in fast.report.summary()
+    assert not slow.report.yaw_rate_limited and slow.report.summary() == "reference used as given"
+    assert slow.sample(2.5).yaw_rate_root_rad_s == pytest.approx(0.5, abs=1e-3)
+
+
+def test_limited_turning_keeps_the_body_frame_velocity():
+    # walking 0.6 m/s while turning 4 rad/s: the policy still reads 0.6 m/s straight ahead
+    original = _conditioned(_spin(4.0, walk_mps=0.6))
+    limited = _conditioned(_spin(4.0, walk_mps=0.6), max_yaw_rate_rad_s=1.0)
+    for t in (2.0, 2.7, 3.5):
+        np.testing.assert_allclose(limited.sample(t).base_lin_vel_xy_root, [0.6, 0.0], atol=0.02)
+        np.testing.assert_allclose(original.sample(t).base_lin_vel_xy_root, [0.6, 0.0], atol=0.02)
+        assert limited.sample(t).yaw_rate_root_rad_s < original.sample(t).yaw_rate_root_rad_s
+
+
+def test_a_section_beyond_the_robot_is_bridged_and_reported():
+    t = np.arange(0, 4.0 + 1e-9, 0.02)
+    rpy = np.zeros((t.size, 3))
+    flip = (t > 1.5) & (t < 2.5)
+    rpy[flip, 1] = 2.0 * np.sin(np.pi * (t[flip] - 1.5))  # pitches over to 2 rad and back
+    pos = np.column_stack([0.3 * t, np.zeros_like(t), np.full_like(t, 0.75)])
+    ref = _conditioned(_reference(t, pos, rpy=rpy), skip_tilt_rad=1.4, max_tilt_rad=0.5)
+    skipped = ref.report.skipped
+    assert len(skipped) == 1 and skipped[0].peak_tilt_rad == pytest.approx(2.0, abs=0.01)
+    assert skipped[0].start_s < 1.5 + np.arcsin(0.7) / np.pi and skipped[0].end_s > 2.5 - np.arcsin(0.7) / np.pi
+    assert "skipped" in ref.report.summary()
+    samples = [ref.sample(x) for x in np.arange(0, ref.end_s, 0.01)]
+    assert max(abs(s.base_rpy_rad[1]) for s in samples) < 1.4  # the flip is gone
+    assert ref.end_s < _conditioned(_reference(t, pos, rpy=rpy)).end_s  # and its time with it
+    # the motion after the bridge plays on: motion time maps back onto the original clock
+    assert ref.motion_time_s(ref.end_s) == pytest.approx(4.0)
+    xs = np.array([s.base_pos_world[0] for s in samples])
+    assert np.all(np.diff(xs) > -1e-3)  # no jump back: the rest continues from where the robot is
+
+
+def test_a_section_with_a_joint_beyond_its_range_is_bridged_and_named():
+    t = np.arange(0, 3.0 + 1e-9, 0.02)
+    joints = np.tile(Q0, (t.size, 1))
+    hip_yaw = SPEC.joint_names.index("left_hip_yaw_joint")
+    joints[(t > 1.0) & (t < 1.6), hip_yaw] = 2.7  # a retargeting wind-up
+    outside = np.tile([-np.inf, np.inf], (29, 1))
+    outside[hip_yaw] = [-1.2, 1.2]
+    ref = _conditioned(_reference(t, np.tile([0, 0, 0.75], (t.size, 1)), joints=joints), skip_outside_rad=outside,
+                       joint_names=SPEC.joint_names)
+    (section,) = ref.report.skipped
+    assert section.reason == "left_hip_yaw_joint at 2.70 rad" and "left_hip_yaw_joint at 2.70 rad" in ref.report.summary()
+    assert max(abs(ref.sample(x).joint_pos_rad[hip_yaw]) for x in np.arange(0, ref.end_s, 0.01)) < 0.5

@@ -116,3 +116,31 @@ def test_spec_yaml_errors_are_tracker_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: x\n")
     with pytest.raises(TrackerError, match="lacks key"):
         load_spec(tmp_path / "bad.yaml")
+
+
+def test_reference_conditioning_is_data_in_the_spec(tmp_path):
+    import yaml
+    from importlib import resources
+
+    spec = load_spec()
+    names = list(spec.joint_names)
+    assert spec.max_reference_yaw_rate_rad_s == 2.0 and spec.skip_tilt_rad == 1.4
+    assert spec.reference_joint_scale[names.index("left_elbow_joint")] == 0.5
+    assert spec.reference_joint_scale[names.index("left_knee_joint")] == 1.0
+    np.testing.assert_array_equal(spec.reference_joint_range_rad[names.index("waist_pitch_joint")], [-0.2, 0.2])
+    assert np.isinf(spec.reference_joint_range_rad[names.index("left_knee_joint")]).all()
+    np.testing.assert_array_equal(spec.skip_joint_range_rad[names.index("right_hip_yaw_joint")], [-1.2, 1.2])
+    raw = yaml.safe_load(resources.files("momask_ros.tracker").joinpath("twist2_g1.yaml").read_text())
+    raw["reference"]["joint_range_rad"] = {"tail_joint": [-1, 1]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TrackerError, match="reference.joint_range_rad names unknown joint 'tail_joint'"):
+        load_spec(tmp_path / "bad.yaml")
+    raw["reference"]["joint_range_rad"] = {"waist_yaw_joint": [1, -1]}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TrackerError, match="needs low < high"):
+        load_spec(tmp_path / "bad.yaml")
+    for key in ("joint_range_rad", "joint_scale", "skip_beyond", "max_yaw_rate_rad_s"):
+        raw["reference"].pop(key)
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(raw))
+    plain = load_spec(tmp_path / "plain.yaml")  # all optional: the reference as given
+    assert np.isinf(plain.max_reference_yaw_rate_rad_s) and np.all(plain.reference_joint_scale == 1.0)

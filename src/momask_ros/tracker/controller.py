@@ -51,6 +51,17 @@ class PdCommand:
         return np.clip(tau, -self.torque_limit_nm, self.torque_limit_nm)
 
 
+@dataclass(frozen=True, eq=False)
+class TrackerMemory:
+    """What a tracker remembers between ticks (observation history, last raw action, its policy clock):
+    a copy of a live tracker's continues exactly as it would (a rehearsal from the robot's current state)."""
+
+    history: tuple[np.ndarray, ...]
+    last_action: np.ndarray
+    next_policy_s: float | None = None
+    last_command: "PdCommand | None" = None
+
+
 class TrackerState(Enum):
     STANDING = "standing"  # no reference: tracking the standing pose
     TRACKING = "tracking"
@@ -97,6 +108,17 @@ class Tracker:
         self._reference = None
         self._last_command: PdCommand | None = None
         self._next_policy_s: float | None = None
+
+    def memory(self) -> TrackerMemory:
+        """A copy of the observation history and last action (see `restore_memory`)."""
+        return TrackerMemory(self.observations.history, self.last_action.copy(), self._next_policy_s,
+                             self._last_command)
+
+    def restore_memory(self, memory: TrackerMemory) -> None:
+        """Continue from another tracker's (or an earlier) memory; state and reference are unchanged."""
+        self.observations.restore(memory.history)
+        self.last_action = np.array(memory.last_action, dtype=np.float64)
+        self._next_policy_s, self._last_command = memory.next_policy_s, memory.last_command
 
     def accepts_commands(self) -> bool:
         """False while fallen: a new reference is refused until `reset()`."""

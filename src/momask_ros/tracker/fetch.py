@@ -2,7 +2,12 @@
 
 The folder it writes is what `load_tracker` reads: the checkpoints at the top, the robot model and every
 mesh the model references below it, the upstream licence beside them. Files are written atomically
-(temporary name, then rename), so an interrupted download never leaves a file that looks complete."""
+(temporary name, then rename), so an interrupted download never leaves a file that looks complete.
+
+A repository may keep large files (the .onnx weights, meshes) in Git LFS: its raw URL then serves a
+small pointer text instead of the file. A pointer is recognised and the file is fetched from the
+source's LFS URL (`TrackerSource.lfs_url`, GitHub's media server), after checking that the pointer
+names the expected sha256 where one is known."""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +20,13 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath
 
-from .spec import TrackerError, TrackerSpec, load_spec
+from .spec import TrackerError, TrackerSource, TrackerSpec, load_spec
 
 LOG = logging.getLogger(__name__)
 ENV_DIR = "MOMASK_ROS_TRACKER_DIR"
 TIMEOUT_S = 60.0
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+_LFS_POINTER_MAX_BYTES = 1024  # a pointer is three short lines
 
 
 def default_tracker_dir() -> Path:
@@ -34,6 +41,36 @@ def _download(url: str) -> bytes:
             return response.read()
     except OSError as err:  # URLError and HTTPError are OSErrors
         raise TrackerError(f"download failed: {url}: {err}") from None
+
+
+def lfs_pointer_oid(payload: bytes) -> str | None:
+    """The sha256 a Git LFS pointer names ("oid sha256:<hex>"), "" for a pointer without one, None when
+    the payload is not a pointer."""
+    if len(payload) > _LFS_POINTER_MAX_BYTES or not payload.startswith(LFS_POINTER_PREFIX):
+        return None
+    for line in payload.decode("utf-8", errors="replace").splitlines():
+        if line.startswith("oid sha256:"):
+            return line.split(":", 1)[1].strip().lower()
+    return ""
+
+
+def _fetch(source: TrackerSource, path: str, expected_sha256: str | None = None) -> bytes:
+    """A repository file at the pinned commit: the raw URL, or the LFS URL when raw serves a pointer."""
+    url = source.url(path)
+    payload = _download(url)
+    oid = lfs_pointer_oid(payload)
+    if oid is None:
+        return payload
+    if expected_sha256 is not None and oid and oid != expected_sha256:
+        raise TrackerError(f"{url} is a Git LFS pointer to sha256 {oid}, expected {expected_sha256}")
+    lfs_url = source.lfs_file_url(path)
+    if lfs_url is None:
+        raise TrackerError(f"{url} is a Git LFS pointer and the tracker source has no lfs_url")
+    LOG.info("%s is stored with Git LFS; downloading %s", path, lfs_url)
+    payload = _download(lfs_url)
+    if lfs_pointer_oid(payload) is not None:
+        raise TrackerError(f"{lfs_url} returned a Git LFS pointer again, not the file")
+    return payload
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:
@@ -91,13 +128,14 @@ def fetch_tracker(dest_dir: str | Path | None = None, spec: TrackerSpec | None =
         path = dest / ckpt.file
         if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == ckpt.sha256:
             continue
-        url = source.url(f"{source.checkpoint_dir}/{ckpt.file}")
-        LOG.info("downloading %s", url)
-        _write_atomic(path, _checked(_download(url), ckpt.sha256, ckpt.bytes, url))
+        repo_path = f"{source.checkpoint_dir}/{ckpt.file}"
+        LOG.info("downloading %s", source.url(repo_path))
+        payload = _fetch(source, repo_path, ckpt.sha256)
+        _write_atomic(path, _checked(payload, ckpt.sha256, ckpt.bytes, source.url(repo_path)))
 
     model_path = dest / spec.model_file
     if overwrite or not model_path.is_file():
-        xml = _download(source.url(source.model_path))
+        xml = _fetch(source, source.model_path)
         _write_atomic(model_path, xml)
     else:
         xml = model_path.read_bytes()
@@ -108,10 +146,10 @@ def fetch_tracker(dest_dir: str | Path | None = None, spec: TrackerSpec | None =
             raise TrackerError(f"robot model references a mesh outside its folder: {name}")
         path = mesh_dir / name
         if overwrite or not path.is_file():
-            _write_atomic(path, _download(source.url(f"{source.meshes_dir}/{name}")))
+            _write_atomic(path, _fetch(source, f"{source.meshes_dir}/{name}"))
     licence = dest / PurePosixPath(source.license_path).name
     if overwrite or not licence.is_file():
-        _write_atomic(licence, _download(source.url(source.license_path)))
+        _write_atomic(licence, _fetch(source, source.license_path))
     return dest
 
 

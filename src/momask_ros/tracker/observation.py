@@ -67,6 +67,18 @@ class ObservationBuilder:
         for _ in range(self.history_length):
             self._history.append(np.zeros(self.frame_dim))
 
+    @property
+    def history(self) -> tuple[np.ndarray, ...]:
+        """The remembered frames, oldest first (copies)."""
+        return tuple(frame.copy() for frame in self._history)
+
+    def restore(self, history: tuple[np.ndarray, ...]) -> None:
+        """Continue from remembered frames (`history` of another builder of the same layout)."""
+        if len(history) != self.history_length or any(np.shape(f) != (self.frame_dim,) for f in history):
+            raise ValueError(f"history must be {self.history_length} frames of {self.frame_dim} values")
+        self._history.clear()
+        self._history.extend(np.array(f, dtype=np.float64) for f in history)
+
     def proprio(self, base_ang_vel_body_rad_s: np.ndarray, base_quat_wxyz: np.ndarray, joint_pos_rad: np.ndarray,
                 joint_vel_rad_s: np.ndarray, last_action: np.ndarray) -> np.ndarray:
         """The robot's own state (5 + 3 J values): scaled gyro, roll/pitch, q - q0, masked scaled qd, action."""

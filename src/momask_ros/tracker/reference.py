@@ -1,9 +1,12 @@
 """Reference conditioning: turn any robot reference motion into what a tracker can follow well.
 
-Where tracking quality comes from (design/tracker.md, measurements): start from and return to the
-tracker's standing pose with C2-smooth ramps; base velocities as exact derivatives of a smoothing spline
-(no moving-average lag, no finite-difference spikes); a motion faster than the robot can walk is slowed
-down instead of sent; reference roll/pitch and joints stay within what the robot can do.
+Where tracking quality comes from (design/tracker.md; each step measured with benchmarks/bench_tracker.py
+on the demo model's skills): start from and return to the tracker's standing pose with C2-smooth ramps;
+base velocities as exact derivatives of a smoothing spline (no moving-average lag, no finite-difference
+spikes); a motion faster than the robot can walk is slowed down instead of sent; turning faster than the
+robot can is limited (`base_path`); sections no robot pose matches (a flip) are bridged (`feasibility`);
+the arms' swing is scaled about the standing pose; reference roll/pitch and joints stay within what the
+robot, and the human motions its policy learnt from, do. The report says what was changed.
 
 Timeline of a `ConditionedReference` (t [s] from its start): blend from standing to the first frame
 (`blend_in_s`, motion frozen) -> playback whose speed eases 0 -> 1/stretch -> 0 (`ease_s` each end) ->
@@ -15,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.interpolate import make_interp_spline, make_smoothing_spline
+from scipy.interpolate import make_interp_spline
 
+from .base_path import BasePath
+from .feasibility import SkippedSection, bridge_impossible
 from .observation import mimic_vector
 from .rotations import body_rate_z_from_rpy_rates, quat_wxyz_to_rpy, rpy_to_matrix, rpy_to_quat_wxyz
 from .spec import TrackerError, TrackerSpec, check_reference_joints
@@ -92,6 +97,14 @@ class RobotReference:
     def duration_s(self) -> float:
         return float(self.times_s[-1] - self.times_s[0])
 
+    @classmethod
+    def from_trajectory(cls, trajectory, joint_names: Sequence[str]) -> "RobotReference":
+        """A retargeted `momask_ros.retarget.trajectory.RobotTrajectory` (what the node plays) as a reference
+        in the tracker's joint order `joint_names` (raises TrackerError when the joints differ)."""
+        joints = reorder_joints(trajectory.positions, trajectory.joint_names, joint_names)
+        return cls(np.asarray(trajectory.times_s, dtype=np.float64), trajectory.base_position,
+                   trajectory.base_quat_wxyz, joints, joint_names=tuple(joint_names))
+
 
 @dataclass(frozen=True, eq=False)
 class ReferenceSample:
@@ -118,13 +131,39 @@ class ConditioningReport:
     peak_tilt_rad: float  # largest |roll| or |pitch| of the reference as given
     tilt_clipped: bool
     clipped_joints: tuple[str, ...] = field(default_factory=tuple)
+    peak_yaw_rate_rad_s: float = 0.0  # largest |yaw rate| as played (after slowing), before the limit
+    yaw_rate_limit_rad_s: float = np.inf
+    skipped: tuple[SkippedSection, ...] = ()  # sections beyond the robot, bridged (original motion times)
+    scaled_joints: tuple[str, ...] = ()  # joints whose swing about the standing pose was scaled down
+    min_joint_scale: float = 1.0
+
+    @property
+    def skipped_s(self) -> float:
+        return float(sum(s.end_s - s.start_s for s in self.skipped))
+
+    @property
+    def slowed(self) -> bool:
+        """Played noticeably slower than given (a stretch within 0.5 % is not worth a note)."""
+        return self.time_stretch > 1.005
+
+    @property
+    def yaw_rate_limited(self) -> bool:
+        return self.peak_yaw_rate_rad_s > self.yaw_rate_limit_rad_s
 
     def summary(self) -> str:
         notes = []
-        if self.time_stretch > 1.0:
+        if self.slowed:
             notes.append(f"slowed {self.time_stretch:.2f}x (reference base speed {self.peak_base_speed_mps:.2f} m/s)")
+        if self.skipped:
+            spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s: {s.reason}" for s in self.skipped)
+            notes.append(f"skipped {self.skipped_s:.1f} s beyond the robot ({spans})")
+        if self.yaw_rate_limited:
+            notes.append(f"turning limited to {self.yaw_rate_limit_rad_s:.1f} rad/s (reference turned at "
+                         f"{self.peak_yaw_rate_rad_s:.1f} rad/s)")
         if self.tilt_clipped:
             notes.append(f"roll/pitch clipped (reference reached {self.peak_tilt_rad:.2f} rad)")
+        if self.scaled_joints:
+            notes.append(f"swing of {len(self.scaled_joints)} joints scaled to {self.min_joint_scale:.0%}")
         if self.clipped_joints:
             notes.append(f"joints clipped to range: {', '.join(self.clipped_joints)}")
         return "; ".join(notes) if notes else "reference used as given"
@@ -149,7 +188,9 @@ class ConditionedReference:
     def __init__(self, reference: RobotReference, *, standing_pose_rad: np.ndarray, standing_height_m: float,
                  joint_range_rad: np.ndarray | None = None, joint_names: Sequence[str] | None = None,
                  max_base_speed_mps: float = np.inf, max_tilt_rad: float = np.pi / 2, blend_in_s: float = 1.0,
-                 blend_out_s: float = 1.0, ease_s: float = 0.5, velocity_cutoff_hz: float = 6.0):
+                 blend_out_s: float = 1.0, ease_s: float = 0.5, velocity_cutoff_hz: float = 6.0,
+                 max_yaw_rate_rad_s: float = np.inf, skip_tilt_rad: float = np.inf,
+                 skip_outside_rad: np.ndarray | None = None, joint_scale: np.ndarray | None = None):
         q_stand = np.asarray(standing_pose_rad, dtype=np.float64)
         n_joints = q_stand.size
         if reference.joint_pos_rad.shape[1] != n_joints:
@@ -157,12 +198,21 @@ class ConditionedReference:
         if min(blend_in_s, blend_out_s, ease_s) < 0 or velocity_cutoff_hz <= 0 or max_base_speed_mps <= 0:
             raise TrackerError("blend and ease times must be >= 0, cutoff and speed cap > 0")
         names = tuple(joint_names) if joint_names is not None else tuple(f"joint_{i}" for i in range(n_joints))
-        t = reference.times_s - reference.times_s[0]
-        rpy = quat_wxyz_to_rpy(reference.base_quat_wxyz)
+        feasible = bridge_impossible(reference.times_s - reference.times_s[0], reference.base_pos_world,
+                                     reference.base_quat_wxyz, reference.joint_pos_rad, max_tilt_rad=skip_tilt_rad,
+                                     joint_range_rad=skip_outside_rad, joint_names=names)
+        t = feasible.times_s
+        self._original_time = feasible.original_time_s
+        self._feasible_time = t
+        rpy = quat_wxyz_to_rpy(feasible.base_quat_wxyz)
         rpy[:, 2] = np.unwrap(rpy[:, 2])
         peak_tilt = float(np.abs(rpy[:, :2]).max())
         rpy[:, :2] = np.clip(rpy[:, :2], -max_tilt_rad, max_tilt_rad)
-        joints = reference.joint_pos_rad
+        joints = feasible.joint_pos_rad
+        scale = np.ones(n_joints) if joint_scale is None else np.asarray(joint_scale, dtype=np.float64)
+        if scale.shape != (n_joints,) or np.any(scale < 0):
+            raise TrackerError(f"joint_scale must be {n_joints} values >= 0, got shape {scale.shape}")
+        joints = q_stand + scale * (joints - q_stand)
         clipped: tuple[str, ...] = ()
         if joint_range_rad is not None:
             low, high = np.asarray(joint_range_rad, dtype=np.float64).T
@@ -172,18 +222,22 @@ class ConditionedReference:
             self._joint_low, self._joint_high = low, high
         else:
             self._joint_low, self._joint_high = np.full(n_joints, -np.inf), np.full(n_joints, np.inf)
-        base = np.concatenate([reference.base_pos_world, rpy], axis=1)
-        self._base_spline = self._fit_base(t, base, velocity_cutoff_hz)
-        self._base_rate = self._base_spline.derivative()
+        base = BasePath.fit(t, np.concatenate([feasible.base_pos_world, rpy], axis=1), cutoff_hz=velocity_cutoff_hz)
+        peak_speed = base.peak_speed_mps()
+        stretch = max(1.0, peak_speed / max_base_speed_mps)
+        peak_yaw_rate = base.peak_yaw_rate_rad_s() / stretch
+        if peak_yaw_rate > max_yaw_rate_rad_s:
+            base = base.with_yaw_rate_limit(max_yaw_rate_rad_s, rate_scale=1.0 / stretch)
+        self._base = base
         self._joint_spline = make_interp_spline(t, joints, k=min(3, t.size - 1))
         self._joint_rate = self._joint_spline.derivative()
-        dense = np.linspace(0.0, t[-1], max(4 * t.size, 2))
-        peak_speed = float(np.linalg.norm(self._base_rate(dense)[:, :2], axis=1).max())
-        stretch = max(1.0, peak_speed / max_base_speed_mps)
 
         self.report = ConditioningReport(time_stretch=stretch, peak_base_speed_mps=peak_speed,
                                          peak_tilt_rad=peak_tilt, tilt_clipped=peak_tilt > max_tilt_rad,
-                                         clipped_joints=clipped)
+                                         clipped_joints=clipped, peak_yaw_rate_rad_s=peak_yaw_rate,
+                                         yaw_rate_limit_rad_s=float(max_yaw_rate_rad_s), skipped=feasible.skipped,
+                                         scaled_joints=tuple(n for n, k in zip(names, scale) if k != 1.0),
+                                         min_joint_scale=float(scale.min()))
         self._q_stand = q_stand
         self._height = float(standing_height_m)
         self._max_tilt = float(max_tilt_rad)
@@ -203,27 +257,26 @@ class ConditionedReference:
     @classmethod
     def from_spec(cls, reference: RobotReference, spec: TrackerSpec,
                   joint_range_rad: np.ndarray | None = None) -> "ConditionedReference":
-        """Conditioning with the spec's standing pose, limits and timings (joint ranges: the bundle's)."""
+        """Conditioning with the spec's standing pose, limits and timings; joint ranges: the bundle's (the
+        robot's hardware) within the spec's reference ranges."""
         if reference.joint_names is not None:
             check_reference_joints(spec, reference.joint_names)
+        ranges = joint_range_rad
+        if spec.reference_joint_range_rad is not None:
+            ranges = spec.reference_joint_range_rad if ranges is None else np.column_stack([
+                np.maximum(ranges[:, 0], spec.reference_joint_range_rad[:, 0]),
+                np.minimum(ranges[:, 1], spec.reference_joint_range_rad[:, 1])])
         return cls(reference, standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
-                   joint_range_rad=joint_range_rad, joint_names=spec.joint_names,
+                   joint_range_rad=ranges, joint_names=spec.joint_names,
                    max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
                    blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s, ease_s=spec.ease_s,
-                   velocity_cutoff_hz=spec.velocity_cutoff_hz)
-
-    @staticmethod
-    def _fit_base(t: np.ndarray, base: np.ndarray, cutoff_hz: float):
-        if t.size < 5:  # too few samples to smooth: interpolate
-            return make_interp_spline(t, base, k=min(3, t.size - 1))
-        # Smoothing-spline gain is 1 / (1 + lam * h * w^4): one half at the cutoff (h = mean spacing).
-        h = float(np.mean(np.diff(t)))
-        lam = 1.0 / (h * (2.0 * np.pi * cutoff_hz) ** 4)
-        return make_smoothing_spline(t, base, lam=lam)
+                   velocity_cutoff_hz=spec.velocity_cutoff_hz, max_yaw_rate_rad_s=spec.max_reference_yaw_rate_rad_s,
+                   skip_tilt_rad=spec.skip_tilt_rad, skip_outside_rad=spec.skip_joint_range_rad,
+                   joint_scale=spec.reference_joint_scale)
 
     def _standing_anchor(self, tau: float) -> np.ndarray:
         """Standing pose at the motion's xy and heading at motion time tau: [x, y, z, r, p, yaw, q...]."""
-        m = self._base_spline(tau)
+        m = self._base(tau)
         return np.concatenate([[m[0], m[1], self._height, 0.0, 0.0, m[5]], self._q_stand])
 
     # ---- time warp and blend weight -------------------------------------------------------------
@@ -271,9 +324,15 @@ class ConditionedReference:
     def time_stretch(self) -> float:
         return self.report.time_stretch
 
+    @property
+    def play_start_s(self) -> float:
+        """Time at which the motion itself starts playing (after the blend from standing)."""
+        return self._play_start
+
     def motion_time_s(self, t_s: float) -> float:
-        """Time in the original reference (from its first sample) that the conditioned time t plays."""
-        return self._warp(float(t_s))[0]
+        """Time in the original reference (from its first sample) that the conditioned time t plays (a
+        bridge over a skipped section maps onto the section)."""
+        return float(np.interp(self._warp(float(t_s))[0], self._feasible_time, self._original_time))
 
     def stop(self, t_s: float) -> None:
         """Blend to standing from wherever the reference is at t: decelerate playback, then ramp out."""
@@ -303,8 +362,8 @@ class ConditionedReference:
         """The conditioned reference at time t [s] (any t; before 0 is standing at the start)."""
         t = float(t_s)
         tau, tau_rate, w, w_rate, stopping = self._warp(max(t, 0.0))
-        motion = np.concatenate([self._base_spline(tau), self._joint_spline(tau)])
-        motion_rate = np.concatenate([self._base_rate(tau), self._joint_rate(tau)]) * tau_rate
+        motion = np.concatenate([self._base(tau), self._joint_spline(tau)])
+        motion_rate = np.concatenate([self._base.rate(tau), self._joint_rate(tau)]) * tau_rate
         if tau >= self._motion_s:
             motion_rate[:] = 0.0
         anchor = self._anchor_out if stopping else self._anchor_in

@@ -49,10 +49,15 @@ class TrackerSource:
     model_path: str
     meshes_dir: str
     license_path: str
+    lfs_url: str = ""  # where a file stored with Git LFS is served (raw_url then returns only its pointer)
 
     def url(self, path: str) -> str:
         """Raw download URL of a repository path at the pinned commit."""
         return self.raw_url.format(commit=self.commit, path=path)
+
+    def lfs_file_url(self, path: str) -> str | None:
+        """Download URL of a Git LFS file's content at the pinned commit (None: the source has no LFS URL)."""
+        return self.lfs_url.format(commit=self.commit, path=path) if self.lfs_url else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +95,11 @@ class TrackerSpec:
     max_base_speed_mps: float
     max_reference_tilt_rad: float
     velocity_cutoff_hz: float
+    max_reference_yaw_rate_rad_s: float = float("inf")
+    reference_joint_scale: np.ndarray | None = None  # (J,) swing about the default pose kept (1: as given)
+    reference_joint_range_rad: np.ndarray | None = None  # (J, 2) reference joints clipped into (and hardware)
+    skip_tilt_rad: float = float("inf")  # sections with the base tilted beyond are bridged (feasibility.py)
+    skip_joint_range_rad: np.ndarray | None = None  # (J, 2) sections with a joint outside are bridged
 
     @property
     def num_joints(self) -> int:
@@ -120,6 +130,19 @@ def _per_joint(raw: Mapping, key: str, n: int) -> np.ndarray:
     if len(values) != n:
         raise TrackerError(f"spec '{key}' has {len(values)} values, expected one per joint ({n})")
     return _frozen(values)
+
+
+def _joint_ranges(ranges: Mapping | None, names: tuple[str, ...], key: str) -> np.ndarray:
+    """(J, 2) [low, high] per joint from {joint: [low, high]}; joints not named are unbounded."""
+    out = np.tile([-np.inf, np.inf], (len(names), 1))
+    for joint, bounds in (ranges or {}).items():
+        if joint not in names:
+            raise TrackerError(f"spec {key} names unknown joint '{joint}'")
+        low, high = (float(b) for b in bounds)
+        if not low < high:
+            raise TrackerError(f"spec {key} for '{joint}' needs low < high, got {bounds}")
+        out[names.index(joint)] = [low, high]
+    return _frozen(out)
 
 
 def parse_spec(raw: Mapping) -> TrackerSpec:
@@ -180,6 +203,12 @@ def parse_spec(raw: Mapping) -> TrackerSpec:
             max_base_speed_mps=float(ref["max_base_speed_mps"]),
             max_reference_tilt_rad=float(ref["max_tilt_rad"]),
             velocity_cutoff_hz=float(ref["velocity_cutoff_hz"]),
+            max_reference_yaw_rate_rad_s=float(ref.get("max_yaw_rate_rad_s", float("inf"))),
+            reference_joint_scale=_per_joint(ref, "joint_scale", n) if "joint_scale" in ref else _frozen(np.ones(n)),
+            reference_joint_range_rad=_joint_ranges(ref.get("joint_range_rad"), names, "reference.joint_range_rad"),
+            skip_tilt_rad=float((ref.get("skip_beyond") or {}).get("tilt_rad", float("inf"))),
+            skip_joint_range_rad=_joint_ranges((ref.get("skip_beyond") or {}).get("joint_range_rad"), names,
+                                               "reference.skip_beyond.joint_range_rad"),
         )
     except KeyError as err:
         raise TrackerError(f"tracker spec lacks key {err}") from None
