@@ -38,10 +38,12 @@ class VideoRecorder:
         path: the MP4 to write (its folder is created).
         fps: frames per second of simulated time.
         width, height: frame size [px]; default `backdrop.VIDEO_SIZE`.
+        block: wait for the worker instead of skipping snapshots (a lock-step simulation, faster than
+            real time, that must keep every frame).
     """
 
     def __init__(self, sim: "Simulator", path: str | Path, *, fps: float = 30.0, width: int | None = None,
-                 height: int | None = None) -> None:
+                 height: int | None = None, block: bool = False) -> None:
         from momask_ros.physics.backdrop import VIDEO_SIZE
 
         if not fps > 0:
@@ -52,6 +54,7 @@ class VideoRecorder:
         self.frames = 0     # frames of the video (one per 1 / fps of simulated time)
         self.dropped = 0    # of which repeat the frame before (the worker was behind)
         self.error: str | None = None
+        self._block = bool(block)
         self._next_s = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(2, int(QUEUE_S * self.fps)))
         self._ready = threading.Event()
@@ -70,7 +73,7 @@ class VideoRecorder:
         snapshot = (self.frames, self.sim.joint_positions(), position, quat)
         self.frames += 1
         try:
-            self._queue.put_nowait(snapshot)
+            self._queue.put(snapshot, block=self._block, timeout=10.0 if self._block else None)
         except queue.Full:
             self.dropped += 1
 

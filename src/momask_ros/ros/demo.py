@@ -9,7 +9,11 @@
    the command is ``done``;
 5. saves the stream to ``joint_states.npz`` and renders the human (stick figure) and robot (MuJoCo)
    previews from what was received, so what you see is what a robot would be told: ``human.mp4``,
-   ``robot.mp4`` and both side by side in ``side_by_side.mp4``.
+   ``robot.mp4`` and both side by side in ``side_by_side.mp4``;
+6. on the G1, when the whole-body tracker's files are there (``--tracker``, default the download cache),
+   replays the received stream through the tracker in the tracked simulator (free base, 1 ms physics,
+   lock-step; `momask_ros.stream.tracked_loop`) into ``tracked.mp4``, and says whether the robot fell
+   and how closely it tracked. Without a ``--robot-description`` the G1 is the tracker's own model.
 
 A node that cannot start, a command it refuses and a timeout end the demo with the node's own reason
 (its FATAL log line, or the ``rejected`` status's reason and detail) on one line.
@@ -35,7 +39,7 @@ from typing import Callable
 import numpy as np
 
 #: Files a run writes into its output folder (and removes from there first).
-OUTPUTS = ("node.log", "status.json", "joint_states.npz", "robot.mp4", "human.mp4", "side_by_side.mp4")
+OUTPUTS = ("node.log", "status.json", "joint_states.npz", "robot.mp4", "human.mp4", "side_by_side.mp4", "tracked.mp4")
 #: Stream kept after the motion ends, to show the hold [s].
 HOLD_S = 0.5
 #: Without a ``ready`` status (missed before discovery), the command goes once the stream has flowed this long [s].
@@ -308,6 +312,44 @@ def _save(got: Recording, text: str, out: Path, robot, control_rate: float) -> i
     return 0
 
 
+def track_recording(stream_path: Path, bundle, video: Path | None, *, start_s: float, duration_s: float) -> str:
+    """Replay a saved stream (``joint_states.npz``) through the tracker in the tracked simulator, from
+    standing 1 s before ``start_s``, into ``video`` (None: no video); one summary line (fell, mean joint
+    error)."""
+    from momask_ros.stream.tracked_loop import TrackedLoop, replay_stream
+
+    with np.load(stream_path) as d:
+        rec = {k: d[k] for k in ("names", "stamps_s", "positions", "velocities", "base_stamps_s", "base_position",
+                                 "base_quat_wxyz")}
+    t0 = time.perf_counter()
+    loop = TrackedLoop(bundle, t0_s=start_s - 1.0, video=video)
+    try:
+        report = replay_stream(loop, rec["stamps_s"], [str(n) for n in rec["names"]], rec["positions"],
+                               rec["velocities"], rec["base_stamps_s"], rec["base_position"], rec["base_quat_wxyz"],
+                               begin_s=start_s, end_s=start_s + duration_s)
+    finally:
+        loop.close()
+    fell = (f"FELL at {report.fall_time_s - 1.0:.2f} s into the motion ({report.fall_reason})" if report.fell
+            else "fell" if report.sim_fell else "stayed up")
+    return (f"{video or 'no video'} ({bundle.spec.name}, 1 ms physics, lock-step): {fell}; mean joint error "
+            f"{report.mean_joint_error_rad:.3f} rad; {time.perf_counter() - t0:.1f} s")
+
+
+def find_tracker(robot: str, tracker: Path | None):
+    """The tracker bundle for a tracked demo: on the G1 with a usable folder; else None and why."""
+    from momask_ros.tracker import TrackerError, default_tracker_dir, load_tracker
+
+    if robot != "g1":
+        return None, None
+    folder = tracker or default_tracker_dir()
+    if not folder.is_dir():
+        return None, f"no tracker at {folder} (momask-fetch-tracker --dest {folder}, or --tracker DIR)"
+    try:
+        return load_tracker(folder), None
+    except TrackerError as exc:
+        return None, str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="momask-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", default="a person walks forward",
@@ -327,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                              "never your shell's, where a robot may listen)")
     parser.add_argument("--timeout", type=float, default=240.0,
                         help="seconds for the whole run: node start, warm-up and the motion")
+    parser.add_argument("--tracker", type=Path, default=None,
+                        help="G1: whole-body tracker folder for tracked.mp4 (default: the download cache that "
+                             "momask-fetch-tracker fills; absent: skipped)")
     args = parser.parse_args(argv)
     if args.domain_id is not None and not 0 <= args.domain_id <= 232:
         parser.error(f"--domain-id must be in 0..232, got {args.domain_id}")
@@ -340,9 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"momask-demo: error: --text: {exc}", file=sys.stderr)
         return 2
     from momask_ros.robot.model import load_robot
+    from momask_ros.robot.profile import DescriptionNotFound
 
+    bundle, no_tracker = find_tracker(args.robot, args.tracker)
+    description = args.robot_description or None
     try:  # fails in a second here, rather than after the node's start-up
-        robot = load_robot(args.robot, description=args.robot_description or None)
+        robot = load_robot(args.robot, description=description)
+    except DescriptionNotFound as exc:
+        if bundle is None or description is not None:
+            print(f"momask-demo: error: --robot {args.robot}: {exc}", file=sys.stderr)
+            return 2
+        description = str(bundle.model_path)  # the tracker's G1: the same kinematics as Unitree's
+        robot = load_robot(args.robot, description=description)
     except Exception as exc:
         print(f"momask-demo: error: --robot {args.robot}: {exc}", file=sys.stderr)
         return 2
@@ -355,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "bundle_path": args.bundle,
         "device": args.device,
         "robot": args.robot,
-        "robot_description_path": str(robot.description_path) if args.robot_description else "",
+        "robot_description_path": str(robot.description_path) if description else "",
         "seed": args.seed,
         "control_rate": args.control_rate,
         "marker_rate": args.control_rate,  # a marker every control tick: the preview is resampled on stamps
@@ -369,7 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     if state != "done":
         print(f"demo {'refused' if state == 'refused' else 'failed'}: {reason} (log: {node_log})", file=sys.stderr)
         return 2 if state == "refused" else 1
-    return _save(got, args.text, args.out, robot, args.control_rate)
+    rc = _save(got, args.text, args.out, robot, args.control_rate)
+    if args.robot == "g1":
+        if bundle is None:
+            print(f"  tracked in physics: skipped: {no_tracker}")
+        else:
+            start, duration = motion_window(got.status)
+            line = track_recording(args.out / "joint_states.npz", bundle, args.out / "tracked.mp4", start_s=start,
+                                   duration_s=duration)
+            print(f"  tracked in physics: {line}")
+    return rc
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ docs/ros_interface.md):
 
 With ``record`` set to a folder, each played motion is also written there as a bag of what was published
 while it played (`momask_ros.ros.recording`); its path is in the motion's ``playing`` status.
+
+With ``physical_checks: rehearse`` the node loads the whole-body tracker (``tracker_dir``) at start and
+rehearses every motion in physics before it plays (`momask_ros.stream.rehearsing`), from the robot's
+state on the ``measured_*`` topics when they are set (`momask_ros.ros.measured_state`).
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from momask_ros.stream.conductor import Conductor
 from momask_ros.stream.job import Job
 from momask_ros.stream.parameters import PARAMETERS, ParameterError, coerce as _coerce
 from momask_ros.stream.pipeline import MotionPipeline
+from momask_ros.stream.rehearsing import RehearsalUnavailable, Rehearser, load_rehearsal
 from momask_ros.stream.settings import StreamSettings
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]
@@ -99,8 +104,9 @@ class MomaskNode(Node):
         if p["record"]:  # an unusable folder stops start-up (BagError)
             self._recorder = MotionRecorder(p["record"], qos_depth={self._status_pub.topic_name: 50},
                                             on_error=self._record_failed)
+        rehearser = self._rehearser() if p["physical_checks"] == "rehearse" else None  # RehearsalUnavailable
         self.conductor = Conductor(pipeline, StreamSettings.from_parameters(p), now_ns=self._now_ns(),
-                                   on_begin=self._begin)
+                                   on_begin=self._begin, rehearser=rehearser)
         self.create_timer(1.0 / p["control_rate"], self._on_tick)
         self.conductor.start(warm_up=p["warm_up"])
         self.get_logger().info(
@@ -111,6 +117,21 @@ class MomaskNode(Node):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
+    def _rehearser(self) -> Rehearser:
+        """The tracker's rehearsal of this robot, from its measured state when the topics are set."""
+        from momask_ros.ros.measured_state import MeasuredStateListener
+
+        p = self._p
+        rehearsal = load_rehearsal(p["tracker_dir"], self._names, robot=p["robot"])
+        spec = rehearsal.bundle.spec
+        listener = MeasuredStateListener(self, joint_state_topic=p["measured_joint_state_topic"],
+                                         imu_topic=p["measured_imu_topic"],
+                                         base_pose_topic=p["measured_base_pose_topic"],
+                                         joint_names=spec.joint_names, standing_height_m=spec.standing_height_m,
+                                         now_s=lambda: self._now_ns() * 1e-9)
+        self.get_logger().info(f"rehearsing every motion with {spec.name} from {rehearsal.bundle.directory}")
+        return Rehearser(rehearsal, joint_names=self._names, state=listener.state)
+
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         updates = {}
         for param in params:
@@ -119,6 +140,11 @@ class MomaskNode(Node):
                     updates[param.name] = _coerce(param.name, param.value)
                 except ParameterError as exc:
                     return SetParametersResult(successful=False, reason=str(exc))
+        if updates.get("physical_checks") == "rehearse" and not self.conductor.can_rehearse:
+            try:
+                self.conductor.use_rehearser(self._rehearser())
+            except RehearsalUnavailable as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         self._p.update(updates)
         self.conductor.configure(StreamSettings.from_parameters(self._p))
         return SetParametersResult(successful=True)

@@ -13,6 +13,10 @@ tail of the clip from its cut time on (`append(..., replace_from=...)`); the cli
 it has been read and refuses a replacement of anything already played (`SwitchTooLate`), so what
 was published is never rewritten. Robot samples may come at any rate (the retargeter's control
 rate); the human skeleton stays at the model's frame rate.
+
+Under ``physical_checks: rehearse`` a clip also says how far it may be played (`verified_s`: what the
+rehearsal has cleared; a continuation that replaces samples lowers it to its cut) and where its playback
+is cut (`stop_at_s`, before a fall the rehearsal predicts). Other clips are playable to their end.
 """
 from __future__ import annotations
 
@@ -120,6 +124,9 @@ class MotionClip:
         self._read_s = -math.inf
         self.retarget_ms = 0.0
         self.first_chunk_ms = float("nan")
+        self.verified_s = math.inf  # playable up to this clip time (rehearse: what the rehearsal cleared) [s]
+        self.stop_at_s: float | None = None  # rehearse: playback is cut here and returns to standing [s]
+        self.replaced: list[float] = []  # the cut time of every continuation that replaced samples [s]
 
     # ------------------------------------------------------------------ state
     @property
@@ -210,8 +217,16 @@ class MotionClip:
                 if replace_from <= self._read_s and not self._repeats_what_was_read(start, times, positions,
                                                                                    base_position, base_quat_wxyz):
                     raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
+                if self.stop_at_s is not None:  # the motion is cut for a predicted fall: join before the cut
+                    if replace_from > self.stop_at_s:
+                        raise SwitchTooLate(f"cut at {replace_from:.3f} s, after the rehearsal's stop at "
+                                            f"{self.stop_at_s:.3f} s")
+                    self.stop_at_s = None  # what falls is replaced: the continuation is rehearsed on its own
                 self._ready = start
                 self._complete = False
+                self.replaced.append(float(replace_from))
+                if math.isfinite(self.verified_s):  # rehearsed clip: the new samples wait for their rehearsal
+                    self.verified_s = min(self.verified_s, float(replace_from))
             if k == 0:
                 return
             if base_velocity is None:
@@ -285,8 +300,37 @@ class MotionClip:
 
     # ------------------------------------------------------------------ reader
     def covers(self, t_s: float) -> bool:
-        """True when the samples around clip time ``t_s`` are written (or the clip is complete)."""
+        """True when the samples around clip time ``t_s`` are written (or the clip is complete) and may
+        be played (`verified_s`)."""
+        if t_s > self.verified_s and not (self._complete and self.verified_s >= self.duration_s - 1e-9):
+            return False
         return self._ready >= 2 and (self._complete or t_s <= self.available_s)
+
+    @property
+    def settled(self) -> bool:
+        """Complete, playable to its end and not cut: the whole motion may go out as a JointTrajectory."""
+        return self._complete and self.stop_at_s is None and self.verified_s >= self.duration_s - 1e-9
+
+    def verify(self, up_to_s: float, *, since: int) -> None:
+        """Rehearse: playable up to clip time ``up_to_s`` [s], but not past a replacement made after the
+        first ``since`` ones (those samples are no longer the ones rehearsed); never lowers the limit."""
+        with self._lock:
+            cap = min(self.replaced[since:], default=math.inf)
+            self.verified_s = max(self.verified_s, min(float(up_to_s), cap))
+
+    def cut(self, at_s: float) -> None:
+        """Rehearse: playback stops at clip time ``at_s`` [s], which the rehearsal cleared (nothing after it plays)."""
+        with self._lock:
+            self.stop_at_s = self.verified_s = float(at_s)
+
+    def span(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (times, joint positions, base positions, base quats) of the samples from clip time
+        ``start_s`` to ``end_s`` [s], taken in one locked step (a continuation may be replacing the tail)."""
+        with self._lock:
+            times = self.times_s[: self._ready]
+            sel = slice(int(np.searchsorted(times, start_s - 1e-9)), int(np.searchsorted(times, end_s + 1e-9, "right")))
+            return (times[sel].copy(), self.positions[sel].copy(), self.base_position[sel].copy(),
+                    self.base_quat_wxyz[sel].copy())
 
     def at(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Interpolated (positions, base position, base quat, human joints) at clip time [s].

@@ -15,7 +15,9 @@ JointTrajectory when a motion is fully retargeted, and the statuses raised since
 * following segments: continuations, later windows and sequence segments join the playing clip, and
   the job playing changes at each switch frame;
 * the latency fields: ``latency_ms``/``stamp_s`` (command received -> its first published sample),
-  ``switch_latency_ms``/``switch_stamp_s`` for a continuation.
+  ``switch_latency_ms``/``switch_stamp_s`` for a continuation;
+* under ``physical_checks: rehearse``, the cut of a motion before a fall its rehearsal predicts
+  (`MotionClip.stop_at_s`): it decelerates there and returns to standing (`ReturnPlayback`).
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ import numpy as np
 from momask_ros.stream.commands import BurstLimiter, CommandRejected, parse_sequence_command, preview
 from momask_ros.stream.job import Job
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
-from momask_ros.stream.playback import BlendToPosePlayback, HoldPlayback, MotionPlayback, Playback, StopPlayback
+from momask_ros.stream.playback import (BlendToPosePlayback, HoldPlayback, MotionPlayback, Playback, ReturnPlayback,
+                                        StopPlayback)
 from momask_ros.stream.producer import MotionProducer
+from momask_ros.stream.rehearsing import Rehearser
 from momask_ros.stream.settings import StreamSettings
 from momask_ros.stream.state import RobotPose, Sample
 from momask_ros.stream.workers import SteppedWorkers, WorkerThreads
@@ -89,6 +93,8 @@ class Conductor:
         clock: [s], what the producer measures its latencies on (monotonic; a fake clock in tests).
         on_begin: called when a job's motion starts playing, before its ``playing`` status is made
             (the node opens its bag there and puts the path in ``job.fields``).
+        rehearser: what ``physical_checks: rehearse`` runs (`momask_ros.stream.rehearsing`); without
+            one that mode is refused (ValueError).
     """
 
     #: Longest stall of the control loop whose missed periods are still stepped through [s].
@@ -96,10 +102,11 @@ class Conductor:
 
     def __init__(self, pipeline: MotionPipeline, settings: StreamSettings, *, now_ns: int,
                  clock: Callable[[], float] = time.perf_counter,
-                 on_begin: Callable[[Job], None] = lambda job: None) -> None:
+                 on_begin: Callable[[Job], None] = lambda job: None, rehearser: Rehearser | None = None) -> None:
         self.pipeline = pipeline
         self._events: collections.deque[tuple[str, dict[str, Any]]] = collections.deque(maxlen=10_000)
-        self.producer = MotionProducer(pipeline, report=self._report, settings=settings.producer, clock=clock)
+        self.producer = MotionProducer(pipeline, report=self._report, settings=settings.producer, clock=clock,
+                                       rehearser=rehearser)
         self._threads: WorkerThreads | None = None
         self._stepped = SteppedWorkers(self.producer)
         self._limiter: BurstLimiter[Job] = BurstLimiter(rate_hz=settings.command_rate_hz, burst=settings.command_burst)
@@ -120,6 +127,8 @@ class Conductor:
     # ------------------------------------------------------------------ settings and workers
     def configure(self, settings: StreamSettings) -> None:
         """New settings (a parameter changed): for the next command, tick and window."""
+        if settings.producer.physical_checks == "rehearse" and self.producer.checks.rehearser is None:
+            raise ValueError("physical_checks: rehearse needs a rehearser (the tracker); none was loaded")
         self.settings = settings
         self.producer.settings = settings.producer
         self._limiter.rate_hz, self._limiter.burst = settings.command_rate_hz, settings.command_burst
@@ -128,6 +137,14 @@ class Conductor:
         pipe.seed = settings.seed
         pipe.default_length_frames = settings.default_length_frames(pipe.fps, pipe.unit_frames, pipe.max_frames)
         self._limits = pipe.command_limits(max_chars=settings.max_command_chars)
+
+    @property
+    def can_rehearse(self) -> bool:
+        return self.producer.checks.rehearser is not None
+
+    def use_rehearser(self, rehearser: Rehearser) -> None:
+        """What ``physical_checks: rehearse`` runs from now on (set it before switching to that mode)."""
+        self.producer.checks.rehearser = rehearser
 
     def start(self, *, warm_up: bool) -> None:
         """Run the producer's workers on threads (the node)."""
@@ -289,6 +306,9 @@ class Conductor:
         """One control period at ``now_ns``: the sample, its statuses, the trajectory, the end."""
         now = now_ns * 1e-9
         t = (now_ns - self._t0_ns) * 1e-9
+        if self._motion is not None and self._cut_due(t):
+            self._cut(t, now_ns)
+            t = 0.0
         if self._motion is not None:
             self._follow_segments(t, now)
         sample = self._playback.sample(t)
@@ -311,7 +331,7 @@ class Conductor:
         if self._publishing():
             samples.append(self._published(now_ns, sample))
         self._last = sample
-        if self._job is not None and not self._trajectory_sent and self._motion.clip.complete:
+        if self._job is not None and not self._trajectory_sent and self._motion.clip.settled:
             self._trajectory_sent = True
             trajectories.append(self._trajectory())
         if self._playback.finished(t):
@@ -396,3 +416,18 @@ class Conductor:
             space = self.pipeline.joint_space
             self._start(BlendToPosePlayback(sample.pose(), space.rest, space, duration_s=self.settings.rest_blend_s),
                         None, now_ns)
+
+    def _cut_due(self, t: float) -> bool:
+        """Rehearse: playback reached the clip's cut (its last playable sample, half a frame before)."""
+        clip = self._motion.clip
+        return clip.stop_at_s is not None and self._motion.clip_time(t) + 0.5 / clip.fps >= clip.stop_at_s - 1e-9
+
+    def _cut(self, t: float, now_ns: int) -> None:
+        """The motion ends at its cut: ``done`` with what played, then back to standing (rest)."""
+        play, job = self._motion, self._job
+        if job is not None and not job.cancelled:
+            played = max(play.clip_time(t) - job.switch_frame / play.clip.fps, 0.0) / play.speed
+            self._report("done", job, {**job.fields, "duration_s": round(played, 3), "cut": True})
+        space = self.pipeline.joint_space
+        self._start(ReturnPlayback(self._last, space.rest, space, stop_s=self.settings.stop_blend_s,
+                                   blend_s=self.settings.rest_blend_s), None, now_ns)

@@ -3,7 +3,8 @@
 A job is made when a command arrives and lives until its final status. Between the generation
 worker and the retargeting worker travel typed tasks, in order: `FirstWindow` (start the job's clip,
 or join the playing one), `LaterWindow` (the next window of a long motion), `EndOfJob` (nothing more
-comes); `WindowCheck` goes to the check worker under ``physical_checks: warn``.
+comes); `WindowCheck` goes to the check worker under ``physical_checks: warn``, `SpanRehearsal` under
+``rehearse`` (once the window is retargeted: the rehearsal runs on the robot samples that will play).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from momask_ros.stream.commands import MotionCommand
 from momask_ros.stream.pipeline import GeneratedMotion
 from momask_ros.stream.retargeting import RetargetSession
 
-__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "RetargetTask", "WindowCheck"]
+__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "RetargetTask", "SpanRehearsal", "WindowCheck"]
 
 
 @dataclass(eq=False)
@@ -41,6 +42,8 @@ class Job:
     after: "Job | None" = None             # the segment before this one in a sequence
     sequence: "list[Job]" = field(default_factory=list)  # the segments after this one (first segment only)
     cut: bool = False                      # a later window was refused: it ends with what was generated
+    rehearsed_s: float | None = None       # rehearse: clip time up to which its samples are queued for rehearsal
+    rehearsals: int = 0                    # rehearse: spans of it queued so far
 
     @property
     def clip(self) -> MotionClip | None:
@@ -72,6 +75,7 @@ class FirstWindow:
     base: Job | None = None
     at: int = 0
     t0: float = 0.0
+    last: bool = False  # the job's last window (rehearse flushes the clip after it)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class LaterWindow:
     job: Job
     motion: GeneratedMotion
     offset: int
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,17 @@ class WindowCheck:
     motion: GeneratedMotion
     window: int
     offset: int
+
+
+@dataclass(frozen=True)
+class SpanRehearsal:
+    """Rehearse's run of ``job``'s clip samples from clip time ``start_s`` to ``end_s`` [s], its span
+    number ``window`` (0: the first). ``fresh``: the clip starts with it, and its playback waits for the
+    rehearsal to clear a start; ``since``: how many replacements the clip had when the span was taken."""
+
+    job: Job
+    window: int
+    start_s: float
+    end_s: float
+    fresh: bool
+    since: int = 0

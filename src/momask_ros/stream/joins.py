@@ -92,6 +92,8 @@ class Joiner:
             session = base.session
         elif session is None or session.closed or not session.segments:
             return Plan()
+        if session is not None and session.clip.stop_at_s is not None:
+            return Plan(reason="motion_cut")  # rehearse cuts it before a fall: nothing continues it
         if settings.switch_mode == "blend":
             return Plan(reason="blend_requested")
         if not model_continues:

@@ -138,8 +138,17 @@ PARAMETERS: dict[str, Param] = {
     "warm_up": Param(True, "run one short generation at start so the first command is fast"),
     "physical_checks": Param("warn", "physical checks of each motion (momask_ros.physics.checks): off; warn = "
                               "summary in the status; reject = check before playing, refuse motions over the "
-                              "thresholds below", read_only=False, check=_one_of("off", "warn", "reject"),
-                              off_is_false=True),
+                              "thresholds below; rehearse = run each motion through the whole-body tracker in "
+                              "physics first (tracker_dir; robots the tracker drives: G1), refuse it or cut it "
+                              "before a predicted fall", read_only=False,
+                              check=_one_of("off", "warn", "reject", "rehearse"), off_is_false=True),
+    "tracker_dir": Param("", "rehearse: whole-body tracker folder (as momask-fetch-tracker writes it); '' = the "
+                          "download cache (momask_ros.tracker.fetch.default_tracker_dir)", check=_string),
+    "measured_joint_state_topic": Param("", "rehearse: the robot's measured JointState (a simulator's joint_states), "
+                                         "so rehearsals start from its state; '' = from standing", check=_topic(True)),
+    "measured_imu_topic": Param("", "rehearse: the robot's base Imu (orientation, gyro); '' = none", check=_topic(True)),
+    "measured_base_pose_topic": Param("", "rehearse: the robot's measured base PoseStamped (a simulator's "
+                                       "sim/base_pose); '' = none", check=_topic(True)),
     "physical_max_torque_ratio": Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
                                         check=_positive),
     "physical_min_zmp_inside": Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "

@@ -2,7 +2,8 @@
 
 Each playback turns a time [s] into a `Sample` (joint positions and velocities, base pose, human
 skeleton): `HoldPlayback` keeps a pose, `StopPlayback` decelerates into a hold, `BlendToPosePlayback`
-returns to a pose (rest), and `MotionPlayback` plays a `MotionClip`: from the robot's current pose
+returns to a pose (rest), `ReturnPlayback` does both (a motion cut before a fall the rehearsal predicts),
+and `MotionPlayback` plays a `MotionClip`: from the robot's current pose
 with a blend when the clip starts afresh, and on through every continuation the clip grows by
 (those join without a blend: the clip's timeline is continuous by construction). Every sample is
 clipped to the robot's joint limits: whatever the model produces, nothing outside them is published.
@@ -28,7 +29,8 @@ from momask_ros.stream.state import JointSpace, PipelineError, RobotPose, Sample
 #: bends the leg of a robot replayed in a harness (G1: 0.47 rad at 1 mm clearance, 0.05 rad at 1 cm).
 BLEND_FOOT_CLEARANCE_M = 0.01
 
-__all__ = ["BlendToPosePlayback", "HoldPlayback", "MotionPlayback", "Playback", "StopPlayback", "smoothstep"]
+__all__ = ["BlendToPosePlayback", "HoldPlayback", "MotionPlayback", "Playback", "ReturnPlayback", "StopPlayback",
+           "smoothstep"]
 
 
 def smoothstep(x: float) -> float:
@@ -124,6 +126,24 @@ class BlendToPosePlayback:
 
     def finished(self, t_s: float) -> bool:
         return t_s >= self._T
+
+
+class ReturnPlayback:
+    """Decelerate as `StopPlayback` over ``stop_s``, then blend to ``target_positions`` over ``blend_s``: the
+    safe return to standing of a motion cut where the rehearsal cleared it (the tracker blends to its own
+    standing pose meanwhile)."""
+
+    def __init__(self, sample: Sample, target_positions: np.ndarray, joint_space: JointSpace, *, stop_s: float,
+                 blend_s: float) -> None:
+        self._stop = StopPlayback(sample, joint_space, stop_s=stop_s)
+        self._stop_s = max(0.0, float(stop_s))
+        self._blend = BlendToPosePlayback(self._stop.final_pose(), target_positions, joint_space, duration_s=blend_s)
+
+    def sample(self, t_s: float) -> Sample:
+        return self._stop.sample(t_s) if t_s < self._stop_s else self._blend.sample(t_s - self._stop_s)
+
+    def finished(self, t_s: float) -> bool:
+        return t_s >= self._stop_s and self._blend.finished(t_s - self._stop_s)
 
 
 class MotionPlayback:

@@ -9,12 +9,9 @@ conductor hands accepted jobs in; the producer hands playable clips and statuses
   the playing clip has enough lead, and it drops work a newer continuation makes useless. How a
   continuation joins the playing clip is `momask_ros.stream.joins`' (a switch without a blend, or a
   fresh start with a blend whose status says why).
-* Physical checks (``physical_checks``, `momask_ros.physics.checks.MotionGate`): every window of a
-  command is checked right after generation, and `window_decision` says what follows. Under reject
-  the check runs before the window is queued for retargeting, so a refused window never plays (a
-  refused first window refuses the command; a refused later one cuts the motion where it begins);
-  under warn it runs on a third worker, once the clip has lead and no generation runs, and the
-  summaries reach the ``playing``/``done`` statuses they are ready for.
+* Physical checks and rehearsal (``physical_checks``) are `momask_ros.stream.checking`'s: under reject
+  a window is checked before it is queued for retargeting, under warn and rehearse on a third worker
+  (rehearse: each retargeted span, in physics; a fresh clip waits for its rehearsal).
 
 This module says what each worker does, one step at a time; `momask_ros.stream.workers` runs the
 steps, on threads (the node) or on the caller's thread (the tests and the offline recorder, on the
@@ -33,10 +30,11 @@ from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
-from momask_ros.physics.checks import MotionGate, window_decision
-from momask_ros.stream.job import EndOfJob, FirstWindow, Job, LaterWindow, RetargetTask, WindowCheck
+from momask_ros.stream.checking import WindowChecks
+from momask_ros.stream.job import EndOfJob, FirstWindow, Job, LaterWindow, RetargetTask, SpanRehearsal, WindowCheck
 from momask_ros.stream.joins import Joiner
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
+from momask_ros.stream.rehearsing import Rehearser
 from momask_ros.stream.retargeting import RetargetSession
 from momask_ros.stream.settings import ProducerSettings
 from momask_ros.stream.state import Cancelled, PipelineError
@@ -65,6 +63,7 @@ class MotionProducer:
         report: where statuses go (`Report`).
         settings: read per job; the conductor replaces them when a parameter changes.
         clock: [s], for the latencies the switches plan with (the conductor's clock in tests).
+        rehearser: what ``physical_checks: rehearse`` runs (required for that mode).
     """
 
     #: The retargeting worker yields to a running generation while the clip is this far ahead [s].
@@ -76,16 +75,16 @@ class MotionProducer:
     BACKGROUND_CHUNK_FRAMES = 4
 
     def __init__(self, pipeline: MotionPipeline, *, report: Report, settings: ProducerSettings = ProducerSettings(),
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, rehearser: Rehearser | None = None) -> None:
         self.pipeline = pipeline
         self.settings = settings
-        self._report = report
+        self._report = self.report = report
         self._clock = clock
         self.lock = threading.Condition()
         self._inbox: collections.deque[Job] = collections.deque()
         self._ready: collections.deque[Job] = collections.deque()   # fresh clips for the control loop
         self._tasks: collections.deque[RetargetTask] = collections.deque()  # retargeting work, in order
-        self._checks: collections.deque[WindowCheck] = collections.deque()  # warn's
+        self._checks: collections.deque[WindowCheck | SpanRehearsal] = collections.deque()  # warn's, rehearse's
         self._pending: list[Job] = []          # accepted, not yet playing, not ended
         self.session: RetargetSession[Job] | None = None  # what the control loop plays now
         self.generating: Job | None = None
@@ -94,7 +93,7 @@ class MotionProducer:
         self._shutdown = False
         self.joiner = Joiner(unit_frames=pipeline.unit_frames, lock=self.lock, clock=clock)
         self._last_generated: Job | None = None  # queue mode continues it
-        self._gate: MotionGate | None = None   # physical checks, built on first use
+        self.checks = WindowChecks(self, rehearser)
 
     # ------------------------------------------------------------------ the conductor's side
     def waiting(self) -> int:
@@ -207,7 +206,7 @@ class MotionProducer:
         with self.lock:
             return self._take(self._tasks, wait)
 
-    def take_check(self, *, wait: bool) -> WindowCheck | None:
+    def take_check(self, *, wait: bool) -> WindowCheck | SpanRehearsal | None:
         with self.lock:
             return self._take(self._checks, wait)
 
@@ -287,21 +286,22 @@ class MotionProducer:
             if job.cancelled or self._shutdown:
                 return
             reject = self.settings.physical_checks == "reject"
-            if parts and reject and not self._physically_ok(job, motion, len(parts), offset):
+            if parts and reject and not self.checks.physically_ok(job, motion, len(parts), offset):
                 break  # a later window refused: the job ends where it would begin (reported)
             parts.append(motion)
             with self.lock:  # onto what the job holds: a switch may have spliced its first frames
                 job.motion = motion if len(parts) == 1 else GeneratedMotion.join([job.motion, motion])
             job.fields.update(generation_ms=round(sum(p.generation_ms for p in parts), 1), seed=parts[0].seed,
                               windows=len(parts))
-            if len(parts) == 1 and reject and not self._physically_ok(job, motion):
+            if len(parts) == 1 and reject and not self.checks.physically_ok(job, motion):
                 return
+            last = planned is None or offset + motion.frames >= planned
             with self.lock:
                 if len(parts) == 1:
                     self._last_generated = job
-                    self._tasks.append(FirstWindow(job, motion, base, plan.at, t0))
+                    self._tasks.append(FirstWindow(job, motion, base, plan.at, t0, last))
                 else:
-                    self._tasks.append(LaterWindow(job, motion, offset))
+                    self._tasks.append(LaterWindow(job, motion, offset, last))
                 if self.settings.physical_checks == "warn":  # neither the first JointState nor a generation waits
                     self._checks.append(WindowCheck(job, motion, len(parts) - 1, offset))
                 self.lock.notify_all()
@@ -322,59 +322,54 @@ class MotionProducer:
             ahead = max(self.AHEAD_S, 3 * self.joiner.lead_s(0.9)) * job.command.speed * self.pipeline.fps
             return clip is not None and job.start_frame + generated - clip.read_s * clip.fps < ahead
 
-    # ------------------------------------------------------------------ check worker
-    def check(self, check: WindowCheck, *, wait: bool) -> None:
-        """Warn's check of one window, once its clip has lead and no generation runs (``wait``)."""
-        try:
-            if wait and not check.job.cancelled:
-                self._wait_for_lead(check.job)
-            if not check.job.cancelled:
-                self._physically_ok(check.job, check.motion, check.window, check.offset)
-        except Exception:  # a check never takes the worker down; the motion plays unchecked
-            log.exception("physical check")
+    # ------------------------------------------------------------------ check worker (`stream.checking`)
+    def check(self, check: WindowCheck | SpanRehearsal, *, wait: bool) -> None:
+        """Warn's check of one window (``wait``: once its clip has lead), or rehearse's run of one span."""
+        self.checks.run(check, wait=wait)
 
-    def _wait_for_lead(self, job: Job, timeout_s: float = 5.0) -> None:
-        """Hold warn's check until the job's clip is retargeted `YIELD_LEAD_S` ahead of playback and no
-        generation runs: run at once, it halves the CPU of the first chunks (the clip underruns) or
-        of a command's generation."""
-        end = time.perf_counter() + timeout_s
-        with self.lock:
-            while not (job.cancelled or self._shutdown) and time.perf_counter() < end:
-                clip = job.clip
-                lead = clip is not None and (clip.complete or clip.available_s - max(clip.read_s, 0.0) > self.YIELD_LEAD_S)
-                if lead and not self.computing and not self._inbox:
-                    return
-                self.lock.wait(0.02)
+    @property
+    def stopping(self) -> bool:
+        return self._shutdown
 
-    def _physically_ok(self, job: Job, motion: GeneratedMotion, window: int = 0, offset: int = 0) -> bool:
-        """The physical checks of one window of a job (``offset`` its first frame in the job's motion),
-        decided by `window_decision`: the summary goes into the job's status fields (``physical`` for
-        the first window, a line per window in ``physical_windows``); under reject a failing first
-        window refuses the job, a failing later one cuts it there. False = not to be played (reported)."""
-        if self._gate is None:
-            self._gate = MotionGate(self.pipeline.retargeter)
-        if not self._gate.available:
-            return True
-        settings = self.settings
-        summary = self._gate.summary(motion.joints_yup, motion.fps, settings.physical_thresholds)
-        decision = window_decision(settings.physical_checks, window, summary, start_s=offset / motion.fps)
-        if window == 0:
-            job.fields["physical"] = summary
-        if decision.entry is not None:
-            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
-        if decision.play:
-            return True
+    def busy(self) -> bool:
+        """The model runs, or commands wait for it (a check gives way)."""
+        return self.computing or bool(self._inbox)
+
+    def refuse(self, job: Job, status: dict) -> None:
+        """A job that has not started playing is refused (``rejected``): nothing of it plays."""
         with self.lock:
             if job.cancelled:
-                return False
-            if decision.refuse_job:
-                job.cancelled = True
-                if job in self._pending:
-                    self._pending.remove(job)
-            else:
-                job.stop_generating = job.cut = True
-        self._report("rejected", job, decision.status)
-        return False
+                return
+            self.drop(job)
+            if job.session is not None:
+                job.session.closed = True
+        self._report("rejected", job, status)
+
+    def drop(self, job: Job) -> None:
+        """A job that will never play waits no more."""
+        with self.lock:
+            job.cancelled = True
+            for queue in (self._pending, self._inbox):
+                if job in queue:
+                    queue.remove(job)
+
+    def drop_following(self, job: Job, reason: str) -> None:
+        """The segments of ``job``'s sequence after it will not play (it was cut or refused): ``rejected``."""
+        head = job
+        while head.after is not None:
+            head = head.after
+        segments = [head, *head.sequence]
+        for seg in segments[segments.index(job) + 1:]:
+            if not seg.cancelled:
+                self.drop(seg)
+                self._report("rejected", seg, {"reason": reason, "detail": f"follows command {job.id}, which was "
+                                                                           "cut or refused"})
+
+    def release(self, job: Job) -> None:
+        """Rehearse: a fresh job whose start the rehearsal cleared may start playing."""
+        with self.lock:
+            if not job.cancelled and job in self._pending and job not in self._ready:
+                self._ready.append(job)
 
     # ------------------------------------------------------------------ retargeting worker
     def retarget(self, task: RetargetTask) -> None:
@@ -393,6 +388,10 @@ class MotionProducer:
                 self._extend(job, task.motion, task.offset)
             elif job.session is not None and job.session.segments and job.session.segments[-1][1] is job:
                 job.session.finish()  # the end: nothing more of this job; flush unless continued
+            if self.checks.rehearsing and (span := self.checks.span_after(task)) is not None:
+                with self.lock:
+                    self._checks.append(span)
+                    self.lock.notify_all()
         except Cancelled:
             pass  # a stop, a preempt or a shutdown: nothing will play it
         except PipelineError as exc:
@@ -428,10 +427,14 @@ class MotionProducer:
         job.session, job.start_frame, job.switch_frame = session, 0, 0
         if reason is not None:
             job.switch, job.switch_reason = "blend", reason
+        gated = self.checks.rehearsing
+        if gated:
+            session.clip.verified_s = -math.inf  # plays once its rehearsal clears the start (`release`)
         with self.lock:
             if job.cancelled:
                 return
-            self._ready.append(job)
+            if not gated:
+                self._ready.append(job)
         session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session),
                      chunk_limit=self._chunk_limit)
 

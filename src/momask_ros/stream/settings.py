@@ -27,7 +27,8 @@ class ProducerSettings:
         queue_mode: ``preempt`` (a new command supersedes what waits and continues the playing motion)
             or ``queue`` (it continues the end of the last one).
         switch_mode: ``continue`` (join without a blend) or ``blend`` (start afresh).
-        physical_checks: ``off``, ``warn`` or ``reject`` (`momask_ros.physics.checks.window_decision`).
+        physical_checks: ``off``, ``warn`` or ``reject`` (`momask_ros.physics.checks.window_decision`), or
+            ``rehearse`` (`momask_ros.stream.rehearsing`; the conductor needs a `Rehearser` for it).
         physical_thresholds: the checks' limits.
     """
 

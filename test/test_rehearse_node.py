@@ -1,0 +1,246 @@
+"""``physical_checks: rehearse``: every motion runs through the whole-body tracker in physics before it
+plays. The node's conductor on a fake clock (no ROS, no threads) with the packaged demo model, the G1
+(Unitree's description) and TWIST2; skips when ../shared/trackers/twist2 or the G1 files are absent.
+
+What is rehearsed is what plays: the clip's retargeted samples. A walk plays whole; a motion the
+rehearsed robot falls on is refused (nothing plays) or cut before the fall, the robot returning to rest.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from momask_ros.stream.clip import MotionClip
+from momask_ros.stream.conductor import Conductor
+from momask_ros.stream.rehearsing import RehearsalUnavailable, Rehearser, load_rehearsal
+from momask_ros.stream.settings import StreamSettings
+from momask_ros.stream.state import JointSpace
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TWIST2 = SHARED / "trackers" / "twist2"
+G1_XML = SHARED / "data" / "robots" / "unitree_g1" / "g1_29dof.xml"
+PERIOD_NS = 20_000_000
+
+
+@pytest.fixture(scope="module")
+def g1_pipeline():
+    if not (TWIST2.is_dir() and G1_XML.is_file()):
+        pytest.skip(f"tracker or G1 files not found ({TWIST2}, {G1_XML})")
+    import torch
+
+    from momask_model.generation.bundle import load_bundle
+    from momask_model.generation.loading import default_bundle_path
+    from momask_ros.robot.model import load_robot
+    from momask_ros.stream.pipeline import MotionPipeline
+
+    torch.set_num_threads(1)
+    return MotionPipeline.for_model(load_bundle(default_bundle_path(), "cpu"),
+                                    robot=load_robot("g1", description=G1_XML))
+
+
+@pytest.fixture(scope="module")
+def rehearser(g1_pipeline):
+    names = g1_pipeline.joint_space.names
+    return Rehearser(load_rehearsal(TWIST2, names, robot="g1"), joint_names=names)
+
+
+class Drive:
+    """The node's conductor under rehearse on a fake clock; its workers step between ticks."""
+
+    def __init__(self, pipeline, rehearser):
+        self.now_ns = 10**12
+        settings = StreamSettings.from_parameters({"physical_checks": "rehearse", "command_burst": 20})
+        self.conductor = Conductor(pipeline, settings, now_ns=self.now_ns, clock=lambda: self.now_ns * 1e-9,
+                                   rehearser=rehearser)
+        self.statuses, self.samples = [], []
+
+    def send(self, text):
+        self.conductor.command(text, self.now_ns)
+
+    def tick(self):
+        self.conductor.run_pending()
+        out = self.conductor.tick(self.now_ns)
+        self.samples += out.samples
+        self.statuses += [dict(s.fields, state=s.state) for s in out.statuses]
+        self.now_ns += PERIOD_NS
+
+    def run(self, seconds):
+        for _ in range(int(seconds * 50)):
+            self.tick()
+
+    def final(self, cid):
+        """The statuses of command ``cid`` once it has ended (done, or rejected without playing)."""
+        for _ in range(50 * 30):
+            mine = [s for s in self.statuses if s.get("id") == cid]
+            states = [s["state"] for s in mine]
+            snap = self.conductor.snapshot()
+            if "done" in states or ("rejected" in states and "playing" not in states and not snap["waiting"]
+                                    and snap["playing"] is None):
+                return mine
+            self.tick()
+        raise AssertionError(f"command {cid} did not end: {self.statuses[-5:]}")
+
+
+def test_rehearse_plays_a_walk_whole(g1_pipeline, rehearser):
+    d = Drive(g1_pipeline, rehearser)
+    d.send("a person walks forward length=3s seed=0")
+    mine = d.final(1)
+    assert [s["state"] for s in mine] == ["accepted", "generating", "playing", "done"], mine
+    done = mine[-1]
+    assert done["duration_s"] == pytest.approx(2.95) and "cut" not in done
+    windows = done["physical_windows"]
+    assert windows and all(w["ok"] and w["falls_in_rehearsal"] is False for w in windows)
+    assert windows[0]["rehearsed_s"] >= 2.95  # the whole motion (and the return to standing) was rehearsed
+    d.run(0.5)
+    moved = np.linalg.norm(d.samples[-1].sample.base_position[:2] - d.samples[0].sample.base_position[:2])
+    assert moved > 0.5  # the reference walked
+
+
+@pytest.mark.parametrize("text", ["a person gets up from lying face down seed=0", "a person does a cartwheel seed=0"])
+def test_rehearse_refuses_or_cuts_a_motion_that_falls(g1_pipeline, rehearser, text):
+    d = Drive(g1_pipeline, rehearser)
+    d.send(text)
+    mine = d.final(1)
+    rejected = next(s for s in mine if s["state"] == "rejected")
+    assert rejected["reason"] == "falls_in_rehearsal" and "falls" in rejected["detail"]
+    assert rejected["rehearsal"]["falls_in_rehearsal"] and rejected["rehearsal"]["fall_time_s"] > 0
+    states = [s["state"] for s in mine]
+    if "playing" not in states:  # refused: nothing of it plays; the robot keeps holding
+        assert "refused" in rejected["rehearsal"] and "done" not in states
+        assert all(s.motion_id is None for s in d.samples)
+        return
+    # cut: it plays up to the cut, well before the predicted fall, then returns to the rest pose
+    assert states.index("rejected") < states.index("playing") < states.index("done")
+    done = mine[-1]
+    assert done["cut"] and done["duration_s"] == pytest.approx(rejected["stops_at_s"], abs=0.1)
+    assert rejected["stops_at_s"] < rejected["rehearsal"]["fall_motion_time_s"]
+    d.run(2.0)
+    rest = g1_pipeline.joint_space.rest
+    assert np.allclose(d.samples[-1].sample.positions, rest, atol=1e-6)
+    speeds = np.abs(np.diff([p.sample.positions for p in d.samples], axis=0)).max(axis=1) / 0.02
+    assert speeds.max() < 10.0  # decelerates and blends: no jump to the rest pose
+
+
+def test_a_sequence_stops_at_its_cut_segment(g1_pipeline, rehearser):
+    d = Drive(g1_pipeline, rehearser)
+    d.send("a person walks forward length=2s seed=0 | a person does a cartwheel seed=0 "
+           "| a person walks forward length=2s")
+    d.run(12.0)
+    by_id = {cid: [s["state"] for s in d.statuses if s.get("id") == cid] for cid in (1, 2, 3)}
+    assert by_id[1][-1] == "done"
+    falls = [s for s in d.statuses if s["state"] == "rejected" and s["id"] in (2, 3)]
+    assert falls and all(s["reason"] == "falls_in_rehearsal" for s in falls)
+    assert "playing" not in by_id[3]  # the segment after the cut never plays
+
+
+def test_rehearse_needs_a_tracked_robot_and_the_tracker_files(tmp_path):
+    with pytest.raises(RehearsalUnavailable, match="works only for robots the tracker drives") as robot:
+        load_rehearsal(TWIST2, ["left_knee", "right_knee"], robot="default")
+    with pytest.raises(RehearsalUnavailable, match="tracker folder not found") as folder:
+        load_rehearsal(tmp_path / "nothing", _g1_joints(), robot="g1")
+    assert "\n" not in str(robot.value) and "\n" not in str(folder.value)
+    from motion_fakes import AngleRetargeter, WalkGenerator
+    from momask_ros.stream.pipeline import MotionPipeline
+
+    r = AngleRetargeter()
+    pipeline = MotionPipeline(WalkGenerator(), r, r.joint_space)
+    with pytest.raises(ValueError, match="rehearse needs a rehearser"):
+        Conductor(pipeline, StreamSettings.from_parameters({"physical_checks": "rehearse"}), now_ns=0)
+
+
+def _g1_joints():
+    from momask_ros.tracker import load_spec
+
+    return list(load_spec().joint_names)
+
+
+def test_a_clip_plays_only_what_was_cleared():
+    space = JointSpace(("a",), lower=np.array([-1.0]), upper=np.array([1.0]), rest=np.array([0.0]))
+    clip = MotionClip(joint_space=space, fps=20.0, human_joints_ros=np.zeros((21, 22, 3)))
+    times = np.arange(21) / 20.0
+    clip.append(times, np.zeros((21, 1)), np.zeros((21, 3)), np.tile([1.0, 0, 0, 0], (21, 1)))
+    assert clip.covers(0.9) and clip.settled is False  # not rehearsed: playable (verified_s = inf)
+    clip.verified_s = -np.inf
+    assert not clip.covers(0.0)
+    clip.verify(0.5, since=0)
+    assert clip.covers(0.5) and not clip.covers(0.55)
+    clip.append(times[10:] + 0.01, np.zeros((11, 1)), np.zeros((11, 3)), np.tile([1.0, 0, 0, 0], (11, 1)),
+                replace_from=0.4)  # a continuation replaces from 0.4 s: not cleared any more
+    assert clip.verified_s == 0.4 and not clip.covers(0.45)
+    clip.verify(1.0, since=0)  # the old span's rehearsal cannot clear the new samples
+    assert clip.verified_s == 0.4
+    clip.verify(1.0, since=1)
+    assert clip.covers(1.0)
+    clip.cut(0.7)
+    assert clip.stop_at_s == 0.7 and not clip.covers(0.75) and not clip.settled
+
+
+def test_node_under_rehearse_fails_at_start_or_refuses_the_switch_with_one_line():
+    """Over ROS (no messages): a robot the tracker does not drive cannot start under rehearse, and a
+    running node refuses to switch to it, each with one line."""
+    import os
+
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from momask_ros.ros.node import MomaskNode
+    from momask_ros.stream.pipeline import MotionPipeline
+    from motion_fakes import AngleRetargeter, WalkGenerator
+    from ros_harness import DOMAIN_ID
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    r = AngleRetargeter()
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        def node(**params):
+            return MomaskNode(pipeline=MotionPipeline(WalkGenerator(), r, r.joint_space), context=context,
+                              parameter_overrides=[Parameter(k, value=v) for k, v in
+                                                   {"warm_up": False, **params}.items()])
+
+        with pytest.raises(RehearsalUnavailable, match="works only for robots the tracker drives") as failed:
+            node(physical_checks="rehearse", tracker_dir=str(TWIST2))
+        assert "\n" not in str(failed.value)
+        running = node(physical_checks="warn")
+        try:
+            result = running.set_parameters([Parameter("physical_checks", value="rehearse")])[0]
+            assert not result.successful and "works only for robots the tracker drives" in result.reason
+            assert running.get_parameter("physical_checks").value == "warn"
+        finally:
+            running.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_make_demo_replays_the_g1_stream_tracked_in_physics(g1_pipeline, tmp_path):
+    """`make demo ROBOT=g1`'s last step: the received stream replayed through the tracker in the tracked
+    simulator, lock-step (here the conductor's stream of a walk, saved as the demo saves it)."""
+    from momask_ros.ros.demo import find_tracker, motion_window, track_recording
+
+    assert find_tracker("default", TWIST2) == (None, None)  # only the G1 is tracked
+    assert find_tracker("g1", tmp_path / "none")[1].startswith("no tracker at")
+    bundle, why = find_tracker("g1", TWIST2)
+    assert why is None
+    now = [10**12]
+    conductor = Conductor(g1_pipeline, StreamSettings.from_parameters({"physical_checks": "off"}), now_ns=now[0],
+                          clock=lambda: now[0] * 1e-9)
+    conductor.command("a person walks forward length=3s seed=0", now[0])
+    statuses, samples = [], []
+    for _ in range(200):
+        conductor.run_pending()
+        out = conductor.tick(now[0])
+        statuses += [dict(s.fields, state=s.state) for s in out.statuses]
+        samples += [(p.stamp_ns * 1e-9, p.sample) for p in out.samples]
+        now[0] += PERIOD_NS
+    start, duration = motion_window(statuses)
+    kept = [(t, s) for t, s in samples if t >= start - 1e-6]
+    stamps = np.array([t for t, _ in kept])
+    path = tmp_path / "joint_states.npz"
+    np.savez(path, names=np.array(g1_pipeline.joint_space.names), stamps_s=stamps,
+             positions=np.stack([s.positions for _, s in kept]), velocities=np.stack([s.velocities for _, s in kept]),
+             base_stamps_s=stamps, base_position=np.stack([s.base_position for _, s in kept]),
+             base_quat_wxyz=np.stack([s.base_quat_wxyz for _, s in kept]))
+    line = track_recording(path, bundle, None, start_s=start, duration_s=duration)
+    assert "stayed up" in line, line
+    error = float(line.split("mean joint error ")[1].split(" rad")[0])
+    assert 0.0 < error < 0.15, line
