@@ -11,6 +11,7 @@ import momask_ros  # noqa: E402,F401  (Triton loads deep-bound: see momask_model
 import pytest  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+TWIST2 = ROOT.parent / "shared" / "trackers" / "twist2"
 
 try:
     import torch
@@ -28,3 +29,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def twist2_dir() -> Path:
+    """The TWIST2 tracker folder beside the checkout (../shared/trackers/twist2); skip if absent."""
+    if not TWIST2.is_dir():
+        pytest.skip(f"tracker files not found at {TWIST2}")
+    return TWIST2
+
+
+@pytest.fixture(scope="session")
+def bundle(twist2_dir):
+    """The loaded (hash-checked) TWIST2 tracker."""
+    from momask_ros.tracker import load_tracker
+
+    return load_tracker(twist2_dir)

@@ -8,15 +8,8 @@ import pytest
 from momask_ros.tracker import TrackerError, default_tracker_dir, fetch_tracker, load_spec, load_tracker
 from momask_ros.tracker import fetch as fetch_module
 
-TWIST2 = Path(__file__).resolve().parents[2] / "shared" / "trackers" / "twist2"
 RAW = "https://raw.githubusercontent.com/amazon-far/TWIST2/d5c7108/"
 
-
-@pytest.fixture(scope="module")
-def twist2_dir() -> Path:
-    if not TWIST2.is_dir():
-        pytest.skip(f"tracker files not found at {TWIST2}")
-    return TWIST2
 
 
 class FakeGitHub:

@@ -1,24 +1,16 @@
 """Rehearsal on the tracker's own MuJoCo G1 (needs ../shared/trackers/twist2, else skips): a walk passes,
 a motion that makes the robot fall is cut before the fall (the cut checked by an independent run) or
 refused, and the node's decision follows."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from momask_ros.tracker import ConditionedReference, RobotReference, Tracker, load_tracker, rollout
+from momask_ros.tracker import ConditionedReference, RobotReference, Tracker, rollout
 from momask_ros.tracker.rehearsal import Rehearsal, rehearsal_decision
 from momask_ros.tracker.rollout import RobotState, TrackerSimulation
 from momask_ros.tracker.synthetic import synthetic_walk
 
-TWIST2 = Path(__file__).resolve().parents[2] / "shared" / "trackers" / "twist2"
 
-
-@pytest.fixture(scope="module")
-def bundle():
-    if not TWIST2.is_dir():
-        pytest.skip(f"tracker files not found at {TWIST2}")
-    return load_tracker(TWIST2)
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,14 @@
 """Closed loop on the tracker's own MuJoCo G1 (needs ../shared/trackers/twist2, else skips)."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from momask_ros.tracker import ConditionedReference, Tracker, load_tracker, rollout
+from momask_ros.tracker import ConditionedReference, Tracker, rollout
 from momask_ros.tracker.rollout import TrackerSimulation
 from momask_ros.tracker.synthetic import standing_reference, synthetic_walk
 
-TWIST2 = Path(__file__).resolve().parents[2] / "shared" / "trackers" / "twist2"
 
-
-@pytest.fixture(scope="module")
-def bundle():
-    if not TWIST2.is_dir():
-        pytest.skip(f"tracker files not found at {TWIST2}")
-    return load_tracker(TWIST2)
 
 
 @pytest.fixture(scope="module")

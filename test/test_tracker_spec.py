@@ -7,14 +7,7 @@ import pytest
 
 from momask_ros.tracker import TrackerError, check_reference_joints, load_spec, load_tracker, sha256_file
 
-TWIST2 = Path(__file__).resolve().parents[2] / "shared" / "trackers" / "twist2"
 
-
-@pytest.fixture(scope="module")
-def twist2_dir() -> Path:
-    if not TWIST2.is_dir():
-        pytest.skip(f"tracker files not found at {TWIST2}")
-    return TWIST2
 
 
 def _linked_copy(src: Path, dest: Path, replace: dict[str, bytes] | None = None) -> Path:

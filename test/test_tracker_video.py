@@ -1,22 +1,10 @@
 """The tracking video: reference left, physics right, rendered offscreen (needs ../shared/trackers/twist2)."""
-import os
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-from momask_ros.tracker import load_tracker
 from momask_ros.tracker.rollout import RolloutResult
 
-TWIST2 = Path(__file__).resolve().parents[2] / "shared" / "trackers" / "twist2"
 
-
-@pytest.fixture(scope="module")
-def bundle():
-    if not TWIST2.is_dir():
-        pytest.skip(f"tracker files not found at {TWIST2}")
-    os.environ.setdefault("MUJOCO_GL", "osmesa")
-    return load_tracker(TWIST2)
 
 
 def _result(bundle, n: int) -> RolloutResult:
