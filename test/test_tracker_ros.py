@@ -110,7 +110,8 @@ class Loop:
 
     def start_sim(self, **extra) -> None:
         params = {"robot": "g1", "tracker": TWIST2, "mode": "tracked", "clock": "lock_step",
-                  "real_time_factor": 0.0, "publish_clock": False, **extra}
+                  "real_time_factor": 0.0, "publish_clock": False,
+                  "lock_step_subscribers": 2, **extra}  # the tracker and this probe see every state
         self.processes.append(_start("momask_ros.ros.sim_node", self.ns, params))
 
     def sim_time(self) -> float:

@@ -65,6 +65,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "tracker": ("", "tracker folder: simulate its robot model from its standing start ('' = the robot's description)"),
     "clock": ("real_time", "real_time, or lock_step (tracked: one control period per answered state)"),
     "lock_step_period": (0.0, "lock-step control period [s]; 0 = the controller's (its gains message)"),
+    "lock_step_subscribers": (0, "lock-step: hold time at 0 until the state topic has this many subscribers "
+                                 "(a recorder or test that must see every state)"),
     "timestep": (0.0, "physics step [s]; 0 = profile sim.timestep_s, else the description's"),
     "harness_timeconst": (0.005, "harness mode: time constant of the soft weld pulling the pelvis [s]"),
     "friction": (0.5, "sliding friction of the floor and the robot's collision geoms; < 0 = the description's"),
@@ -328,6 +330,9 @@ class SimNode(Node):
             if steps is None:  # the period comes with the controller's gains
                 with self._lock:
                     self._answered.wait(0.5)
+                return False
+            if self.sim.time_s == 0.0 and self._js_pub.get_subscription_count() < self._p["lock_step_subscribers"]:
+                time.sleep(0.01)  # nobody who must see the first state listens yet
                 return False
             if not self._await_answer():
                 return False
