@@ -165,6 +165,7 @@ class LockStep:
         self.now_ns = 10**12
         self.conductor = world.conductor(mode, self.now_ns, lambda: self.now_ns * 1e-9, **params)
         self.loop = TrackedLoop(world.bundle, t0_s=self.now_ns * 1e-9)
+        world.rehearser.state = self.loop.simulation.state  # the robot's measured state, as the node's topics give it
         self.names = world.pipeline.joint_space.names
         self.statuses: list[dict] = []
 
@@ -263,6 +264,7 @@ def stream(world: World, seconds: float, seed: int = 7) -> dict:
         plan.append((t, mode, f"{text} seed={rng.randrange(100)}" if " | " not in text else text))
     ls = LockStep(world, "rehearse")
     wall = time.perf_counter()
+    print(f"[stream] seed {seed}:", flush=True)
     k = 0
     base = {"physical_checks": "rehearse", "command_burst": 20}
     while ls.loop.time_s < seconds:
@@ -284,7 +286,7 @@ def stream(world: World, seconds: float, seed: int = 7) -> dict:
            "tracker_state": ls.loop.tracker.state.value, "finals": {str(k): v for k, v in finals.items()},
            "mean_joint_error_rad": rep.mean_joint_error_rad, "wall_s": time.perf_counter() - wall}
     cut = sum(1 for v in finals.values() if v[1] == "falls_in_rehearsal")
-    print(f"[stream] {seconds:.0f} s, {len(plan)} commands ({sum(1 for v in finals.values() if v[0] == 'done')} done, "
+    print(f"[stream] seed {seed}: {seconds:.0f} s, {len(plan)} commands ({sum(1 for v in finals.values() if v[0] == 'done')} done, "
           f"{cut} cut or refused by rehearsal): fell {out['fell']}; final base height {rep.base_height_m:.3f} m, "
           f"tilt {rep.tilt_rad:.3f} rad, tracker {out['tracker_state']} -> "
           f"{'standing' if out['standing'] else 'NOT standing'}; joint error {rep.mean_joint_error_rad:.3f} rad; "
@@ -301,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--latency-commands", type=int, default=6)
     p.add_argument("--stream-s", type=float, default=60.0)
+    p.add_argument("--stream-seeds", default="7", help="one continuous stream per seed (its random commands)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if not (args.tracker.is_dir() and args.description.is_file()):
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if "agreement" in parts:
         result["agreement"] = agreement(world, args.skills.split(","), _seeds(args.seeds))
     if "stream" in parts:
-        result["stream"] = stream(world, args.stream_s)
+        result["stream"] = [stream(world, args.stream_s, seed) for seed in _seeds(args.stream_seeds)]
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     return 0

@@ -74,6 +74,7 @@ def _nodes(context, *args, **kwargs):
         from momask_ros.tracker import load_spec
 
         node["robot_description_path"] = given.get("description") or os.path.join(tracker, load_spec().model_file)
+        node["tracker_dir"] = tracker  # what physical_checks: rehearse rehearses with
     elif given.get("description"):
         node["robot_description_path"] = given["description"]  # the same file for both
     nodes = [Node(package="momask_ros", executable="momask_sim", name="momask_sim",

@@ -17,11 +17,13 @@ JointTrajectory when a motion is fully retargeted, and the statuses raised since
 * the latency fields: ``latency_ms``/``stamp_s`` (command received -> its first published sample),
   ``switch_latency_ms``/``switch_stamp_s`` for a continuation;
 * under ``physical_checks: rehearse``, the cut of a motion before a fall its rehearsal predicts
-  (`MotionClip.stop_at_s`): it decelerates there and returns to standing (`ReturnPlayback`).
+  (`MotionClip.stop_at_s`): it decelerates into a hold there (to rest with ``idle_behavior: rest``,
+  `ReturnPlayback`) and its ``done`` sends the tracker back to standing.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +36,7 @@ from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
 from momask_ros.stream.playback import (BlendToPosePlayback, HoldPlayback, MotionPlayback, Playback, ReturnPlayback,
                                         StopPlayback)
 from momask_ros.stream.producer import MotionProducer
-from momask_ros.stream.rehearsing import Rehearser
+from momask_ros.stream.rehearsing import Rehearser, StreamStart
 from momask_ros.stream.settings import StreamSettings
 from momask_ros.stream.state import RobotPose, Sample
 from momask_ros.stream.workers import SteppedWorkers, WorkerThreads
@@ -105,11 +107,12 @@ class Conductor:
                  on_begin: Callable[[Job], None] = lambda job: None, rehearser: Rehearser | None = None) -> None:
         self.pipeline = pipeline
         self._events: collections.deque[tuple[str, dict[str, Any]]] = collections.deque(maxlen=10_000)
-        self.producer = MotionProducer(pipeline, report=self._report, settings=settings.producer, clock=clock,
-                                       rehearser=rehearser)
+        self.producer = MotionProducer(pipeline, report=self._report, settings=settings.producer, clock=clock)
         self._threads: WorkerThreads | None = None
         self._stepped = SteppedWorkers(self.producer)
         self._limiter: BurstLimiter[Job] = BurstLimiter(rate_hz=settings.command_rate_hz, burst=settings.command_burst)
+        if rehearser is not None:
+            self.use_rehearser(rehearser)
         self.configure(settings)
         self._on_begin = on_begin
         self.next_id = 0
@@ -143,8 +146,24 @@ class Conductor:
         return self.producer.checks.rehearser is not None
 
     def use_rehearser(self, rehearser: Rehearser) -> None:
-        """What ``physical_checks: rehearse`` runs from now on (set it before switching to that mode)."""
+        """What ``physical_checks: rehearse`` runs from now on (set it before switching to that mode); it
+        rehearses the stream as this conductor plays it (from the pose it holds, with its blend)."""
+        rehearser.stream_start = self._stream_start
         self.producer.checks.rehearser = rehearser
+
+    def _stream_start(self) -> StreamStart:
+        """Where a fresh motion's stream would start (another thread asks): blended from the pose held now,
+        taking over from the clip that plays now (preempt) or at its end (queue)."""
+        settings, play = self.settings, self._motion
+        start = StreamStart(self._last.pose(), settings.blend_s, settings.period_ns * 1e-9)
+        if play is None or self._job is None:
+            return start
+        clip = play.clip
+        if settings.producer.queue_mode == "preempt":
+            return dataclasses.replace(start, playing=clip, takeover_s=max(clip.read_s, 0.0))
+        times, q, pos, quat = clip.span(clip.duration_s, clip.duration_s)
+        end = RobotPose(q[-1], pos[-1], quat[-1]) if len(times) else start.pose
+        return dataclasses.replace(start, pose=end, playing=clip, takeover_s=clip.duration_s)
 
     def start(self, *, warm_up: bool) -> None:
         """Run the producer's workers on threads (the node)."""
@@ -423,11 +442,15 @@ class Conductor:
         return clip.stop_at_s is not None and self._motion.clip_time(t) + 0.5 / clip.fps >= clip.stop_at_s - 1e-9
 
     def _cut(self, t: float, now_ns: int) -> None:
-        """The motion ends at its cut: ``done`` with what played, then back to standing (rest)."""
+        """The motion ends at its cut: ``done`` with what played (the tracker returns to standing on it, as
+        rehearsed), the stream decelerates into a hold (and blends to rest when ``idle_behavior`` says)."""
         play, job = self._motion, self._job
         if job is not None and not job.cancelled:
             played = max(play.clip_time(t) - job.switch_frame / play.clip.fps, 0.0) / play.speed
             self._report("done", job, {**job.fields, "duration_s": round(played, 3), "cut": True})
-        space = self.pipeline.joint_space
-        self._start(ReturnPlayback(self._last, space.rest, space, stop_s=self.settings.stop_blend_s,
-                                   blend_s=self.settings.rest_blend_s), None, now_ns)
+        space, settings = self.pipeline.joint_space, self.settings
+        if settings.idle_behavior == "rest":
+            self._start(ReturnPlayback(self._last, space.rest, space, stop_s=settings.stop_blend_s,
+                                       blend_s=settings.rest_blend_s), None, now_ns)
+        else:
+            self._start(StopPlayback(self._last, space, stop_s=settings.stop_blend_s), None, now_ns)

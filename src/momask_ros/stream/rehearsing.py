@@ -30,20 +30,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from momask_model.motion.quaternion import qinv, qmul
+from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.job import Job, SpanRehearsal
+from momask_ros.stream.playback import MotionPlayback
+from momask_ros.stream.state import RobotPose
 from momask_ros.stream.tracked_loop import TrackedSimulation
+from momask_ros.tracker.controller import TrackerMemory
 from momask_ros.tracker.live_reference import LiveReference
 from momask_ros.tracker.reference import ReferenceSample, RobotReference
 from momask_ros.tracker.rehearsal import Rehearsal, RehearsalResult, rehearsal_decision
 from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.spec import TrackerBundle, TrackerError
 
-__all__ = ["Host", "LiveFollowed", "RehearsalUnavailable", "Rehearser", "load_rehearsal"]
+__all__ = ["Host", "LiveFollowed", "RehearsalUnavailable", "Rehearser", "StreamStart", "Streamed", "load_rehearsal"]
 
 
 #: A fall's first cut is tried this long before it, each next one as much earlier [s]: playback stays
@@ -89,41 +95,61 @@ def load_rehearsal(tracker_dir: str | Path | None, joint_names: Sequence[str], *
     return rehearsal
 
 
-class LiveFollowed:
-    """What the live tracker follows while the node streams a motion, as a reference a
-    `Rehearsal` can run, stop and measure: the motion's samples go through the tracker's own live
-    conditioning (`LiveReference`: blended in from standing as it plays, roll, pitch and joints clipped,
-    speed capped, the same velocities) as they would arrive at ``rate_hz``; where the stream stops (its
-    end, or a cut: `stop`) the pose is held and the reference blends back to standing, as the tracker
-    does on the node's ``done``. Nothing is slowed down or skipped: the node plays the motion as it is.
-    Times [s] from the start of the motion; the policy's input does not depend on the path's placement,
-    so `reanchor` has nothing to move."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Streamed(RobotReference):
+    """A motion as the node streams it (its samples at the control rate, joints in the tracker's order),
+    with the base twist it publishes (world frame, (N, 3) each; None: the pose's differences);
+    ``from_standing``: the tracker blends it in from standing (nothing plays before it), else it follows
+    it at once (it continues, or takes over from, a motion the tracker is following)."""
 
-    play_start_s = 0.0
+    base_lin_vel_world: np.ndarray | None = None
+    base_ang_vel_world: np.ndarray | None = None
+    from_standing: bool = True
+    delay_s: float = 0.1  # the tracker follows the stream this far behind (0: the robot is already following it)
+
+
+class LiveFollowed:
+    """What the live tracker follows while the node streams a motion, as a reference a `Rehearsal` can
+    run, stop and measure. The stream goes through the tracker's own live conditioning (`LiveReference`:
+    blended in from standing as it plays, roll, pitch and joints clipped, speed capped, velocities from
+    the twist) sample by sample, ``delay_s`` behind the robot's clock as the tracker node follows it;
+    where the stream stops (its end, or a cut: `stop`) the node holds the pose and says ``done``, and
+    the reference blends back to standing. Nothing is slowed down or skipped: the node plays the motion
+    as it is. Times [s]: the robot's clock from the stream's first sample; `motion_time_s` maps them onto
+    the stream's. The policy's input does not depend on the path's placement: `reanchor` moves nothing."""
+
     time_stretch = 1.0
 
-    def __init__(self, reference: RobotReference, bundle: TrackerBundle, *, rate_hz: float = 50.0) -> None:
-        self._times = reference.times_s - reference.times_s[0]
-        self._pose = (reference.base_pos_world, reference.base_quat_wxyz, reference.joint_pos_rad)
-        self._bundle, self._dt = bundle, 1.0 / rate_hz
-        self._stop_s = float(self._times[-1])
+    def __init__(self, stream: RobotReference, bundle: TrackerBundle) -> None:
+        self._times = stream.times_s - stream.times_s[0]
+        self._pose = (stream.base_pos_world, stream.base_quat_wxyz, stream.joint_pos_rad)
+        twist = (getattr(stream, "base_lin_vel_world", None), getattr(stream, "base_ang_vel_world", None))
+        self._twist = twist if twist[0] is not None else _twist(self._times, *self._pose[:2])
+        self._blend_in = bool(getattr(stream, "from_standing", True))
+        self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
+        self.play_start_s = float(getattr(stream, "delay_s", 0.1))
+        self._stop_s = float(self._times[-1])  # on the stream's clock
         self._follow()
 
     def _follow(self) -> None:
-        spec = self._bundle.spec
-        live = LiveReference.from_spec(spec, self._bundle.joint_range_rad)
+        spec, delay = self._bundle.spec, self.play_start_s
+        live = LiveReference(standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
+                             joint_names=spec.joint_names, joint_range_rad=self._bundle.joint_range_rad,
+                             max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
+                             blend_in_s=spec.blend_in_s if self._blend_in else 0.0, blend_out_s=spec.blend_out_s)
         live.begin(0.0)
-        self.end_s = self._stop_s + spec.blend_out_s
-        grid = np.arange(0.0, self.end_s + self._dt + 1e-9, self._dt)
-        k, last, rows = 0, 0, []
+        self.end_s = delay + self._stop_s + spec.blend_out_s
+        k, last, rows, ended = 0, 0, [], False
         pos, quat, q = self._pose
-        for t in grid:  # pushed as they arrive (the live buffer keeps only its last seconds)
-            while k < self._times.size and self._times[k] <= min(t, self._stop_s) + 1e-9:
-                live.push(float(self._times[k]), pos[k], quat[k], q[k])
+        for t in np.arange(0.0, self.end_s + self._dt + 1e-9, self._dt) - delay:  # the stream's clock
+            while k < self._times.size and self._times[k] <= min(t, self._stop_s) + 1e-9:  # as they arrive
+                live.push(float(self._times[k]), pos[k], quat[k], q[k], base_lin_vel_world=self._twist[0][k],
+                          base_ang_vel_world=self._twist[1][k])
                 last, k = k, k + 1
             if t > self._stop_s + 1e-9:  # the node holds the pose where it stopped and says done
-                if not rows or rows[-1].t_s <= self._stop_s + 1e-9:
+                if not ended:
                     live.end(self._stop_s)
+                    ended = True
                 live.push(float(t), pos[last], quat[last], q[last])
             rows.append(live.sample(float(t)))
         self._rows = rows
@@ -136,16 +162,31 @@ class LiveFollowed:
         return self._rows[min(max(int(round(t_s / self._dt)), 0), len(self._rows) - 1)]
 
     def stop(self, t_s: float) -> None:
-        """The stream stops at t_s [s]: hold there and blend back to standing."""
-        if t_s < self._stop_s:
-            self._stop_s = max(float(t_s), 0.0)
+        """The stream stops at robot time t_s [s]: the pose holds there and blends back to standing."""
+        if t_s - self.play_start_s < self._stop_s:
+            self._stop_s = max(float(t_s) - self.play_start_s, 0.0)
             self._follow()
 
     def reanchor(self, t_s: float, base_pos_world: np.ndarray, base_quat_wxyz: np.ndarray) -> None:
         pass
 
     def motion_time_s(self, t_s: float) -> float:
-        return float(min(max(t_s, 0.0), self._stop_s))
+        """The stream's time at robot time t_s [s] (held at its stop)."""
+        return float(min(max(t_s - self.play_start_s, 0.0), self._stop_s))
+
+
+def _twist(times: np.ndarray, pos: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The base twist the node streams with each sample (world frame): the position's central difference
+    and the rotation to the next sample over its interval (`MotionClip.base_rates` at a sample)."""
+    linear = np.gradient(pos, times, axis=0) if times.size > 1 else np.zeros_like(pos)
+    angular = np.zeros_like(pos)
+    for i in range(times.size - 1):
+        r = qmul(quat[i + 1], qinv(quat[i]))
+        r = r if r[0] >= 0 else -r
+        sin = float(np.linalg.norm(r[1:]))
+        if sin > 1e-12:
+            angular[i] = r[1:] * (2.0 * np.arctan2(sin, r[0]) / sin / (times[i + 1] - times[i]))
+    return linear, angular
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +195,19 @@ class _Notes:
 
     def summary(self) -> str:
         return "; ".join(self.notes) if self.notes else "reference used as given"
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamStart:
+    """Where a fresh motion's stream would start now (`Conductor.use_rehearser` says): from ``pose`` with a
+    ``blend_s`` blend, one sample every ``period_s``; taking over from ``playing`` (the clip that plays, or
+    None when idle) at its clip time ``takeover_s`` (now, or its end when the new motion waits for it)."""
+
+    pose: RobotPose
+    blend_s: float
+    period_s: float
+    playing: MotionClip | None = None
+    takeover_s: float = 0.0
 
 
 class Host(Protocol):
@@ -190,44 +244,88 @@ class Rehearser:
                  state: Callable[[], RobotState | None] = lambda: None, step_s: float = 0.25) -> None:
         self.rehearsal = rehearsal
         self.state = state
+        #: where a fresh motion's stream starts: the conductor that plays the spans sets it
+        self.stream_start: Callable[[], StreamStart] = lambda: StreamStart(
+            RobotPose(np.zeros(len(joint_names)), base_valid=False), 0.0, 0.02)
         self.step_s = float(step_s)
         names = list(joint_names)
         self._order = np.array([names.index(j) for j in rehearsal.bundle.spec.joint_names])
         self.spans = 0  # rehearsed so far (diagnostics)
+        #: per clip: (clip time, the rehearsed robot's state and tracker memory there) along its rehearsals
+        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory]]] = \
+            weakref.WeakKeyDictionary()
 
     @property
     def margin_s(self) -> float:
         """How far behind the rehearsal playback stays [s of motion]: the earliest cut it may plan."""
         return self.rehearsal.lead_s * self.rehearsal.max_cut_attempts
 
-    def reference(self, job: Job, task: SpanRehearsal) -> RobotReference | None:
-        """The span's samples as the tracker's reference, on the playback's clock (the job's speed);
-        None when the span is too short to be a motion."""
-        times, q, pos, quat = job.clip.span(task.start_s, task.end_s)
+    def reference(self, job: Job, task: SpanRehearsal, *, start_s: float | None = None,
+                  following: bool = False, fresh: StreamStart | None = None) -> Streamed | None:
+        """The span (from clip time ``start_s``, default its start) as the node will stream it: its samples
+        played as the conductor plays them (blended in from the pose it holds, for a ``fresh`` start; at
+        the job's speed), joints in the tracker's order; ``following``: the rehearsed robot is already
+        following the stream there. None when the span is too short to be a motion."""
+        times, q, pos, quat = job.clip.span(task.start_s if start_s is None else start_s, task.end_s)
         if times.shape[0] < 2 or times[-1] - times[0] < 1e-3:
             return None
+        clip = job.clip
+        frames = max(2, int(np.ceil((times[-1] - times[0]) * clip.fps)) + 2)
+        copy_ = MotionClip(joint_space=clip.joint_space, fps=clip.fps, human_joints_ros=np.zeros((frames, 22, 3)))
+        copy_.append(times - times[0], q, pos, quat)
+        copy_.finish()
+        pose, blend_s, period_s = RobotPose(q[0].copy(), pos[0].copy(), quat[0].copy()), 0.0, 0.02
+        if fresh is not None:  # else a continuation or a later window: no blend, the stream goes straight on
+            pose, blend_s, period_s = fresh.pose, fresh.blend_s, fresh.period_s
+        play = MotionPlayback(copy_, pose, speed=job.command.speed, blend_s=blend_s)
+        out, t = [], 0.0
+        while (sample := play.sample(t)) is not None:
+            out.append((t, sample))
+            if play.finished(t):
+                break
+            t += period_s
+        if len(out) < 2:
+            return None
         spec = self.rehearsal.bundle.spec
-        return RobotReference((times - times[0]) / job.command.speed, pos, quat, q[:, self._order],
-                              joint_names=spec.joint_names)
+        return Streamed(np.array([t for t, _ in out]), np.array([s.base_position for _, s in out]),
+                        np.array([s.base_quat_wxyz for _, s in out]),
+                        np.array([s.positions for _, s in out])[:, self._order], joint_names=spec.joint_names,
+                        base_lin_vel_world=np.array([s.base_linear_velocity for _, s in out]),
+                        base_ang_vel_world=np.array([s.base_angular_velocity for _, s in out]),
+                        from_standing=not following and (fresh is None or fresh.playing is None),
+                        delay_s=0.0 if following else 0.1)
 
     def run(self, task: SpanRehearsal, host: Host) -> RehearsalResult | None:
         """Rehearse one span, raising its clip's playable limit as it goes, and act on the verdict."""
         job, clip = task.job, task.job.clip
         if clip is None or self._gone(job) or (clip.stop_at_s is not None and task.start_s >= clip.stop_at_s):
             return None
-        reference = self.reference(job, task)
+        start, state, memory = task.start_s, None, None
+        fresh = self.stream_start() if task.fresh else None
+        # from the robot's state where the stream takes over, as rehearsed: a continuation in its own
+        # clip; a fresh start in the clip that plays, now or at its end (else measured, or standing)
+        over, at = (clip, task.start_s) if fresh is None else (fresh.playing, fresh.takeover_s)
+        known = [entry for entry in self._trails.get(over, ())
+                 if entry[0] <= at + 1e-9] if over is not None else []
+        if known:
+            _, state, memory = known[-1]
+            if fresh is None:
+                start = known[-1][0]
+            memory = dataclasses.replace(memory, next_policy_s=None)  # its policy clock was the other run's
+        reference = self.reference(job, task, start_s=start, following=memory is not None, fresh=fresh)
         if reference is None:  # a few samples (a flushed tail): nothing a tracker could fall on
             clip.verify(task.end_s, since=task.since)
             if task.fresh:
                 host.release(job)
             return None
-        speed = job.command.speed
+        speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
+        trail = self._trails.setdefault(clip, [])
         self.spans += 1
         try:
-            run = self.rehearsal.start(reference, self.state())
+            run = self.rehearsal.start(reference, self.state() if memory is None else state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
             result = RehearsalResult.beyond_robot(str(exc))
-            self._apply(task, host, result)
+            self._apply(task, host, result, start)
             return result
         while True:
             result = run.advance(min(run.rehearsed_s + self.step_s, run.end_s))
@@ -235,22 +333,26 @@ class Rehearser:
                 return None
             if result.falls or result.complete:
                 break
-            playable = task.start_s + (run.reference.motion_time_s(run.rehearsed_s) - self.margin_s) * speed
+            at = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time the robot follows
+            if at < task.end_s - 1e-9:  # where a continuation of it would start from
+                trail.append((at, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
+            playable = at - self.margin_s * speed
             if playable > task.start_s:
                 clip.verify(min(playable, task.end_s), since=task.since)
                 if task.fresh:
                     host.release(job)
-        self._apply(task, host, result)
+        self._apply(task, host, result, start)
         return result
 
     @staticmethod
     def _gone(job: Job) -> bool:
         return job.cancelled or job.session is None or job.session.closed
 
-    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult) -> None:
+    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float) -> None:
+        """Act on a span's verdict; ``start``: the clip time its rehearsal started from."""
         job, clip = task.job, task.job.clip
         speed, origin = job.command.speed, job.start_frame / clip.fps
-        decision = rehearsal_decision(task.window, result, start_s=(task.start_s - origin) / speed)
+        decision = rehearsal_decision(task.window, result, start_s=(start - origin) / speed)
         with host.lock:
             job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
         if decision.status is None:  # stays up
@@ -263,8 +365,7 @@ class Rehearser:
             host.refuse(job, decision.status)  # not started: nothing of it plays
             return
         # a verified cut, else (no safe cut) where playback is now: the span's start at the latest
-        stop = task.start_s + result.cut.motion_time_s * speed if result.cut is not None else max(task.start_s,
-                                                                                                   clip.read_s)
+        stop = start + result.cut.motion_time_s * speed if result.cut is not None else max(task.start_s, clip.read_s)
         with host.lock:
             job.stop_generating = job.cut = True
         clip.cut(stop)

@@ -94,6 +94,12 @@ class TrackedSimulation:
             d.qpos[self.sim.qpos_index], d.qvel[self.sim.dof_index] = state.joint_pos_rad, state.joint_vel_rad_s
             mujoco.mj_forward(self.sim.model, d)
 
+    def state(self) -> RobotState:
+        """The whole state now (what a measured state source reports of the live robot)."""
+        d, q, v = self.sim.data, self._qadr, self._vadr
+        return RobotState(d.qpos[q:q + 3].copy(), d.qpos[q + 3:q + 7].copy(), d.qvel[v:v + 3].copy(),
+                          d.qvel[v + 3:v + 6].copy(), self.sim.joint_positions(), self.sim.joint_velocities())
+
     @property
     def base_pos_world(self) -> np.ndarray:
         return self.sim.data.qpos[self._qadr:self._qadr + 3].copy()
