@@ -11,7 +11,8 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from momask_model.train.trainer import Trainer, TrainConfig, TrainingError, TrainingStage, lr_factor  # noqa: E402
+from momask_model.train.schedule import lr_factor  # noqa: E402
+from momask_model.train.trainer import Trainer, TrainConfig, TrainingError, TrainingStage  # noqa: E402
 
 
 class NoisyRegression(TrainingStage):

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.distributed as dist
@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from momask_model.config import ConfigBase
 from momask_model.generation.loading import select_device
+from momask_model.train.schedule import LrLambda
 from momask_model.train.resume import ResumableSampler, distributed_env, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -74,30 +75,6 @@ class TrainConfig(ConfigBase):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def lr_factor(step: int, *, warmup_iters: int, milestones: Sequence[int], gamma: float,
-              scheduler_after_warmup: bool) -> float:
-    """Multiplier of the base lr at optimiser step ``step`` (0-based).
-
-    Warm-up: ``(step+1)/(warmup_iters+1)``; afterwards ``gamma`` per passed milestone, counting either
-    post-warm-up steps (VQ) or all steps (transformers), see design/momask.md §2.5 and §3.4.
-    """
-    if step < warmup_iters:
-        return (step + 1) / (warmup_iters + 1)
-    counted = step - warmup_iters if scheduler_after_warmup else step
-    return gamma ** sum(1 for m in milestones if counted >= m)
-
-
-class _LrLambda:
-    """Picklable-free callable for LambdaLR (state comes from the scheduler's ``last_epoch``)."""
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.kw = dict(warmup_iters=cfg.warmup_iters, milestones=tuple(cfg.milestones), gamma=cfg.gamma,
-                       scheduler_after_warmup=cfg.scheduler_after_warmup)
-
-    def __call__(self, step: int) -> float:
-        return lr_factor(step, **self.kw)
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -204,7 +181,9 @@ class Trainer:
         if not params:
             raise TrainingError(f"stage {stage.name!r} has no trainable parameters")
         self.optimizer = self._make_optimizer(params)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _LrLambda(config))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, LrLambda(
+            warmup_iters=config.warmup_iters, milestones=config.milestones, gamma=config.gamma,
+            scheduler_after_warmup=config.scheduler_after_warmup))
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         wrapper = _LossModule(stage.model, stage.loss)
