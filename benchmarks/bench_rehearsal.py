@@ -262,11 +262,11 @@ def stream(world: World, seconds: float, seed: int = 7) -> dict:
         else:
             text = rng.choice(CAPTIONS[rng.choice(skills)])
         plan.append((t, mode, f"{text} seed={rng.randrange(100)}" if " | " not in text else text))
-    ls = LockStep(world, "rehearse")
+    ls = LockStep(world, "rehearse", seed=seed)  # a command without seed= draws from it: reproducible
     wall = time.perf_counter()
     print(f"[stream] seed {seed}:", flush=True)
     k = 0
-    base = {"physical_checks": "rehearse", "command_burst": 20}
+    base = {"physical_checks": "rehearse", "command_burst": 20, "seed": seed}
     while ls.loop.time_s < seconds:
         while k < len(plan) and plan[k][0] <= ls.loop.time_s:
             _, mode, text = plan[k]

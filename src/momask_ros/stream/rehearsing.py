@@ -5,9 +5,12 @@ What is rehearsed is what will play, as the robot will get it: each span of robo
 retargets into its clip (a fresh motion from its start, each later window, a continuation from its cut),
 once the retargeting worker has written it, goes through the tracker's live conditioning as the node
 would stream it (`LiveFollowed`), and the tracker drives a copy of the live simulator
-(`momask_ros.stream.tracked_loop.TrackedSimulation`) from the robot's measured state when a source gives
-one, else from standing, faster than real time, on the check worker (`SpanRehearsal`; the rehearsal
-itself, its snapshots and its cut search are `momask_ros.tracker.rehearsal.Rehearsal`'s). A rehearsed
+(`momask_ros.stream.tracked_loop.TrackedSimulation`), faster than real time, on the check worker
+(`SpanRehearsal`; the rehearsal itself, its snapshots and its cut search are
+`momask_ros.tracker.rehearsal.Rehearsal`'s). It starts where the robot will be: a continuation, or a
+fresh motion taking over from one that plays, from the state and tracker memory the rehearsal of what
+plays predicted at the takeover; a motion from idle from the robot's measured state when a source gives
+one, else from standing. A rehearsed
 robot counts as fallen a margin sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`,
 `REHEARSAL_MIN_BASE_HEIGHT_M`): a prediction that comes close to a fall is one.
 
@@ -132,34 +135,46 @@ class LiveFollowed:
         self._follow()
 
     def _follow(self) -> None:
-        spec, delay = self._bundle.spec, self.play_start_s
+        """Start following afresh (with the current stop); samples are made as the rehearsal asks for them."""
+        spec = self._bundle.spec
         live = LiveReference(standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
                              joint_names=spec.joint_names, joint_range_rad=self._bundle.joint_range_rad,
                              max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
                              blend_in_s=spec.blend_in_s if self._blend_in else 0.0, blend_out_s=spec.blend_out_s)
         live.begin(0.0)
-        self.end_s = delay + self._stop_s + spec.blend_out_s
-        k, last, rows, ended = 0, 0, [], False
-        pos, quat, q = self._pose
-        for t in np.arange(0.0, self.end_s + self._dt + 1e-9, self._dt) - delay:  # the stream's clock
-            while k < self._times.size and self._times[k] <= min(t, self._stop_s) + 1e-9:  # as they arrive
+        self.end_s = self.play_start_s + self._stop_s + spec.blend_out_s
+        self._last_row = int(np.ceil(self.end_s / self._dt)) + 1
+        self._state = {"live": live, "rows": [], "k": 0, "last": 0, "ended": False}  # shared by shallow copies
+
+    def _row(self, n: int) -> ReferenceSample:
+        """Sample n of the robot's clock, following the stream up to it first (they arrive in order)."""
+        st, (pos, quat, q) = self._state, self._pose
+        live, rows = st["live"], st["rows"]
+        while len(rows) <= n:
+            t = len(rows) * self._dt - self.play_start_s  # the stream's clock
+            while st["k"] < self._times.size and self._times[st["k"]] <= min(t, self._stop_s) + 1e-9:
+                k = st["k"]
                 live.push(float(self._times[k]), pos[k], quat[k], q[k], base_lin_vel_world=self._twist[0][k],
                           base_ang_vel_world=self._twist[1][k])
-                last, k = k, k + 1
+                st["last"], st["k"] = k, k + 1
             if t > self._stop_s + 1e-9:  # the node holds the pose where it stopped and says done
-                if not ended:
+                if not st["ended"]:
                     live.end(self._stop_s)
-                    ended = True
+                    st["ended"] = True
+                last = st["last"]
                 live.push(float(t), pos[last], quat[last], q[last])
             rows.append(live.sample(float(t)))
-        self._rows = rows
-        self.report = _Notes(live.report.notes())
+        return rows[n]
+
+    @property
+    def report(self) -> "_Notes":
+        return _Notes(self._state["live"].report.notes())
 
     def __deepcopy__(self, memo: dict) -> "LiveFollowed":
-        return copy.copy(self)  # its samples are never changed in place (`stop` makes new ones)
+        return copy.copy(self)  # what it has followed is the same for both; `stop` starts afresh
 
     def sample(self, t_s: float) -> ReferenceSample:
-        return self._rows[min(max(int(round(t_s / self._dt)), 0), len(self._rows) - 1)]
+        return self._row(min(max(int(round(t_s / self._dt)), 0), self._last_row))
 
     def stop(self, t_s: float) -> None:
         """The stream stops at robot time t_s [s]: the pose holds there and blends back to standing."""
@@ -292,7 +307,7 @@ class Rehearser:
                         np.array([s.positions for _, s in out])[:, self._order], joint_names=spec.joint_names,
                         base_lin_vel_world=np.array([s.base_linear_velocity for _, s in out]),
                         base_ang_vel_world=np.array([s.base_angular_velocity for _, s in out]),
-                        from_standing=not following and (fresh is None or fresh.playing is None),
+                        from_standing=fresh is not None and fresh.playing is None and not following,
                         delay_s=0.0 if following else 0.1)
 
     def run(self, task: SpanRehearsal, host: Host) -> RehearsalResult | None:
@@ -333,10 +348,10 @@ class Rehearser:
                 return None
             if result.falls or result.complete:
                 break
-            at = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time the robot follows
-            if at < task.end_s - 1e-9:  # where a continuation of it would start from
-                trail.append((at, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
-            playable = at - self.margin_s * speed
+            follows = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time followed now
+            if follows < task.end_s - 1e-9:  # where a continuation of it would start from
+                trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
+            playable = follows - self.margin_s * speed
             if playable > task.start_s:
                 clip.verify(min(playable, task.end_s), since=task.since)
                 if task.fresh:
