@@ -35,10 +35,13 @@ class WalkGenerator:
     """
 
     unit_length = 4
+    then_separates_segments = False
+    estimates_lengths = False
 
     def __init__(self, *, fps: float = 20.0, default_frames: int = 60, delay_s: float = 0.0,
-                 fail_on: str | None = None) -> None:
+                 fail_on: str | None = None, max_length: int = 196) -> None:
         self.fps = fps
+        self.max_length = max_length  # frames of one window
         self.default_frames = default_frames
         self.delay_s = delay_s
         self.sleep = time.sleep  # how a generation takes ``delay_s`` (a fake clock's in conductor tests)
@@ -46,6 +49,7 @@ class WalkGenerator:
         self.calls: list[tuple[str, int, int | None]] = []
         self.continuations: list[tuple[str, int, int]] = []  # (text, at_frame, length)
         self.motions: list[dict] = []
+        self.bundle_meta: dict = {}
 
     def _speed(self, text):
         return 0.5 + 0.02 * (len(text) % 20)
@@ -85,6 +89,20 @@ class WalkGenerator:
             last = 2 * prev_joints[-1] - prev_joints[-2]
         return self._walk(text, int(length), phase, heading, last[0, [0, 2]])
 
+    def iter_windows(self, texts, length, *, seed=None, **kwargs):
+        """A walk longer than a window, window by window, each continuing the last from its end."""
+        unit, done, k, window = self.unit_length, 0, 0, None
+        while length - done >= unit:
+            n = min(length - done, self.max_length) // unit * unit
+            if window is None:
+                window = self.generate(texts, [n], seed=seed)
+            else:
+                prev = window.joints[0]
+                window = self.continue_motion(window.tokens[0], prev, len(prev), texts[0], n,
+                                              seed=None if seed is None else seed + k)
+            yield window
+            done, k = done + n, k + 1
+
     def unknown_words(self, text):
         return [w for w in text.split() if w.lower() == "xyzzy"]
 
@@ -107,6 +125,8 @@ def _angle(a, b, c):
 
 class AngleRetargeter:
     """Joint angles from the human's knees and elbows (exaggerated x3 so limits are exercised)."""
+
+    rate_hz = 20.0  # samples at the motion's own frame rate (the stand-in generators' 20 fps)
 
     joint_space = JointSpace(
         FAKE_JOINTS,

@@ -372,7 +372,7 @@ def test_node_reject_cuts_a_long_motion_before_a_refused_later_window(monkeypatc
     from ros_harness import Harness
 
     calls = _failing_second_window(monkeypatch)
-    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    pipeline = MotionPipeline.for_model(WalkGenerator(max_length=40), robot="default")
     h = Harness(pipeline, {"physical_checks": "reject", **LOOSE, "control_rate": 50.0})
     try:
         h.send("a person walks forward length=6s")
@@ -403,7 +403,7 @@ def test_node_warn_checks_every_window_and_plays_them_all(monkeypatch):
     from ros_harness import Harness
 
     calls = _failing_second_window(monkeypatch)
-    pipeline = MotionPipeline.for_model(WalkGenerator(), robot="default", max_frames=40)
+    pipeline = MotionPipeline.for_model(WalkGenerator(max_length=40), robot="default")
     h = Harness(pipeline, {"physical_checks": "warn", **LOOSE, "control_rate": 50.0})
     try:
         h.send("a person walks forward length=6s")

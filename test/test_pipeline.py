@@ -309,7 +309,8 @@ def test_real_tiny_momask_and_default_robot_through_pipeline():
     assert np.allclose(play.sample(0.6).base_position, a.at(0.6)[1])
     limits = p.command_limits()
     assert (limits.min_frames, limits.max_frames, limits.fps) == (4, 1200, 20.0)  # 60 s: windows continue
-    assert "walks" in p.known_words() and p.unknown_words("a person xyzzy") == ["xyzzy"]
+    refusal = p.check_text("a person xyzzy")  # the bag-of-words encoder's own rule
+    assert refusal.fields["unknown_words"] == ["xyzzy"] and "walks" in refusal.fields["known_words"]
 
 
 def played_walk(played_s):
@@ -390,6 +391,7 @@ def test_a_continuation_without_a_length_takes_the_length_estimators():
 
     class EstimatingWalk(WalkGenerator):
         asked = []
+        estimates_lengths = True
 
         def estimate_lengths(self, texts, *, seed=None):
             self.asked.append((texts[0], seed))
@@ -402,7 +404,7 @@ def test_a_continuation_without_a_length_takes_the_length_estimators():
     assert more.frames == 4 * (10 + len("walk on")) and gen.asked == [("walk on", 7)]
     windows = list(p.motions(MotionCommand("walk again", seed=3), after=first, at_frame=24))
     assert sum(w.frames for w in windows) == 4 * (10 + len("walk again"))
-    gen.estimate_lengths = None  # no estimator: 4 s
+    gen.estimates_lengths = False  # no estimator: 4 s
     assert p.continue_from(first, 24, MotionCommand("walk on")).frames == MotionPipeline.CONTINUATION_FRAMES
 
 

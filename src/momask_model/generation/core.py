@@ -82,6 +82,16 @@ class TokenModel(nn.Module):
         return next(self.vq.parameters()).device
 
     @property
+    def fps(self) -> float:
+        """Frame rate of the motions (20 for HumanML3D)."""
+        return float(self.config.dataset.fps)
+
+    @property
+    def estimates_lengths(self) -> bool:
+        """Whether the bundle has a length estimator (`estimate_lengths`, generation without lengths)."""
+        return self.length_estimator is not None
+
+    @property
     def unit_length(self) -> int:
         """Frames per token (4)."""
         return self.config.dataset.unit_length

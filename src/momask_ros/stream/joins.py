@@ -70,12 +70,11 @@ class Joiner:
         return self.first_chunk.quantile(0.75) / 1e3
 
     def plan(self, job: Job, *, playing: RetargetSession[Job] | None, last_generated: Job | None,
-             settings: ProducerSettings, model_continues: bool) -> Plan:
+             settings: ProducerSettings) -> Plan:
         """What ``job`` continues, as its generation starts (call with the lock held).
 
         Args:
             playing: the session playing now; last_generated: the last job generated (queue mode).
-            model_continues: the generator can continue a motion.
         """
         session = playing
         queue = settings.queue_mode == "queue" or job.after is not None
@@ -96,8 +95,6 @@ class Joiner:
             return Plan(reason="motion_cut")  # rehearse cuts it before a fall: nothing continues it
         if settings.switch_mode == "blend":
             return Plan(reason="blend_requested")
-        if not model_continues:
-            return Plan(reason="model_cannot_continue")
         if session is not None and not session.can_continue:
             return Plan(reason="retargeter_cannot_continue")
         if queue:

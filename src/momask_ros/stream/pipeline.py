@@ -5,7 +5,7 @@ No ROS and no threads here: the conductor's workers call it (`momask_ros.stream.
 module owns what is produced:
 
 * `MotionPipeline` wraps a text-to-motion generator (a `momask_model.generation.momask.MoMask`, or anything
-  with the same ``generate`` / ``continue_motion`` calls) and a retargeter (``retarget(joints_yup,
+  that meets `momask_ros.stream.generator.Generator`) and a retargeter (``retarget(joints_yup,
   fps) -> RobotTrajectory`` plus a ``stream`` factory). Both are constructor arguments, so tests can
   drive the stream with small deterministic stand-ins and the real models alike.
 * Its sessions (`momask_ros.stream.retargeting.RetargetSession`) are one retargeting stream feeding
@@ -25,6 +25,7 @@ import numpy as np
 
 from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.commands import CommandLimits, MotionCommand
+from momask_ros.stream.generator import Generated, Generator
 from momask_ros.retarget.frames import human_yup_to_ros
 from momask_model.generation.loading import resolve_bundle_path, select_device
 from momask_ros.stream.retargeting import (FIRST_CHUNK_FRAMES, SWITCH_CHUNK_FRAMES, BatchStream, RetargetSession,
@@ -68,12 +69,10 @@ class GeneratedMotion:
                                sum(p.generation_ms for p in parts), first.seed, tokens)
 
 
-class Generator(Protocol):
-    def generate(self, texts: Sequence[str], lengths: Sequence[int] | None = None, **kwargs: Any) -> Any:
-        """-> result with ``joints`` (B, T, J, 3) [m] Y-up, ``lengths`` (B,) frames, ``fps``, ``tokens``."""
-
-
 class Retargeter(Protocol):
+    #: Samples per second of what it returns.
+    rate_hz: float
+
     def retarget(self, joints_yup: np.ndarray, fps: float = 20.0) -> Trajectory:
         """-> RobotTrajectory (joint_names, times_s, positions, velocities, base_position, base_quat_wxyz)."""
 
@@ -82,8 +81,7 @@ class MotionPipeline:
     """Text command -> `MotionClip` (generation, then chunked retargeting), plus warm-up.
 
     Args:
-        generator: a MoMask (or any object with the same ``generate``; ``continue_motion`` makes
-            seamless switches possible).
+        generator: a MoMask, or any `momask_ros.stream.generator.Generator`.
         retargeter: ``retarget(joints_yup (T, 22, 3), fps) -> RobotTrajectory``.
         joint_space: the robot's joints, limits and rest pose (publishing order).
         sampling: keyword arguments forwarded to the generator (cond_scale, res_cond_scale,
@@ -96,8 +94,6 @@ class MotionPipeline:
             ``finish() -> RobotTrajectory`` and, for continuations, ``rewind(frame)`` /
             ``cut_time(frame)`` (`momask_ros.retarget.retargeter.RetargetStream`); without it the whole motion
             is retargeted in one call and then appended piece by piece.
-        fps, max_frames, unit_frames: the generator's frame rate and length bounds; read from
-            ``generator.config.dataset`` when not given.
     """
 
     #: Frames of a continuation when neither the command nor the node gives a length and the model
@@ -115,19 +111,15 @@ class MotionPipeline:
         default_length_frames: int | None = None,
         chunk_frames: int = 20,
         stream_factory: Callable[[float], Stream] | None = None,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        unit_frames: int | None = None,
     ) -> None:
-        dataset = getattr(getattr(generator, "config", None), "dataset", None)
         self.generator = generator
         self.retargeter = retargeter
         self.joint_space = joint_space
         self.sampling = dict(sampling or {})
         self.seed = seed
-        self.fps = float(fps if fps is not None else getattr(dataset, "fps", 20.0))
-        self.max_frames = int(max_frames if max_frames is not None else getattr(dataset, "max_motion_length", 196))
-        self.unit_frames = int(unit_frames if unit_frames is not None else getattr(dataset, "unit_length", 4))
+        self.fps = float(generator.fps)
+        self.max_frames = int(generator.max_length)
+        self.unit_frames = int(generator.unit_length)
         if default_length_frames is not None and not self.unit_frames <= default_length_frames <= self.max_frames:
             raise ValueError(
                 f"default_length_frames={default_length_frames} outside [{self.unit_frames}, {self.max_frames}]"
@@ -188,46 +180,20 @@ class MotionPipeline:
 
         return check_text(self.generator, text)
 
-    def unknown_words(self, text: str) -> list[str]:
-        """Words the model's text encoder cannot represent (always empty for CLIP)."""
-        fn = getattr(self.generator, "unknown_words", None)
-        if fn is None:
-            fn = getattr(getattr(self.generator, "text_encoder", None), "unknown_words", None)
-        try:
-            return list(fn(text)) if fn is not None else []
-        except Exception:  # an encoder quirk must not block a command
-            log.debug("unknown_words failed", exc_info=True)
-            return []
-
     def known_skills(self) -> list[str]:
         """Skills a demo bundle was trained on (from its metadata); empty for open-vocabulary models."""
-        meta = getattr(self.generator, "bundle_meta", None) or {}
-        return [str(s) for s in meta.get("skills", [])]
-
-    def known_words(self, limit: int = 40) -> list[str]:
-        """A few words the text encoder knows (bag-of-words demo model), for helpful rejections."""
-        enc = getattr(self.generator, "text_encoder", None)
-        vocab = getattr(enc, "vocab", None) or getattr(getattr(enc, "config", None), "vocab", None)
-        if vocab is None:
-            vocab = getattr(getattr(getattr(self.generator, "config", None), "text_encoder", None), "vocab", ())
-        return [str(w) for w in list(vocab)[:limit]]
+        return [str(s) for s in self.generator.bundle_meta.get("skills", [])]
 
     # ------------------------------------------------------------------ work
     @property
-    def can_continue(self) -> bool:
-        """Whether the generator continues motions (issue 13's ``continue_motion``)."""
-        return callable(getattr(self.generator, "continue_motion", None))
-
-    @property
     def then_separates(self) -> bool:
         """Whether ``then`` separates the segments of a command (models trained on single skills)."""
-        return bool(getattr(self.generator, "then_separates_segments", False))
+        return bool(self.generator.then_separates_segments)
 
     @property
     def longest_frames(self) -> int:
-        """The longest motion a command may ask for: one window, or 60 s when motions continue."""
-        return max(self.max_frames, int(60 * self.fps) // self.unit_frames * self.unit_frames) \
-            if self.can_continue else self.max_frames
+        """The longest motion a command may ask for: 60 s, window by window, each continuing the last."""
+        return max(self.max_frames, int(60 * self.fps) // self.unit_frames * self.unit_frames)
 
     def _seed_for(self, command: MotionCommand) -> int:
         if command.seed is not None:
@@ -236,7 +202,7 @@ class MotionPipeline:
             return int(self.seed)
         return int(self._rng.integers(0, 2**31 - 1))
 
-    def _motion(self, command: MotionCommand, result: Any, seed: int, ms: float) -> GeneratedMotion:
+    def _motion(self, command: MotionCommand, result: Generated, seed: int, ms: float) -> GeneratedMotion:
         joints = np.asarray(result.joints)
         n = int(np.asarray(result.lengths).reshape(-1)[0])
         if joints.ndim != 4 or joints.shape[-1] != 3 or n < 2:
@@ -244,7 +210,7 @@ class MotionPipeline:
         joints = joints[0, :n].astype(np.float64)
         if not np.all(np.isfinite(joints)):
             raise PipelineError("generator returned non-finite joint positions")
-        tokens = getattr(result, "tokens", None)
+        tokens = result.tokens
         if tokens is not None:
             tokens = np.asarray(tokens)[0]
             tokens = tokens[: n // self.unit_frames]
@@ -287,12 +253,11 @@ class MotionPipeline:
     def estimated_frames(self, text: str, seed: int) -> int:
         """The length a fresh command with ``text`` would get from the model's length estimator
         (``estimate_lengths``), for a continuation without one; `CONTINUATION_FRAMES` without it."""
-        estimate = getattr(self.generator, "estimate_lengths", None)
-        if not callable(estimate):
+        if not self.generator.estimates_lengths:
             return self.CONTINUATION_FRAMES
         with self._lock:
             try:
-                frames = int(np.asarray(estimate([text], seed=seed)).reshape(-1)[0])
+                frames = int(np.asarray(self.generator.estimate_lengths([text], seed=seed)).reshape(-1)[0])
             except Exception as exc:
                 raise PipelineError(f"length estimation failed for {text!r}: {exc}") from exc
         return min(max(self.unit_frames, frames // self.unit_frames * self.unit_frames), self.max_frames)
@@ -309,24 +274,20 @@ class MotionPipeline:
         seed = self._seed_for(command)
         if length is None:
             length = self.estimated_frames(command.text, seed)
-        if after is None and callable(getattr(self.generator, "iter_windows", None)):
+        if after is None:
             yield from self._iter_windows(command, int(length), seed)
             return
         remaining, k = int(length), 0
         prev, at = after, at_frame
         while remaining >= self.unit_frames:
             n = min(remaining, self.max_frames)
-            if prev is None:
-                motion = self.generate(MotionCommand(command.text, n, command.speed, seed), seed=seed)
-            else:
-                motion = self.continue_from(prev, prev.frames if at is None else at, command, length=n,
-                                            seed=seed + k)
+            motion = self.continue_from(prev, prev.frames if at is None else at, command, length=n, seed=seed + k)
             yield motion
             prev, at, k = motion, None, k + 1
             remaining -= motion.frames
 
     def _iter_windows(self, command: MotionCommand, length: int, seed: int) -> Iterator[GeneratedMotion]:
-        """A long motion from the generator's own window iterator (issue 13), one window at a time."""
+        """A long motion from the generator's own window iterator, one window at a time."""
         t0 = time.perf_counter()
         windows = self.generator.iter_windows([command.text], length, seed=seed, **self.sampling)
         while True:
@@ -343,7 +304,7 @@ class MotionPipeline:
 
     def new_clip(self, motion: GeneratedMotion) -> MotionClip:
         """An empty clip sized for ``motion`` (the control loop may hold it before frames arrive)."""
-        rate = float(getattr(self.retargeter, "rate_hz", motion.fps))
+        rate = float(self.retargeter.rate_hz)
         capacity = int(math.ceil(motion.joints_yup.shape[0] / motion.fps * rate)) + 4
         return MotionClip(joint_space=self.joint_space, fps=motion.fps, command=motion.command,
                           human_joints_ros=human_yup_to_ros(motion.joints_yup), generation_ms=motion.generation_ms,
@@ -391,7 +352,7 @@ class MotionPipeline:
         motion = self.generate(MotionCommand(text, length_frames=frames, seed=0))
         session = self.open_session(motion)
         session.push(motion.joints_yup)
-        if self.can_continue and motion.tokens is not None and session.can_continue:
+        if motion.tokens is not None and session.can_continue:
             at = motion.frames // 2 // self.unit_frames * self.unit_frames
             t1 = time.perf_counter()
             more = self.continue_from(motion, at, MotionCommand(text, length_frames=frames, seed=1))

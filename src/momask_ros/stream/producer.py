@@ -262,7 +262,7 @@ class MotionProducer:
         t0 = self._clock()
         with self.lock:
             plan = self.joiner.plan(job, playing=self.session, last_generated=self._last_generated,
-                                    settings=self.settings, model_continues=self.pipeline.can_continue)
+                                    settings=self.settings)
         job.switch_reason = plan.reason
         base = plan.base
         windows = self.pipeline.motions(job.command, after=None if base is None else base.motion,
