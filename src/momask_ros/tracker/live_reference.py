@@ -14,8 +14,14 @@ same conditioning is done causally here:
 * `reanchor` places the stream's path where the robot is (heading and ground position) for continuations:
   what the policy sees (root-frame velocities, height, roll, pitch, joints) does not change, the reported
   reference path does;
-* within the robot's ability: horizontal speed capped (velocity scaled down: a stream cannot be slowed),
-  roll/pitch and joints clipped; `report` says what was changed since the last `begin`.
+* within the robot's ability, as `ConditionedReference` does offline and with the same spec limits: horizontal
+  speed capped (velocity scaled down: a stream cannot be slowed), turning rate softly limited (the same
+  `soft_saturate`; the root-frame velocity the policy reads is kept, the reported heading and path turn
+  at the limited rate), the arms' swing scaled about the standing pose, roll/pitch and joints clipped
+  (the robot's ranges within the spec's reference ranges); `report` says what was changed since the
+  last `begin`. Without these a streamed dance, spin or sneak fell that the offline conditioning keeps
+  up (benchmarks/bench_rehearsal.py, stream). Sample by sample, nothing can be skipped: a motion beyond
+  the robot is the rehearsal's to cut.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from .observation import mimic_vector
-from .reference import ReferenceSample, smootherstep
+from .base_path import soft_saturate
+from .reference import ReferenceSample, reference_joint_ranges, smootherstep
 from .rotations import quat_wxyz_to_rpy, rpy_to_matrix, rpy_to_quat_wxyz
 from .spec import TrackerError, TrackerSpec
 
@@ -37,13 +44,26 @@ class LiveReport:
 
     peak_speed_mps: float = 0.0  # of the stream as received
     speed_capped: bool = False
+    peak_yaw_rate_rad_s: float = 0.0  # of the stream as received (blended)
+    yaw_rate_limit_rad_s: float = np.inf
     tilt_clipped: bool = False
     clipped_joints: set[str] = field(default_factory=set)
+    scaled_joints: set[str] = field(default_factory=set)  # whose swing about the standing pose was scaled
+    min_joint_scale: float = 1.0
+
+    @property
+    def yaw_rate_limited(self) -> bool:
+        return self.peak_yaw_rate_rad_s > self.yaw_rate_limit_rad_s
 
     def notes(self) -> list[str]:
         notes = []
         if self.speed_capped:
             notes.append(f"speed capped (reference reached {self.peak_speed_mps:.2f} m/s)")
+        if self.yaw_rate_limited:
+            notes.append(f"turning limited to {self.yaw_rate_limit_rad_s:.1f} rad/s (reference turned at "
+                         f"{self.peak_yaw_rate_rad_s:.1f} rad/s)")
+        if self.scaled_joints:
+            notes.append(f"swing of {len(self.scaled_joints)} joints scaled to {self.min_joint_scale:.0%}")
         if self.tilt_clipped:
             notes.append("roll/pitch clipped")
         if self.clipped_joints:
@@ -76,7 +96,8 @@ class LiveReference:
 
     def __init__(self, *, standing_pose_rad: np.ndarray, standing_height_m: float, joint_names: Sequence[str],
                  joint_range_rad: np.ndarray | None = None, max_base_speed_mps: float = np.inf,
-                 max_tilt_rad: float = np.pi / 2, blend_in_s: float = 1.0, blend_out_s: float = 1.0,
+                 max_tilt_rad: float = np.pi / 2, max_yaw_rate_rad_s: float = np.inf,
+                 joint_scale: np.ndarray | None = None, blend_in_s: float = 1.0, blend_out_s: float = 1.0,
                  stall_s: float = 0.5, max_extrapolation_s: float = 0.05, buffer_s: float = 3.0):
         self._q_stand = np.asarray(standing_pose_rad, dtype=np.float64)
         self._names = tuple(joint_names)
@@ -86,7 +107,12 @@ class LiveReference:
         low, high = (np.asarray(joint_range_rad, np.float64).T if joint_range_rad is not None
                      else (np.full(self._q_stand.size, -np.inf), np.full(self._q_stand.size, np.inf)))
         self._low, self._high = low, high
+        scale = np.ones(self._q_stand.size) if joint_scale is None else np.asarray(joint_scale, dtype=np.float64)
+        if scale.shape != self._q_stand.shape or np.any(scale < 0) or max_yaw_rate_rad_s <= 0:
+            raise TrackerError(f"joint_scale must be {self._q_stand.size} values >= 0 and the yaw rate limit > 0")
+        self._scale, self._scaled = scale, scale != 1.0
         self._max_speed, self._max_tilt = float(max_base_speed_mps), float(max_tilt_rad)
+        self._max_yaw_rate = float(max_yaw_rate_rad_s)
         self._blend_in, self._blend_out = float(blend_in_s), float(blend_out_s)
         self._stall, self._max_extra, self._buffer = float(stall_s), float(max_extrapolation_s), float(buffer_s)
         self._t: list[float] = []
@@ -95,16 +121,25 @@ class LiveReference:
         self._events: list[tuple[float, bool]] = []
         self._stalled = False  # blended out because the stream stopped, not because the motion ended
         self._yaw_offset, self._offset_xy = 0.0, np.zeros(2)
+        # what the turning limit has taken off the heading, and the path it moved, since the last anchor
+        self._yaw_lag, self._path_shift, self._last_sample_s = 0.0, np.zeros(2), None
         self._anchor_request: tuple[np.ndarray, np.ndarray] | None = None
-        self.report = LiveReport()
+        self.report = self._new_report()
 
     @classmethod
     def from_spec(cls, spec: TrackerSpec, joint_range_rad: np.ndarray | None = None, **kwargs) -> "LiveReference":
-        """Conditioning with the spec's standing pose, blends, speed cap and tilt limit."""
+        """Conditioning with the spec's standing pose, blends and limits, as `ConditionedReference.from_spec`
+        (joint ranges: the robot's, `joint_range_rad`, within the spec's); keyword arguments override."""
+        limits = dict(max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
+                      max_yaw_rate_rad_s=spec.max_reference_yaw_rate_rad_s, joint_scale=spec.reference_joint_scale,
+                      blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s)
         return cls(standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
-                   joint_names=spec.joint_names, joint_range_rad=joint_range_rad,
-                   max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
-                   blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s, **kwargs)
+                   joint_names=spec.joint_names, joint_range_rad=reference_joint_ranges(spec, joint_range_rad),
+                   **{**limits, **kwargs})
+
+    def _new_report(self) -> LiveReport:
+        return LiveReport(yaw_rate_limit_rad_s=self._max_yaw_rate,
+                          min_joint_scale=float(self._scale.min()) if self._scaled.any() else 1.0)
 
     # ---- input ------------------------------------------------------------------------------------
 
@@ -148,7 +183,7 @@ class LiveReference:
     def begin(self, t_s: float) -> None:
         """A motion begins at t_s (may be ahead): blend in from the current weight."""
         self._schedule(t_s, True)
-        self.report = LiveReport()
+        self.report = self._new_report()
 
     def end(self, t_s: float) -> None:
         """The motion ends (or is stopped) at t_s: blend back to standing."""
@@ -234,7 +269,10 @@ class LiveReference:
             xy, quat = self._anchor_request
             self._yaw_offset = float(quat_wxyz_to_rpy(quat)[2]) - row[5]
             self._offset_xy = xy - self._rot(self._yaw_offset) @ row[:2]
+            self._yaw_lag, self._path_shift = 0.0, np.zeros(2)
             self._anchor_request = None
+        dt = 0.0 if self._last_sample_s is None else min(max(t - self._last_sample_s, 0.0), 0.1)
+        self._last_sample_s = t
         vel_world = row[6:9].copy()
         speed = float(np.linalg.norm(vel_world[:2]))
         if w > 0:
@@ -243,20 +281,29 @@ class LiveReference:
             vel_world[:2] *= self._max_speed / speed
             self.report.speed_capped |= w > 0
         rp = np.clip(row[3:5], -self._max_tilt, self._max_tilt)
-        q = np.clip(row[12:12 + n], self._low, self._high)
+        scaled = self._q_stand + self._scale * (row[12:12 + n] - self._q_stand)
+        q = np.clip(scaled, self._low, self._high)
+        ang_world = w * row[9:12]
+        turn = float(soft_saturate(ang_world[2], self._max_yaw_rate))
         if w > 0:
             self.report.tilt_clipped |= bool(np.any(rp != row[3:5]))
-            self.report.clipped_joints |= {self._names[k] for k in np.flatnonzero(q != row[12:12 + n])}
+            self.report.clipped_joints |= {self._names[k] for k in np.flatnonzero(q != scaled)}
+            self.report.scaled_joints |= {self._names[k] for k in np.flatnonzero(self._scaled & (q != self._q_stand))}
+            self.report.peak_yaw_rate_rad_s = max(self.report.peak_yaw_rate_rad_s, abs(float(ang_world[2])))
         rpy = np.array([w * rp[0], w * rp[1], row[5]])
         joints = (1.0 - w) * self._q_stand + w * q
         height = (1.0 - w) * self._height + w * row[2]
-        vel_root = rpy_to_matrix(rpy).T @ (w * vel_world)
-        ang_root = rpy_to_matrix(rpy).T @ (w * row[9:12])
+        frame = rpy_to_matrix(rpy).T  # the stream's heading: the root-frame velocity the policy reads is kept
+        vel_root = frame @ (w * vel_world)
+        ang_root = frame @ np.array([ang_world[0], ang_world[1], turn])
         mimic = mimic_vector(vel_root[:2], height, rpy[:2], float(ang_root[2]), joints)
-        rot = self._rot(self._yaw_offset)
-        rpy_out = rpy + np.array([0.0, 0.0, self._yaw_offset])
-        pos = np.array([*(rot @ row[:2] + self._offset_xy), height])
-        vel_out = np.array([*(rot @ (w * vel_world[:2])), w * vel_world[2]])
+        # the reported heading turns at the limited rate; the path follows the velocity under that heading
+        self._yaw_lag += dt * (float(ang_world[2]) - turn)
+        rot, rot_out = self._rot(self._yaw_offset), self._rot(self._yaw_offset - self._yaw_lag)
+        self._path_shift += dt * ((rot_out - rot) @ (w * vel_world[:2]))
+        rpy_out = rpy + np.array([0.0, 0.0, self._yaw_offset - self._yaw_lag])
+        pos = np.array([*(rot @ row[:2] + self._offset_xy + self._path_shift), height])
+        vel_out = np.array([*(rot_out @ (w * vel_world[:2])), w * vel_world[2]])
         if self._ramp.up:
             phase = "motion" if w >= 1.0 else "blend_in"
         else:

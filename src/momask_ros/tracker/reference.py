@@ -63,6 +63,16 @@ def reorder_joints(joint_pos_rad: np.ndarray, from_names: Sequence[str], to_name
     return joint_pos_rad[..., [from_names.index(j) for j in to_names]]
 
 
+def reference_joint_ranges(spec: TrackerSpec, joint_range_rad: np.ndarray | None) -> np.ndarray | None:
+    """(J, 2) ranges reference joints are clipped into: the robot's (hardware, `joint_range_rad`) within the
+    spec's reference ranges (what the policy's human motions do); None when neither is given."""
+    ranges, ref = joint_range_rad, spec.reference_joint_range_rad
+    if ref is None or ranges is None:
+        return ref if ranges is None else np.asarray(ranges, dtype=np.float64)
+    ranges = np.asarray(ranges, dtype=np.float64)
+    return np.column_stack([np.maximum(ranges[:, 0], ref[:, 0]), np.minimum(ranges[:, 1], ref[:, 1])])
+
+
 @dataclass(frozen=True, eq=False)
 class RobotReference:
     """A reference motion for the robot, world frame Z-up, base = pelvis.
@@ -261,13 +271,8 @@ class ConditionedReference:
         robot's hardware) within the spec's reference ranges."""
         if reference.joint_names is not None:
             check_reference_joints(spec, reference.joint_names)
-        ranges = joint_range_rad
-        if spec.reference_joint_range_rad is not None:
-            ranges = spec.reference_joint_range_rad if ranges is None else np.column_stack([
-                np.maximum(ranges[:, 0], spec.reference_joint_range_rad[:, 0]),
-                np.minimum(ranges[:, 1], spec.reference_joint_range_rad[:, 1])])
         return cls(reference, standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
-                   joint_range_rad=ranges, joint_names=spec.joint_names,
+                   joint_range_rad=reference_joint_ranges(spec, joint_range_rad), joint_names=spec.joint_names,
                    max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
                    blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s, ease_s=spec.ease_s,
                    velocity_cutoff_hz=spec.velocity_cutoff_hz, max_yaw_rate_rad_s=spec.max_reference_yaw_rate_rad_s,
