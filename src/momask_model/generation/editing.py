@@ -17,10 +17,12 @@ That inpainting follows the text only where the model has learned transitions (H
 clips change skill within a caption). A model trained on single-skill clips (the packaged demo) has
 only ever seen one skill per sequence: with a walk on both sides of a section it inpaints walking,
 whatever the text says (0 of 5 seeds jump, kick or spin on a 6 s demo walk at guidance 4 to 8,
-``benchmarks/bench_edits.py``). ``mode="splice"`` serves such models: each section's tokens are
-generated from the text alone, at the section's length, and spliced between the kept tokens; the
-VQ decoder, which sees the tokens on both sides, makes the joins. ``mode="auto"`` (default) splices
-for single-skill models (`TokenModel.single_skill_model`) and inpaints otherwise.
+``benchmarks/bench_edits.py``). ``mode="splice"`` serves such models (`momask_model.generation.splicing`):
+each section is made from the text alone, over at least 3 s (the model's kicks and spins need it),
+and decoded within its own span; kept frames are the source's own decode (its VQ reconstruction)
+and the joins are crossfades inside the section. The result's ``tokens`` are the source's with each
+section's tokens spliced in. ``mode="auto"`` (default) splices for single-skill models
+(`TokenModel.single_skill_model`) and inpaints otherwise.
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ import torch
 
 from momask_model.config import SamplingConfig
 from momask_model.generation.core import TokenModel
-from momask_model.generation.longform import long_tokens
 from momask_model.generation.results import GenerationError, GenerationResult
 from momask_model.generation.sections import SectionError, TokenSection, parse_sections, sections_mask
+from momask_model.generation.splicing import section_motion, splice_result
 from momask_model.motion.features import features_to_joints
 
 #: Residual guidance of the official edit script (generation uses the bundle's res_cond_scale, 5).
@@ -147,12 +149,16 @@ def edit(
     batch = model.batch_size(texts, cond)
     codes = model.encode_features(features).expand(batch, -1, -1).clone()
     if parsed and mode == "splice":
+        source_codes = codes[:1].clone()
         cond_m, cond_r = model.conditions(texts, cond, fast=fast, batch=batch)
         generator = model.random_generator(seed)
+        pieces = []
         for section in parsed:
-            lens = torch.full((batch,), section.end - section.start, dtype=torch.long, device=codes.device)
-            codes[:, section.start : section.end] = section_tokens(model, cond_m, cond_r, lens, sampling=sampling,
-                                                                   generator=generator, fast=fast)
+            tokens, feats, joints = section_motion(model, cond_m, cond_r, section.end - section.start,
+                                                   sampling=sampling, generator=generator, fast=fast)
+            codes[:, section.start : section.end] = tokens
+            pieces.append((*section.frames(unit), feats, joints))
+        return splice_result(model, source_codes, codes, pieces)
     elif parsed:
         cond_m, cond_r = model.conditions(texts, cond, fast=fast, batch=batch)
         generator = model.random_generator(seed)
@@ -164,16 +170,6 @@ def edit(
     result = model.decode_tokens(codes, torch.full((batch,), n_tokens, dtype=torch.long))
     result.marks = tuple(s.frames(unit) for s in parsed)
     return result
-
-
-def section_tokens(model: TokenModel, cond_m: torch.Tensor, cond_r: torch.Tensor, token_lens: torch.Tensor, *,
-                   sampling: SamplingConfig, generator: torch.Generator | None, fast: bool) -> torch.Tensor:
-    """Tokens (B, n, Q) of a section made from the text alone (``mode="splice"``), in windows when the
-    section is longer than the model's window."""
-    if int(token_lens.max()) <= model.window_tokens:
-        return model.sample_tokens(cond_m, cond_r, token_lens, sampling=sampling, generator=generator, fast=fast)
-    return long_tokens(model, cond_m, cond_r, token_lens, overlap_tokens=None, sampling=sampling,
-                       generator=generator, fast=fast)
 
 
 def kept_sections(marks: Sequence[tuple[int, int]], length: int) -> list[tuple[int, int]]:

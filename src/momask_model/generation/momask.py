@@ -235,9 +235,10 @@ class MoMask(TokenModel):
             residual: ``"keep"`` (default) or ``"regenerate"`` (the official whole-motion residual pass),
                 for inpainted sections.
             mode: ``"inpaint"`` (the paper's editing: the kept motion is the context), ``"splice"``
-                (each section generated from the text alone at its length, then decoded between the
-                kept tokens) or ``"auto"`` (default: splice for a model trained on single skills, which
-                inpaints the context's skill whatever the text; see `momask_model.generation.editing`).
+                (each section made from the text alone, over at least 3 s, and set in between the
+                kept frames with crossfades; `momask_model.generation.splicing`) or ``"auto"``
+                (default: splice for a model trained on single skills, which inpaints the context's
+                skill whatever the text; see `momask_model.generation.editing`).
             seed, fast: as in generation (fast and reference paths give the same tokens).
             sampling / sampling_overrides: as in generation, except that the residual guidance
                 defaults to 2 (``EDIT_RES_COND_SCALE``, the official edit's) unless given.
