@@ -3,24 +3,17 @@
 A model trained on a few skills (the demo) makes *some* motion for any sentence; generating for a
 request it has never seen ("a person swims") would be a silent guess. The `ScopeGate` compares the
 sentence's embedding (the model's own text encoder) with those of its training captions: below a
-threshold, measured on paraphrases and out-of-scope requests (README, `test/data`), the request is
-out of scope, and the answer names the closest skills and their similarity. The gate belongs to a
-bundle (``save_bundle`` stores it); HumanML3D models have none, and every text passes.
+threshold the request is out of scope, and the answer names the closest skills and their similarity.
+The gate belongs to a bundle (``save_bundle`` stores it); HumanML3D models have none, and every text
+passes.
 
 A threshold alone cannot tell a skill from its near miss: "a person walks backwards" is as close to
-"a person walks forward" (0.85) as most paraphrases are. So a gate may also hold *negatives*: phrases
-of what the model was not trained on, above all a skill's verb with another direction, object or
-posture ("walks backwards", "hops on one leg", "sits down"). A negative refuses a sentence when both:
-
-* the sentence says what makes the negative one: a word they share that no caption of the
-  sentence's nearest skill has ("backwards" in "a person walks backwards" against the walk captions),
-  or every word of the negative; a negative with no word of that skill's captions always may.
-  Sentence embeddings weigh the verb far above such words, so without this "a person jumps" sits
-  nearer "a person jumps up and down in place" (0.88) than any jump caption (0.78);
-* it is nearer the sentence than every caption, by at least a margin.
-
-The subject weighs heavily too ("the robot X" leans to "the robot Y"), so the negatives come in every
-form the captions use (`negative_phrasings`).
+"a person walks forward" (0.85) as most paraphrases are, because the encoder weighs the verb far above
+the direction, object or posture. So a gate may also hold labelled *examples*, requests known to be in
+scope (paraphrases) and out of it (a skill's verb with another direction, object or posture: "walks
+backwards", "hops on one leg", "sits down"; other motions), and a `ScopeHead` fitted on them: above the
+threshold, a sentence is in scope only when the head's score reaches its cut. A refusal names the
+nearest out-of-scope example, so it still says why.
 
 Bag-of-words bundles keep their older rule instead: a sentence with a word outside the captions'
 vocabulary is refused (``unknown_words``). `check_text` applies whichever a model has.
@@ -36,6 +29,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from momask_model.text.scope_head import ScopeHead, similarity_features
+
 #: Closest skills named in a verdict.
 TOP_K = 3
 
@@ -45,10 +40,9 @@ class ScopeVerdict:
     """How close a sentence is to what the model was trained on.
 
     similarity: cosine to the nearest training caption; closest: (skill, cosine to that skill's nearest
-    caption), best first; nearest_negative: (negative phrase, cosine) of the closest negative that shares
-    a word with the sentence that the nearest skill's captions lack, or None; margin: how much closer
-    than ``similarity`` that negative must be to refuse. in_scope: ``similarity >= threshold`` and not
-    `closer_to_negative`.
+    caption), best first; nearest_negative: (out-of-scope example, cosine) nearest the sentence, or None
+    for a gate without examples; score, cut: the gate's `ScopeHead` score and the least it accepts (None
+    without a head). in_scope: ``similarity >= threshold`` and ``score >= cut``.
     """
 
     text: str
@@ -56,15 +50,16 @@ class ScopeVerdict:
     threshold: float
     closest: tuple[tuple[str, float], ...]
     nearest_negative: tuple[str, float] | None = None
-    margin: float = 0.0
+    score: float | None = None
+    cut: float | None = None
 
     @property
-    def closer_to_negative(self) -> bool:
-        return self.nearest_negative is not None and self.nearest_negative[1] >= self.similarity + self.margin
+    def below_cut(self) -> bool:
+        return self.score is not None and self.score < self.cut
 
     @property
     def in_scope(self) -> bool:
-        return self.similarity >= self.threshold and not self.closer_to_negative
+        return self.similarity >= self.threshold and not self.below_cut
 
     @property
     def skill(self) -> str:
@@ -79,76 +74,115 @@ class ScopeVerdict:
         }
         if self.nearest_negative is not None:
             out["nearest_negative"] = {"text": self.nearest_negative[0], "similarity": round(self.nearest_negative[1], 3)}
+        if self.score is not None:
+            out["score"], out["cut"] = round(self.score, 3), round(self.cut, 3)
         return out
 
     def message(self) -> str:
         near = ", ".join(f"{s} ({v:.2f})" for s, v in self.closest)
-        if self.closer_to_negative:
-            neg, value = self.nearest_negative
-            return (f"{self.text!r} is outside what this model was trained on: it is closer to {neg!r} ({value:.2f}), "
-                    f"which the model cannot do, than to its captions ({self.similarity:.2f}); closest skills: {near}")
-        return (f"{self.text!r} is outside what this model was trained on: similarity {self.similarity:.2f} "
-                f"< {self.threshold:.2f} to its captions; closest skills: {near}")
+        if self.similarity < self.threshold:
+            return (f"{self.text!r} is outside what this model was trained on: similarity {self.similarity:.2f} "
+                    f"< {self.threshold:.2f} to its captions; closest skills: {near}")
+        neg = "" if self.nearest_negative is None else \
+            f"; nearest request it cannot do: {self.nearest_negative[0]!r} ({self.nearest_negative[1]:.2f})"
+        return (f"{self.text!r} is outside what this model was trained on: scope score {self.score:.2f} < "
+                f"{self.cut:.2f} (similarity {self.similarity:.2f} to its captions{neg}); closest skills: {near}")
+
+
+def _unit(values: Any, rows: int, dim: int | None, what: str) -> torch.Tensor:
+    v = torch.as_tensor(np.asarray(np.zeros((0, dim or 0)) if values is None else values, dtype=np.float32))
+    if v.ndim != 2 or v.shape[0] != rows or (dim is not None and v.shape[1] != dim):
+        raise ValueError(f"need one embedding row{'' if dim is None else f' of {dim} values'} per {what}, got "
+                         f"{tuple(v.shape)} for {rows}")
+    return torch.nn.functional.normalize(v, dim=-1)
+
+
+def _codes(unit: torch.Tensor) -> torch.Tensor:
+    """Examples are stored as int8 codes, each row scaled to +-127 (thousands of rows, a cosine moves by
+    < 1e-3); a gate always uses the decoded rows, so the head is fitted on what a reloaded gate sees.
+    Decoding and encoding again gives the same codes."""
+    peak = unit.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    return torch.round(unit / peak * 127).to(torch.int8)
 
 
 class ScopeGate:
-    """Cosine similarity of a sentence embedding to the training captions', per skill, and to negatives.
+    """Cosine similarity of a sentence embedding to the training captions', per skill, and a `ScopeHead`.
 
     Args:
         captions: training captions (one row of ``embeddings`` each).
         skills: the skill of each caption.
         embeddings: (N, D) caption embeddings from the model's text encoder.
         threshold: smallest accepted cosine to the nearest caption.
-        negatives: phrases of what the model cannot do (module docstring); none by default.
-        negative_embeddings: (M, D) their embeddings from the same encoder.
-        margin: a negative (sharing a word with the sentence that the nearest skill's captions lack)
-            refuses a sentence when its cosine is at least the nearest caption's plus this.
+        examples: labelled requests (module docstring); none by default.
+        example_labels: whether each example is in scope.
+        example_embeddings: (M, D) their embeddings from the same encoder.
+        head: the `ScopeHead` fitted on them (`build`), or None: the threshold alone decides.
     """
 
     def __init__(self, captions: Sequence[str], skills: Sequence[str], embeddings: Any, threshold: float, *,
-                 negatives: Sequence[str] = (), negative_embeddings: Any = None, margin: float = 0.0) -> None:
-        emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-        if emb.ndim != 2 or emb.shape[0] != len(captions) or len(captions) != len(skills) or not len(captions):
-            raise ValueError(f"need one embedding row per caption and skill, got {tuple(emb.shape)}, "
-                             f"{len(captions)} captions, {len(skills)} skills")
+                 examples: Sequence[str] = (), example_labels: Sequence[bool] = (), example_embeddings: Any = None,
+                 head: ScopeHead | None = None) -> None:
+        if len(captions) != len(skills) or not len(captions):
+            raise ValueError(f"need one skill per caption and at least one, got {len(captions)} captions, "
+                             f"{len(skills)} skills")
+        self.embeddings = _unit(embeddings, len(captions), None, "caption")
+        dim = self.embeddings.shape[1]
         if not -1.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold is a cosine in [-1, 1], got {threshold}")
-        neg = torch.as_tensor(np.asarray(
-            np.zeros((0, emb.shape[1])) if negative_embeddings is None else negative_embeddings, dtype=np.float32))
-        if neg.ndim != 2 or neg.shape != (len(negatives), emb.shape[1]):
-            raise ValueError(f"need one embedding row of {emb.shape[1]} values per negative, got {tuple(neg.shape)} "
-                             f"for {len(negatives)} negatives")
-        self.captions = list(captions)
-        self.skills = list(skills)
-        self.embeddings = torch.nn.functional.normalize(emb, dim=-1)
+        if len(example_labels) != len(examples):
+            raise ValueError(f"need one label per example, got {len(example_labels)} for {len(examples)}")
+        self._example_codes = _codes(_unit(example_embeddings, len(examples), dim, "example"))
+        self.example_embeddings = torch.nn.functional.normalize(self._example_codes.float(), dim=-1)
+        if head is not None and head.dim != dim:
+            raise ValueError(f"the scope head takes {head.dim}-value embeddings, the gate's captions have {dim}")
+        self.captions, self.skills = list(captions), list(skills)
         self.threshold = float(threshold)
-        if not 0.0 <= float(margin) <= 2.0:
-            raise ValueError(f"margin is a difference of cosines in [0, 2], got {margin}")
-        self.negatives = list(negatives)
-        self.negative_embeddings = torch.nn.functional.normalize(neg, dim=-1)
-        self.margin = float(margin)
-        self._skill_words: dict[str, set[str]] = {}
-        for caption, skill in zip(self.captions, self.skills):
-            self._skill_words.setdefault(skill, set()).update(words(caption))
-        self._negative_words = [words(n) for n in self.negatives]
+        self.examples, self.example_labels = list(examples), [bool(v) for v in example_labels]
+        self.head = head
+        labels = torch.tensor(self.example_labels, dtype=torch.bool)
+        self._inside, self._outside = torch.where(labels)[0], torch.where(~labels)[0]
         self.skill_names = sorted(set(self.skills))
         index = {s: i for i, s in enumerate(self.skill_names)}
         self._skill_of = torch.tensor([index[s] for s in self.skills])
         self._verdicts: OrderedDict[str, ScopeVerdict] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def negatives(self) -> list[str]:
+        """The out-of-scope examples."""
+        return [e for e, inside in zip(self.examples, self.example_labels) if not inside]
+
     @classmethod
     def build(cls, encoder: Any, captions_by_skill: Mapping[str, Sequence[str]], threshold: float, *,
-              negatives: Sequence[str] = (), margin: float = 0.0) -> "ScopeGate":
-        """Embed ``captions_by_skill`` and ``negatives`` with ``encoder`` (anything with ``encode(list[str])``)."""
+              inside: Sequence[str] = (), outside: Sequence[str] = (), groups: Mapping[str, str] | None = None,
+              cut: float = 0.5, seed: int = 0) -> "ScopeGate":
+        """Embed ``captions_by_skill`` and the ``inside`` / ``outside`` examples with ``encoder`` (anything
+        with ``encode(list[str])``) and, given both kinds, fit the head. ``groups`` maps examples that say
+        one thing in several forms to one name: fitting never lets an example see its own group."""
         captions = [c for s in sorted(captions_by_skill) for c in dict.fromkeys(captions_by_skill[s])]
         skills = [s for s in sorted(captions_by_skill) for _ in dict.fromkeys(captions_by_skill[s])]
-        known = set(captions)
-        negatives = [n for n in dict.fromkeys(negatives) if n not in known]
+        both = set(inside) & set(outside)
+        if both:
+            raise ValueError(f"examples both in and out of scope: {sorted(both)[:5]}")
+        labelled = {t: True for t in inside if t not in set(captions)}
+        labelled.update({t: False for t in outside if t not in set(captions)})
+        examples = list(labelled)
         with torch.no_grad():
-            emb = encoder.encode(captions + negatives).float().cpu().numpy()
-        return cls(captions, skills, emb[:len(captions)], threshold, negatives=negatives,
-                   negative_embeddings=emb[len(captions):], margin=margin)
+            emb = encoder.encode(captions + examples).float().cpu()
+        gate = cls(captions, skills, emb[:len(captions)].numpy(), threshold, examples=examples,
+                   example_labels=list(labelled.values()), example_embeddings=emb[len(captions):].numpy())
+        if not gate._inside.numel() or not gate._outside.numel():
+            return gate
+        names = [f"caption {i}" for i in range(len(captions))] + [(groups or {}).get(t, t) for t in examples]
+        code = {n: i for i, n in enumerate(dict.fromkeys(names))}
+        g = torch.tensor([code[n] for n in names])
+        rows = torch.cat([gate.embeddings, gate.example_embeddings])
+        cos = (rows @ rows.T).masked_fill(g[:, None] == g[None, :], -2.0)  # leave each row's group out
+        n = len(captions)
+        features = similarity_features(cos[:, :n], cos[:, n + gate._inside], cos[:, n + gate._outside])
+        labels = [True] * n + gate.example_labels
+        gate.head = ScopeHead.fit(rows, features, labels, cut, seed=seed)
+        return gate
 
     def verdict(self, text: str, embedding: Any) -> ScopeVerdict:
         """The verdict for one sentence's (D,) embedding."""
@@ -159,17 +193,16 @@ class ScopeGate:
         per_skill = torch.full((len(self.skill_names),), -1.0).scatter_reduce(0, self._skill_of, cos, "amax")
         order = torch.argsort(per_skill, descending=True)[:TOP_K]
         closest = tuple((self.skill_names[int(i)], float(per_skill[i])) for i in order)
-        negative = None
-        said, skill_words = words(text), self._skill_words[closest[0][0]]
-        new_words = said - skill_words  # what the nearest skill's captions never say
-        cued = [i for i, neg in enumerate(self._negative_words)
-                if neg & new_words or not neg & skill_words or neg <= said]
-        if cued:
-            neg_cos = (self.negative_embeddings[cued] @ e[0]).clamp(-1.0, 1.0)
-            k = int(torch.argmax(neg_cos))
-            negative = (self.negatives[cued[k]], float(neg_cos[k]))
+        ex = (self.example_embeddings @ e[0]).clamp(-1.0, 1.0)
+        negative = score = None
+        if self._outside.numel():
+            k = int(torch.argmax(ex[self._outside]))
+            negative = (self.examples[int(self._outside[k])], float(ex[self._outside[k]]))
+        if self.head is not None:
+            features = similarity_features(cos[None], ex[self._inside][None], ex[self._outside][None])
+            score = float(self.head.score(e, features)[0])
         return ScopeVerdict(text=text, similarity=float(cos.max()), threshold=self.threshold, closest=closest,
-                            nearest_negative=negative, margin=self.margin)
+                            nearest_negative=negative, score=score, cut=None if self.head is None else self.head.cut)
 
     def check(self, text: str, encoder: Any) -> ScopeVerdict:
         """Embed ``text`` with ``encoder`` and judge it; verdicts are cached per text (thread-safe)."""
@@ -186,53 +219,29 @@ class ScopeGate:
                 self._verdicts.popitem(last=False)
         return verdict
 
-    def with_threshold(self, threshold: float) -> "ScopeGate":
-        return ScopeGate(self.captions, self.skills, self.embeddings.numpy(), threshold, negatives=self.negatives,
-                         negative_embeddings=self.negative_embeddings.numpy(), margin=self.margin)
+    def with_threshold(self, threshold: float, cut: float | None = None) -> "ScopeGate":
+        """The same gate at another threshold (and head cut)."""
+        head = self.head if cut is None or self.head is None else self.head.with_cut(cut)
+        return ScopeGate(self.captions, self.skills, self.embeddings.numpy(), threshold, examples=self.examples,
+                         example_labels=self.example_labels, example_embeddings=self.example_embeddings.numpy(),
+                         head=head)
 
     def state(self) -> dict[str, Any]:
         """Plain data stored in a bundle (``from_state`` rebuilds the gate)."""
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
-                "embeddings": self.embeddings.numpy().astype(np.float32), "negatives": list(self.negatives),
-                "negative_embeddings": self.negative_embeddings.numpy().astype(np.float32), "margin": self.margin}
+                "embeddings": self.embeddings.numpy().astype(np.float32), "examples": list(self.examples),
+                "example_labels": list(self.example_labels),
+                "example_embeddings": self._example_codes.numpy().copy(),
+                "head": None if self.head is None else self.head.state()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ScopeGate":
-        """The gate of ``state()``; a state from before negatives has none."""
+        """The gate of ``state()``; a state from before examples (or with none) has the threshold alone."""
+        head = state.get("head")
         return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"],
-                   negatives=state.get("negatives", ()), negative_embeddings=state.get("negative_embeddings"),
-                   margin=state.get("margin", 0.0))
-
-
-#: Words that say nothing about a motion (subjects, articles, prepositions).
-_STOPWORDS = frozenset(
-    "a an the person someone somebody robot man woman he she it they you i we is are be and or to of in on at with while "
-    "his her its their your my this that".split())
-_IRREGULAR = {"lies": "lie", "lying": "lie", "lay": "lie", "sat": "sit", "sitting": "sit", "does": "do", "did": "do",
-              "goes": "go", "went": "go"}
-
-
-def _stem(word: str) -> str:
-    """A crude stem, enough to match a word across its forms (walks, walking, walked -> walk)."""
-    if word in _IRREGULAR:
-        return _IRREGULAR[word]
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith("ing") and len(word) > 5:
-        word = word[:-3]
-        return word[:-1] if len(word) > 2 and word[-1] == word[-2] and word[-1] not in "ls" else word
-    if word.endswith(("shes", "ches", "xes", "sses")):
-        return word[:-2]
-    if word.endswith("ed") and len(word) > 4:
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    return word
-
-
-def words(text: str) -> set[str]:
-    """The stems of a sentence's words, without `_STOPWORDS`."""
-    return {_stem(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOPWORDS}
+                   examples=state.get("examples", ()), example_labels=state.get("example_labels", ()),
+                   example_embeddings=state.get("example_embeddings"),
+                   head=None if head is None else ScopeHead.from_state(head))
 
 
 def third_person(verb: str) -> str:
@@ -248,15 +257,28 @@ def third_person(verb: str) -> str:
 
 
 #: Subjects of the demo captions besides the imperative ("a person walks forward", "the robot ...").
-SUBJECTS = ("a person", "the robot", "someone")
+SUBJECTS = ("a person", "the robot", "someone", "a man", "a woman")
+_SUBJECT = re.compile(r"(a person|the person|the robot|someone|somebody|a man|the man|a woman|the woman|he|she) ")
+#: First words that make a sentence neither imperative nor one of `_SUBJECT`'s.
+_NOT_VERBS = frozenset("a an the his her their my your i we they you it this that what how".split())
 
 
-def negative_phrasings(imperative: str) -> list[str]:
-    """One negative in each form the captions use: ``walk backwards`` -> ``walk backwards``, ``a person
-    walks backwards``, ``the robot walks backwards``, ``someone walks backwards`` (module docstring)."""
-    verb, _, rest = imperative.strip().partition(" ")
-    said = " ".join([third_person(verb), rest]).strip()
-    return [imperative.strip(), *(f"{subject} {said}" for subject in SUBJECTS)]
+def phrasings(sentence: str) -> list[str]:
+    """A sentence in each form the captions use, itself first: ``walk backwards`` -> ``walk backwards``,
+    ``a person walks backwards``, ``the robot walks backwards``...; ``he sneaks ahead`` -> ``he sneaks
+    ahead``, ``a person sneaks ahead``... (other subjects: the sentence alone). An embedding leans towards
+    a phrase with its own subject ("the robot X" towards "the robot Y"), so examples come in every form."""
+    text = " ".join(sentence.split())
+    subject = _SUBJECT.match(text.lower())
+    if subject:
+        said = text[subject.end():]
+    else:
+        verb, _, rest = text.partition(" ")
+        verb = verb.lower().rstrip("!?.,")
+        if not verb.isalpha() or verb in _NOT_VERBS:
+            return [text]
+        said = " ".join([third_person(verb), rest]).strip()
+    return list(dict.fromkeys([text, *(f"{s} {said}" for s in SUBJECTS)]))
 
 
 @dataclass(frozen=True)
