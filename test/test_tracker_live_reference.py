@@ -1,14 +1,16 @@
-"""Live reference conditioning on a fake stream: blends, stalls, velocities, re-anchoring, the speed cap."""
+"""Live reference conditioning on a fake stream: blends, stalls, velocities, re-anchoring, and the offline
+conditioning's limits (speed, turning rate, arm swing, joint ranges) applied sample by sample."""
 import numpy as np
 import pytest
 
-from momask_ros.tracker import TrackerError, load_spec
+from momask_ros.tracker import ConditionedReference, RobotReference, TrackerError, load_spec
 from momask_ros.tracker.live_reference import LiveReference
 from momask_ros.tracker.rotations import rpy_to_quat_wxyz
 
 SPEC = load_spec()
 Q0 = SPEC.default_pose_rad
 H = SPEC.standing_height_m
+RANGES = np.tile([-3.0, 3.0], (SPEC.num_joints, 1))  # a robot's hardware ranges
 
 
 def _stream(ref, t0=1.0, duration=3.0, speed=0.5, yaw_rate=0.0, twist=True, dt=0.02, knee=0.3):
@@ -28,7 +30,7 @@ def _stream(ref, t0=1.0, duration=3.0, speed=0.5, yaw_rate=0.0, twist=True, dt=0
 
 
 def _live(**kwargs):
-    return LiveReference.from_spec(SPEC, np.tile([-3.0, 3.0], (SPEC.num_joints, 1)), **kwargs)
+    return LiveReference.from_spec(SPEC, RANGES, **kwargs)
 
 
 def test_blends_in_from_standing_and_out_to_standing_when_the_motion_ends():
@@ -131,3 +133,85 @@ def test_a_bad_sample_is_refused_with_a_reason():
     with pytest.raises(TrackerError, match="base position"):
         ref.push(0.0, [0, np.nan, 0.8], [1, 0, 0, 0], Q0)
     assert ref.newest_s is None
+
+
+def _pose_stream(ref, q, duration=4.0, yaw_rate=0.0, speed=0.5, dt=0.02):
+    """Walking along its heading at `speed` while turning at `yaw_rate`, joints held at q; the same
+    motion as a `RobotReference` for the offline conditioning."""
+    t = np.arange(0.0, duration + 1e-9, dt)
+    yaw = yaw_rate * t
+    pos = np.zeros((t.size, 3))
+    pos[:, 0] = speed / yaw_rate * np.sin(yaw) if yaw_rate else speed * t
+    pos[:, 1] = speed / yaw_rate * (1.0 - np.cos(yaw)) if yaw_rate else 0.0
+    pos[:, 2] = 0.75
+    quat = rpy_to_quat_wxyz(np.column_stack([np.zeros((t.size, 2)), yaw]))
+    for k in range(t.size):
+        heading = np.array([np.cos(yaw[k]), np.sin(yaw[k]), 0.0])
+        ref.push(t[k], pos[k], quat[k], q, base_lin_vel_world=speed * heading,
+                 base_ang_vel_world=np.array([0.0, 0.0, yaw_rate]))
+    return RobotReference(t, pos, quat, np.tile(q, (t.size, 1)))
+
+
+def test_turning_faster_than_the_limit_is_limited_as_offline_and_the_body_frame_velocity_kept():
+    live = _live()
+    offline = ConditionedReference.from_spec(_pose_stream(live, Q0, yaw_rate=6.0), SPEC, RANGES)
+    live.begin(0.0)
+    limit = SPEC.max_reference_yaw_rate_rad_s
+    samples = [live.sample(t) for t in np.arange(0.0, 3.0, 0.02)]
+    rates = np.array([s.yaw_rate_root_rad_s for s in samples])
+    assert rates.max() <= limit and rates[-1] > 0.9 * limit  # the stream turns at 6 rad/s
+    steady = offline.sample(offline.play_start_s + 2.0)  # past the offline ease, turning steadily
+    assert steady.yaw_rate_root_rad_s == pytest.approx(rates[-1], abs=1e-3)
+    np.testing.assert_allclose(samples[-1].base_lin_vel_xy_root, [0.5, 0.0], atol=1e-9)  # what the policy reads
+    heading = np.unwrap([s.base_rpy_rad[2] for s in samples[-20:]])
+    assert np.diff(heading).mean() / 0.02 == pytest.approx(rates[-1], abs=1e-3)  # the reported path turns with it
+    path = np.array([s.base_pos_world[:2] for s in samples[-20:]])
+    assert np.linalg.norm(np.diff(path, axis=0), axis=1).mean() / 0.02 == pytest.approx(0.5, abs=0.01)
+    assert live.report.yaw_rate_limited and any("turning limited to 2.0 rad/s" in n for n in live.report.notes())
+
+
+def test_joints_are_scaled_and_clipped_as_the_offline_conditioning_does():
+    q = Q0.copy()
+    for joint, delta in (("waist_pitch_joint", 0.5), ("waist_roll_joint", -0.4), ("left_elbow_joint", -1.0),
+                         ("right_shoulder_roll_joint", -0.6), ("left_knee_joint", 0.3)):
+        q[SPEC.joint_names.index(joint)] += delta
+    live = _live()
+    offline = ConditionedReference.from_spec(_pose_stream(live, q), SPEC, RANGES)
+    live.begin(0.0)
+    got = live.sample(2.5).joint_pos_rad
+    np.testing.assert_allclose(got, offline.sample(offline.play_start_s + 1.5).joint_pos_rad, atol=1e-6)
+    at = {j: got[SPEC.joint_names.index(j)] - Q0[SPEC.joint_names.index(j)] for j in SPEC.joint_names}
+    assert at["waist_pitch_joint"] == pytest.approx(0.2) and at["waist_roll_joint"] == pytest.approx(-0.2)
+    assert at["left_elbow_joint"] == pytest.approx(-0.5) and at["right_shoulder_roll_joint"] == pytest.approx(-0.3)
+    assert at["left_knee_joint"] == pytest.approx(0.3)  # legs keep their full swing
+    notes = " ".join(live.report.notes())
+    assert "waist_pitch_joint" in notes and "swing of 2 joints scaled to 50%" in notes
+
+
+def test_a_section_beyond_the_robot_settles_from_the_last_pose_within_reach_to_standing_then_blends_back():
+    live = _live()
+    knee = SPEC.joint_names.index("left_knee_joint")
+    t = np.arange(0.0, 5.0 + 1e-9, 0.02)
+    roll = np.where((t > 1.5) & (t < 3.0), 3.0, 0.0)  # a flip: upside down for 1.5 s
+    live.begin(0.0)
+    samples = {}
+    for k, tk in enumerate(t):  # as it arrives
+        q = Q0.copy()
+        q[knee] += 0.5 * tk / 5.0  # keeps bending, so what is held shows
+        live.push(tk, [0.1 * tk, 0.0, 0.75], rpy_to_quat_wxyz([roll[k], 0.0, 0.0]), q,
+                  base_lin_vel_world=[0.1, 0.0, 0.0], base_ang_vel_world=[0.0, 0.0, 0.0])
+        samples[round(tk, 2)] = live.sample(tk)
+    knee_at = {tk: s.joint_pos_rad[knee] for tk, s in samples.items()}
+    assert knee_at[1.48] <= knee_at[1.52] <= Q0[knee] + 0.5 * 1.52 / 5.0  # the last pose within reach
+    for tk in np.arange(1.52, 3.0, 0.1):
+        s = samples[round(tk, 2)]
+        assert abs(s.base_rpy_rad[0]) < 1e-9 and not s.mimic[:2].any() and s.yaw_rate_root_rad_s == 0.0
+    held = np.array([knee_at[round(tk, 2)] for tk in np.arange(1.52, 3.0, 0.02)])
+    assert np.all(np.diff(held) <= 1e-12) and np.abs(np.diff(held)).max() < 0.01  # settles, no jump
+    np.testing.assert_allclose(samples[2.9].joint_pos_rad, Q0, atol=1e-9)  # standing after blend_out_s
+    assert samples[2.9].mimic[2] == pytest.approx(H)
+    assert Q0[knee] < knee_at[3.04] < Q0[knee] + 0.5 * 3.04 / 5.0  # back within reach: blending onto it
+    assert knee_at[3.7] == pytest.approx(Q0[knee] + 0.5 * 3.7 / 5.0)
+    back = np.array([knee_at[round(tk, 2)] for tk in np.arange(2.9, 3.7, 0.02)])
+    assert np.abs(np.diff(back)).max() < 0.03  # the stream was 0.3 rad away: no jump
+    assert any("held a pose 1.5 s beyond the robot (base tilt 3.00 rad)" in n for n in live.report.notes())

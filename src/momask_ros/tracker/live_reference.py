@@ -14,14 +14,17 @@ same conditioning is done causally here:
 * `reanchor` places the stream's path where the robot is (heading and ground position) for continuations:
   what the policy sees (root-frame velocities, height, roll, pitch, joints) does not change, the reported
   reference path does;
-* within the robot's ability, as `ConditionedReference` does offline and with the same spec limits: horizontal
-  speed capped (velocity scaled down: a stream cannot be slowed), turning rate softly limited (the same
-  `soft_saturate`; the root-frame velocity the policy reads is kept, the reported heading and path turn
-  at the limited rate), the arms' swing scaled about the standing pose, roll/pitch and joints clipped
+* within the robot's ability, as `ConditionedReference` does offline and with the same spec limits:
+  horizontal speed capped (velocity scaled down: a stream cannot be slowed), turning rate softly limited
+  (the same `soft_saturate`; the root-frame velocity the policy reads is kept, the reported heading and
+  path turn at the limited rate), the arms' swing scaled about the standing pose, roll/pitch and joints clipped
   (the robot's ranges within the spec's reference ranges); `report` says what was changed since the
   last `begin`. Without these a streamed dance, spin or sneak fell that the offline conditioning keeps
-  up (benchmarks/bench_rehearsal.py, stream). Sample by sample, nothing can be skipped: a motion beyond
-  the robot is the rehearsal's to cut.
+  up (benchmarks/bench_rehearsal.py, stream);
+* where no robot pose matches the stream (the spec's `skip_beyond`: base tilt, hip yaw; a flip, a
+  leg wound up in a spin), the last pose that does settles to standing, still, until the stream comes
+  back within reach, and it then blends onto the stream over `resume_s`: the causal form of the offline
+  bridge (`feasibility`), which cannot look ahead to the landing: the robot plays the wind-up and stands.
 """
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .observation import mimic_vector
 from .base_path import soft_saturate
+from .observation import mimic_vector
 from .reference import ReferenceSample, reference_joint_ranges, smootherstep
 from .rotations import quat_wxyz_to_rpy, rpy_to_matrix, rpy_to_quat_wxyz
 from .spec import TrackerError, TrackerSpec
@@ -50,6 +53,8 @@ class LiveReport:
     clipped_joints: set[str] = field(default_factory=set)
     scaled_joints: set[str] = field(default_factory=set)  # whose swing about the standing pose was scaled
     min_joint_scale: float = 1.0
+    held_s: float = 0.0  # time a pose was held because the stream was beyond the robot
+    held_because: str = ""
 
     @property
     def yaw_rate_limited(self) -> bool:
@@ -64,6 +69,8 @@ class LiveReport:
                          f"{self.peak_yaw_rate_rad_s:.1f} rad/s)")
         if self.scaled_joints:
             notes.append(f"swing of {len(self.scaled_joints)} joints scaled to {self.min_joint_scale:.0%}")
+        if self.held_s > 0:
+            notes.append(f"held a pose {self.held_s:.1f} s beyond the robot ({self.held_because})")
         if self.tilt_clipped:
             notes.append("roll/pitch clipped")
         if self.clipped_joints:
@@ -97,8 +104,10 @@ class LiveReference:
     def __init__(self, *, standing_pose_rad: np.ndarray, standing_height_m: float, joint_names: Sequence[str],
                  joint_range_rad: np.ndarray | None = None, max_base_speed_mps: float = np.inf,
                  max_tilt_rad: float = np.pi / 2, max_yaw_rate_rad_s: float = np.inf,
-                 joint_scale: np.ndarray | None = None, blend_in_s: float = 1.0, blend_out_s: float = 1.0,
-                 stall_s: float = 0.5, max_extrapolation_s: float = 0.05, buffer_s: float = 3.0):
+                 joint_scale: np.ndarray | None = None, skip_tilt_rad: float = np.inf,
+                 skip_outside_rad: np.ndarray | None = None, resume_s: float = 0.5, blend_in_s: float = 1.0,
+                 blend_out_s: float = 1.0, stall_s: float = 0.5, max_extrapolation_s: float = 0.05,
+                 buffer_s: float = 3.0):
         self._q_stand = np.asarray(standing_pose_rad, dtype=np.float64)
         self._names = tuple(joint_names)
         if self._q_stand.size != len(self._names):
@@ -113,6 +122,14 @@ class LiveReference:
         self._scale, self._scaled = scale, scale != 1.0
         self._max_speed, self._max_tilt = float(max_base_speed_mps), float(max_tilt_rad)
         self._max_yaw_rate = float(max_yaw_rate_rad_s)
+        self._skip_tilt, self._resume_s = float(skip_tilt_rad), max(float(resume_s), 1e-6)
+        unbounded = (np.full(self._q_stand.size, -np.inf), np.full(self._q_stand.size, np.inf))
+        self._skip_low, self._skip_high = (np.asarray(skip_outside_rad, np.float64).T
+                                           if skip_outside_rad is not None else unbounded)
+        self._last_row: np.ndarray | None = None  # the last row sampled within reach
+        self._held: tuple[float, np.ndarray] | None = None  # (since t, last row within reach) while beyond
+        self._held_out: np.ndarray | None = None
+        self._resume: tuple[float, np.ndarray] | None = None  # (from t, held row): blending back onto the stream
         self._blend_in, self._blend_out = float(blend_in_s), float(blend_out_s)
         self._stall, self._max_extra, self._buffer = float(stall_s), float(max_extrapolation_s), float(buffer_s)
         self._t: list[float] = []
@@ -122,7 +139,8 @@ class LiveReference:
         self._stalled = False  # blended out because the stream stopped, not because the motion ended
         self._yaw_offset, self._offset_xy = 0.0, np.zeros(2)
         # what the turning limit has taken off the heading, and the path it moved, since the last anchor
-        self._yaw_lag, self._path_shift, self._last_sample_s = 0.0, np.zeros(2), None
+        self._yaw_lag, self._path_shift, self._shift_rate = 0.0, np.zeros(2), np.zeros(2)
+        self._last_sample_s: float | None = None
         self._anchor_request: tuple[np.ndarray, np.ndarray] | None = None
         self.report = self._new_report()
 
@@ -132,7 +150,8 @@ class LiveReference:
         (joint ranges: the robot's, `joint_range_rad`, within the spec's); keyword arguments override."""
         limits = dict(max_base_speed_mps=spec.max_base_speed_mps, max_tilt_rad=spec.max_reference_tilt_rad,
                       max_yaw_rate_rad_s=spec.max_reference_yaw_rate_rad_s, joint_scale=spec.reference_joint_scale,
-                      blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s)
+                      skip_tilt_rad=spec.skip_tilt_rad, skip_outside_rad=spec.skip_joint_range_rad,
+                      resume_s=spec.ease_s, blend_in_s=spec.blend_in_s, blend_out_s=spec.blend_out_s)
         return cls(standing_pose_rad=spec.default_pose_rad, standing_height_m=spec.standing_height_m,
                    joint_names=spec.joint_names, joint_range_rad=reference_joint_ranges(spec, joint_range_rad),
                    **{**limits, **kwargs})
@@ -246,6 +265,44 @@ class LiveReference:
             row[12:12 + n] += ahead * np.where(np.isnan(qd), 0.0, qd)
         return row
 
+    def _within_reach(self, t: float, row: np.ndarray, dt: float) -> np.ndarray:
+        """The row; while the stream is beyond the robot (base tilted past the skip tilt, a joint outside
+        its skip range), the last pose within reach settling to standing over `blend_out_s`, still (a
+        take-off pose held for seconds toppled the robot); back within reach, a blend onto the stream."""
+        n = self._q_stand.size
+        q = row[12:12 + n]
+        tilt = float(np.arccos(np.clip(np.cos(row[3]) * np.cos(row[4]), -1.0, 1.0)))
+        outside = np.flatnonzero((q < self._skip_low) | (q > self._skip_high))
+        if tilt > self._skip_tilt or outside.size:
+            if self._held is None:
+                last = self._last_row if self._last_row is not None else row
+                self._held = (t, last.copy())
+            since, last = self._held
+            stand = np.concatenate([last[:2], [self._height, 0.0, 0.0, last[5]], np.zeros(6), self._q_stand,
+                                    np.zeros(n)])
+            x = (t - since) / self._blend_out if self._blend_out > 0 else 1.0
+            out = last + float(smootherstep(x)) * (stand - last)
+            out[6:12], out[12 + n:] = 0.0, 0.0
+            self._resume = None
+            self.report.held_s += dt
+            self.report.held_because = (f"base tilt {tilt:.2f} rad" if tilt > self._skip_tilt
+                                        else f"{self._names[outside[0]]} at {q[outside[0]]:.2f} rad")
+            self._held_out = out
+            return out
+        if self._held is not None:
+            self._resume, self._held = (t, self._held_out), None
+        out = row
+        if self._resume is not None and t - self._resume[0] < self._resume_s:
+            a, held = float(smootherstep((t - self._resume[0]) / self._resume_s)), self._resume[1]
+            out = row.copy()
+            out[:6] = held[:6] + a * (row[:6] - held[:6])
+            out[12:12 + n] = held[12:12 + n] + a * (q - held[12:12 + n])
+            out[6:12] = a * row[6:12]
+        else:
+            self._resume = None
+        self._last_row = out  # what a hold would start from
+        return out
+
     @staticmethod
     def _world_rate(rpy: np.ndarray, rpy_rate: np.ndarray) -> np.ndarray:
         """World angular velocity from Z-Y-X Euler angles and their rates."""
@@ -269,10 +326,11 @@ class LiveReference:
             xy, quat = self._anchor_request
             self._yaw_offset = float(quat_wxyz_to_rpy(quat)[2]) - row[5]
             self._offset_xy = xy - self._rot(self._yaw_offset) @ row[:2]
-            self._yaw_lag, self._path_shift = 0.0, np.zeros(2)
+            self._yaw_lag, self._path_shift, self._shift_rate = 0.0, np.zeros(2), np.zeros(2)
             self._anchor_request = None
         dt = 0.0 if self._last_sample_s is None else min(max(t - self._last_sample_s, 0.0), 0.1)
         self._last_sample_s = t
+        row = self._within_reach(t, row, dt if w > 0 else 0.0)
         vel_world = row[6:9].copy()
         speed = float(np.linalg.norm(vel_world[:2]))
         if w > 0:
@@ -288,7 +346,8 @@ class LiveReference:
         if w > 0:
             self.report.tilt_clipped |= bool(np.any(rp != row[3:5]))
             self.report.clipped_joints |= {self._names[k] for k in np.flatnonzero(q != scaled)}
-            self.report.scaled_joints |= {self._names[k] for k in np.flatnonzero(self._scaled & (q != self._q_stand))}
+            swung = np.flatnonzero(self._scaled & (q != self._q_stand))
+            self.report.scaled_joints |= {self._names[k] for k in swung}
             self.report.peak_yaw_rate_rad_s = max(self.report.peak_yaw_rate_rad_s, abs(float(ang_world[2])))
         rpy = np.array([w * rp[0], w * rp[1], row[5]])
         joints = (1.0 - w) * self._q_stand + w * q
@@ -300,7 +359,9 @@ class LiveReference:
         # the reported heading turns at the limited rate; the path follows the velocity under that heading
         self._yaw_lag += dt * (float(ang_world[2]) - turn)
         rot, rot_out = self._rot(self._yaw_offset), self._rot(self._yaw_offset - self._yaw_lag)
-        self._path_shift += dt * ((rot_out - rot) @ (w * vel_world[:2]))
+        shift_rate = (rot_out - rot) @ (w * vel_world[:2])
+        self._path_shift += 0.5 * dt * (self._shift_rate + shift_rate)
+        self._shift_rate = shift_rate
         rpy_out = rpy + np.array([0.0, 0.0, self._yaw_offset - self._yaw_lag])
         pos = np.array([*(rot @ row[:2] + self._offset_xy + self._path_shift), height])
         vel_out = np.array([*(rot_out @ (w * vel_world[:2])), w * vel_world[2]])
