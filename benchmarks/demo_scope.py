@@ -13,6 +13,7 @@ encoder and the gate; warm: cached).
     python benchmarks/demo_scope.py                                   # the packaged bundle's gate
     python benchmarks/demo_scope.py --threshold 0.4 --cut 0.5          # a gate fitted at other settings
     python benchmarks/demo_scope.py --negatives other_negatives.yaml  # ... or on other negatives
+    python benchmarks/demo_scope.py --typos 0                          # ... or without misspelt copies
     python benchmarks/demo_scope.py --data data/demo                  # gate built from a dataset's captions
     python benchmarks/demo_scope.py --generate --seeds 5              # + generation by skill
 """
@@ -70,10 +71,10 @@ def without(phrases: dict, left_out: set[str]) -> dict:
 
 
 def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, threshold: float,
-                    cut: float) -> tuple[list[str], dict]:
+                    cut: float, n_typos: int = training.TYPOS) -> tuple[list[str], dict]:
     """Each fifth of the phrases judged by a gate fitted on the rest: the table over cuts and the misses."""
     inside, outside = training.phrase_examples(phrases)
-    near = {t for key in ("near_scope", "near_scope_round4") for t in phrases.get(key, [])}
+    near = {t for key in ("near_scope", "near_scope_round4", "near_scope_round5") for t in phrases.get(key, [])}
     texts = list(dict.fromkeys(inside + outside))
     order = np.random.default_rng(0).permutation(len(texts))
     verdicts = {}
@@ -81,7 +82,7 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
         fold = {texts[i] for i in order[k::FOLDS]}
         rest = {n: g for n, g in negatives.items() if n not in fold}
         gate = training.demo_gate(encoder, captions, without(phrases, fold), negatives=rest,
-                                  threshold=threshold, cut=cut)
+                                  threshold=threshold, cut=cut, n_typos=n_typos)
         emb = encoder.encode(sorted(fold))
         verdicts.update({t: gate.verdict(t, e) for t, e in zip(sorted(fold), emb)})
     inside_set = set(inside)
@@ -94,6 +95,13 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
         lines.append(f"| {c:.3g}{mark} | {np.mean([ok[t] for t in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in texts if t not in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in near]):.1%} |")
+    r5_in = [t for ts in phrases.get("in_scope_round5", {}).values() for t in ts]
+    r5_near, r5_far = phrases.get("near_scope_round5", []), phrases.get("out_of_scope_round5", [])
+    if r5_in:
+        ok = {t: v.in_scope for t, v in verdicts.items()}
+        lines.append(f"of which the fifth round (tuning data now), cut {cut:.3g}: "
+                     f"{np.mean([ok[t] for t in r5_in]):.1%} of {len(r5_in)} accepted, {np.mean([not ok[t] for t in r5_near + r5_far]):.1%} of "
+                     f"{len(r5_near + r5_far)} refused (near scope {np.mean([not ok[t] for t in r5_near]):.1%})")
     misses = {"refused_in": [verdicts[t].message() for t in texts if t in inside_set and not verdicts[t].in_scope],
               "accepted_out": [(t, round(verdicts[t].score, 3), verdicts[t].skill) for t in texts
                                if t not in inside_set and verdicts[t].in_scope]}
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negatives", type=Path, default=training.NEGATIVES,
                    help="YAML with a 'negatives:' list (default: training/demo_scope_negatives.yaml)")
     p.add_argument("--phrases", type=Path, default=PHRASES)
+    p.add_argument("--typos", type=int, default=training.TYPOS, help="misspelt copies per example phrase")
     p.add_argument("--no-cv", action="store_true", help="skip the cross-validation (about a minute)")
     p.add_argument("--no-heldout", action="store_true",
                    help="while choosing settings: skip the held-out round (it is measured once, at the end)")
@@ -164,16 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     encoder = CachedEncoder(model.text_encoder)
     negatives = training.demo_negatives(args.negatives)
     if not args.no_cv:
-        lines, misses = cross_validated(encoder, captions, phrases, negatives, args.threshold, args.cut)
+        lines, misses = cross_validated(encoder, captions, phrases, negatives, args.threshold, args.cut,
+                                        args.typos)
         print("\n".join(lines))
         for k, v in misses.items():
             print(f"{k} ({len(v)}):" + "".join(f"\n  {x}" for x in v))
     stored = gate is not None and gate.head is not None and args.data is None and (
-        args.threshold, args.cut, args.negatives, args.phrases) == (
-        gate.threshold, gate.head.cut, training.NEGATIVES, PHRASES)
+        args.threshold, args.cut, args.negatives, args.phrases, args.typos) == (
+        gate.threshold, gate.head.cut, training.NEGATIVES, PHRASES, training.TYPOS)
     if not stored:  # measure the gate these settings make, not the bundle's
         model.scope_gate = gate = training.demo_gate(encoder, captions, phrases, negatives=negatives,
-                                                     threshold=args.threshold, cut=args.cut)
+                                                     threshold=args.threshold, cut=args.cut, n_typos=args.typos)
     print(f"gate: {len(gate.captions)} captions of {len(gate.skill_names)} skills, {len(gate.examples)} examples "
           f"({len(gate.negatives)} out of scope), threshold {gate.threshold}, cut {gate.head.cut}"
           f"{'' if stored else ' (fitted here, not the bundle)'}")

@@ -237,3 +237,38 @@ def test_demo_gate_holds_its_examples_and_refuses_near_misses_of_its_skills(demo
         assert refusal.fields["score"] < refusal.fields["cut"] and refusal.fields["nearest_negative"], refusal.fields
     assert all(check_text(demo, name) is None for name in ("walk", "run", "jump", "kick", "dance", "crawl", "spin"))
     assert all(check_text(demo, t) is None for t in phrases["must_work"])
+
+
+def _scope_gate_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scope_gate_script", DEMO_NEGATIVES.with_name("scope_gate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_typos_misspell_one_key_word_by_one_keystroke_deterministically():
+    typos = _scope_gate_script().typos
+    assert typos("a person walks backwards", 2) == typos("a person walks backwards", 2)
+    for text in ("kick with your leg", "a person walks backwards", "the figure sprints forward quickly"):
+        for typo in typos(text, 3):
+            words, wrong = text.split(), typo.split()
+            diff = [(a, b) for a, b in zip(words, wrong) if a != b]
+            assert len(words) == len(wrong) and len(diff) == 1, typo
+            a, b = diff[0]
+            assert a not in ("person", "figure", "with", "your") and abs(len(a) - len(b)) <= 1, typo
+    assert typos("a man is up", 1) == []  # no word of 4+ letters worth misspelling
+
+
+def test_gate_stores_captions_and_examples_as_int8_tensors(gated, tmp_path):
+    _, model = gated
+    gate = ScopeGate.build(model.text_encoder, CAPTIONS, threshold=0.3, inside=["a man walks forward"],
+                           outside=["a person walks backwards"])
+    state = gate.state()
+    assert state["embeddings"].dtype == torch.int8 and state["example_embeddings"].dtype == torch.int8
+    again = ScopeGate.from_state(state)
+    assert torch.equal(again.embeddings, gate.embeddings)
+    assert torch.equal(again.state()["embeddings"], state["embeddings"])  # decoding and encoding again: same codes
+    v, w = gate.check("a woman jumps up", model.text_encoder), again.check("a woman jumps up", model.text_encoder)
+    assert v.similarity == pytest.approx(w.similarity, abs=1e-6) and v.score == pytest.approx(w.score, abs=1e-6)

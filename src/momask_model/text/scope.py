@@ -98,9 +98,10 @@ def _unit(values: Any, rows: int, dim: int | None, what: str) -> torch.Tensor:
 
 
 def _codes(unit: torch.Tensor) -> torch.Tensor:
-    """Examples are stored as int8 codes, each row scaled to +-127 (thousands of rows, a cosine moves by
-    < 1e-3); a gate always uses the decoded rows, so the head is fitted on what a reloaded gate sees.
-    Decoding and encoding again gives the same codes."""
+    """Captions and examples are stored as int8 codes, each row scaled to +-127 (thousands of rows, a
+    cosine moves by < 1e-3), in tensors (a pickled numpy array takes half as much again); a gate always
+    uses the decoded rows, so the head is fitted on what a reloaded gate sees. Decoding and encoding
+    again gives the same codes."""
     peak = unit.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
     return torch.round(unit / peak * 127).to(torch.int8)
 
@@ -125,7 +126,8 @@ class ScopeGate:
         if len(captions) != len(skills) or not len(captions):
             raise ValueError(f"need one skill per caption and at least one, got {len(captions)} captions, "
                              f"{len(skills)} skills")
-        self.embeddings = _unit(embeddings, len(captions), None, "caption")
+        self._caption_codes = _codes(_unit(embeddings, len(captions), None, "caption"))
+        self.embeddings = torch.nn.functional.normalize(self._caption_codes.float(), dim=-1)
         dim = self.embeddings.shape[1]
         if not -1.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold is a cosine in [-1, 1], got {threshold}")
@@ -229,9 +231,8 @@ class ScopeGate:
     def state(self) -> dict[str, Any]:
         """Plain data stored in a bundle (``from_state`` rebuilds the gate)."""
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
-                "embeddings": self.embeddings.numpy().astype(np.float32), "examples": list(self.examples),
-                "example_labels": list(self.example_labels),
-                "example_embeddings": self._example_codes.numpy().copy(),
+                "embeddings": self._caption_codes.clone(), "examples": list(self.examples),
+                "example_labels": list(self.example_labels), "example_embeddings": self._example_codes.clone(),
                 "head": None if self.head is None else self.head.state()}
 
     @classmethod

@@ -4,12 +4,13 @@ A cosine threshold to the training captions cannot tell a skill from its near mi
 encoder weighs the verb far above the direction, object or posture ("a person walks backwards" is 0.85
 from "a person walks forward", as near as most paraphrases). Labelled *examples* can: requests known
 to be in scope (captions, paraphrases) and known to be out of it (near misses, other motions). The
-head turns a sentence into three similarities, to its nearest caption and to its `TOP` nearest in-scope
-and out-of-scope examples (`similarity_features`), and averages two logistic regressions: one over
-those three numbers (a smoothed nearest-neighbour vote) and one over them plus the embedding itself
-(which learns the directions a word like "backwards" moves it). Chosen by 5-fold cross-validation on
-test/data/demo_scope_phrases.yaml (`benchmarks/demo_scope.py`); a single MLP or either head alone did
-worse there.
+head turns a sentence into five similarities, to its nearest caption, to its `TOP` nearest in-scope
+and out-of-scope examples and to the single nearest of each (`similarity_features`), and averages two
+logistic regressions: one over those numbers (a smoothed nearest-neighbour vote; the single nearest
+catches a near miss with few examples, such as a front flip among many back and side flips) and one
+over them plus the embedding itself (which learns the directions a word like "backwards" moves it).
+Chosen by 5-fold cross-validation on test/data/demo_scope_phrases.yaml (`benchmarks/demo_scope.py`);
+a single MLP, either head alone or the three similarities without the single nearest did worse there.
 """
 from __future__ import annotations
 
@@ -30,11 +31,17 @@ def _top_mean(cos: torch.Tensor, k: int = TOP) -> torch.Tensor:
     return torch.topk(cos, min(k, cos.shape[-1]), dim=-1).values.mean(-1)
 
 
+#: Similarity features per sentence (`similarity_features`).
+FEATURES = 5
+
+
 def similarity_features(to_captions: torch.Tensor, to_inside: torch.Tensor, to_outside: torch.Tensor) -> torch.Tensor:
-    """(n, 3): cosine to the nearest caption, mean cosine to the `TOP` nearest in-scope examples
-    (captions included) and to the `TOP` nearest out-of-scope ones; excluded pairs hold -2."""
+    """(n, `FEATURES`): cosine to the nearest caption, mean cosine to the `TOP` nearest in-scope examples
+    (captions included) and to the `TOP` nearest out-of-scope ones, then to the single nearest of each
+    side; excluded pairs hold -2."""
     inside = torch.cat([to_captions, to_inside], dim=-1)
-    return torch.stack([to_captions.max(-1).values, _top_mean(inside), _top_mean(to_outside)], dim=-1)
+    return torch.stack([to_captions.max(-1).values, _top_mean(inside), _top_mean(to_outside),
+                        _top_mean(inside, 1), _top_mean(to_outside, 1)], dim=-1)
 
 
 class ScopeHead:
@@ -46,22 +53,24 @@ class ScopeHead:
     def __init__(self, similarity_weights: Any, embedding_weights: Any, cut: float) -> None:
         self.similarity_weights = torch.as_tensor(np.asarray(similarity_weights, np.float32))
         self.embedding_weights = torch.as_tensor(np.asarray(embedding_weights, np.float32))
-        if self.similarity_weights.shape != (4,) or self.embedding_weights.ndim != 1 or len(self.embedding_weights) < 5:
-            raise ValueError(f"a scope head has 3 + 1 similarity weights and D + 3 + 1 embedding weights, got "
-                             f"{tuple(self.similarity_weights.shape)} and {tuple(self.embedding_weights.shape)}")
+        n = FEATURES + 1
+        we = self.embedding_weights
+        if self.similarity_weights.shape != (n,) or we.ndim != 1 or len(we) <= n:
+            raise ValueError(f"a scope head has {FEATURES} + 1 similarity weights and D + {FEATURES} + 1 embedding "
+                             f"weights, got {tuple(self.similarity_weights.shape)} and {tuple(we.shape)}")
         if not 0.0 < float(cut) < 1.0:
             raise ValueError(f"cut is a probability in (0, 1), got {cut}")
         self.cut = float(cut)
 
     @property
     def dim(self) -> int:
-        return len(self.embedding_weights) - 4
+        return len(self.embedding_weights) - FEATURES - 1
 
     def scores(self, embeddings: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two heads' probabilities for (n, D) unit embeddings and their (n, 3) features."""
+        """The two heads' probabilities for (n, D) unit embeddings and their (n, `FEATURES`) features."""
         f = features * SCALE
         ws, we = self.similarity_weights, self.embedding_weights
-        by_similarity = torch.sigmoid(f @ ws[:3] + ws[3])
+        by_similarity = torch.sigmoid(f @ ws[:-1] + ws[-1])
         by_embedding = torch.sigmoid(torch.cat([embeddings, f], dim=-1) @ we[:-1] + we[-1])
         return by_similarity, by_embedding
 
@@ -71,7 +80,7 @@ class ScopeHead:
 
     @classmethod
     def fit(cls, embeddings: torch.Tensor, features: torch.Tensor, labels: Sequence[bool], cut: float, *,
-            epochs: int = 1000, weight_decay: float = 1e-3, lr: float = 0.01, seed: int = 0) -> "ScopeHead":
+            epochs: int = 1000, weight_decay: float = 1e-3, lr: float = 0.03, seed: int = 0) -> "ScopeHead":
         """Fit both heads on (n, D) unit embeddings, their leave-one-out features and in-scope labels
         (classes weighed equally); deterministic for a seed."""
         y = torch.as_tensor(np.asarray(labels, np.float32))
