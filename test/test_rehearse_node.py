@@ -5,6 +5,8 @@ plays. The node's conductor on a fake clock (no ROS, no threads) with the packag
 What is rehearsed is what plays: the clip's retargeted samples. A walk plays whole; a motion the
 rehearsed robot falls on is refused (nothing plays) or cut before the fall (the stream holds there).
 """
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,20 @@ def g1_pipeline():
 def rehearser(g1_pipeline):
     names = g1_pipeline.joint_space.names
     return Rehearser(load_rehearsal(TWIST2, names, robot="g1"), joint_names=names)
+
+
+@pytest.fixture(scope="module")
+def unheld_rehearser(g1_pipeline):
+    """Sections beyond the robot followed as they are, not held (the spec's skip_beyond off): the
+    acrobatics then fall in rehearsal, for the tests of cuts and refusals."""
+    from momask_ros.stream.followed import LiveFollowed
+
+    names = g1_pipeline.joint_space.names
+    rehearsal = load_rehearsal(TWIST2, names, robot="g1")
+    spec = dataclasses.replace(rehearsal.bundle.spec, skip_tilt_rad=math.inf, skip_joint_range_rad=None)
+    bundle = dataclasses.replace(rehearsal.bundle, spec=spec)
+    rehearsal.conditioning = lambda reference: LiveFollowed(reference, bundle)
+    return Rehearser(rehearsal, joint_names=names)
 
 
 class Drive:
@@ -97,8 +113,8 @@ def test_rehearse_plays_a_walk_whole(g1_pipeline, rehearser):
 
 
 @pytest.mark.parametrize("text", ["a person gets up from lying face down seed=0", "a person does a cartwheel seed=0"])
-def test_rehearse_refuses_or_cuts_a_motion_that_falls(g1_pipeline, rehearser, text):
-    d = Drive(g1_pipeline, rehearser)
+def test_rehearse_refuses_or_cuts_a_motion_that_falls(g1_pipeline, unheld_rehearser, text):
+    d = Drive(g1_pipeline, unheld_rehearser)
     d.send(text)
     mine = d.final(1)
     rejected = next(s for s in mine if s["state"] == "rejected")
@@ -122,8 +138,8 @@ def test_rehearse_refuses_or_cuts_a_motion_that_falls(g1_pipeline, rehearser, te
     assert speeds.max() < 10.0  # no jump at the cut
 
 
-def test_a_sequence_stops_at_its_cut_segment(g1_pipeline, rehearser):
-    d = Drive(g1_pipeline, rehearser)
+def test_a_sequence_stops_at_its_cut_segment(g1_pipeline, unheld_rehearser):
+    d = Drive(g1_pipeline, unheld_rehearser)
     d.send("a person walks forward length=2s seed=0 | a person does a cartwheel seed=0 "
            "| a person walks forward length=2s")
     d.run(12.0)
@@ -245,3 +261,122 @@ def test_make_demo_replays_the_g1_stream_tracked_in_physics(g1_pipeline, tmp_pat
     assert "stayed up" in line, line
     error = float(line.split("mean joint error ")[1].split(" rad")[0])
     assert 0.0 < error < 0.15, line
+
+
+def _swaying(space, n, fps):
+    """(times, joints, base positions, base quats) of a gentle sway from the rest stance, n samples at fps."""
+    p0, quat0 = space.rest_base
+    times = np.arange(n) / fps
+    q = space.clip(space.rest + 0.15 * np.sin(2.0 * times)[:, None] * (np.arange(len(space.names)) % 3 == 0))
+    pos = np.tile(p0, (n, 1)) + np.outer(np.sin(times), [0.05, 0.0, 0.0])
+    return times, q, pos, np.tile(quat0, (n, 1))
+
+
+def _job(clip):
+    import types
+
+    from momask_ros.stream.commands import MotionCommand
+    from momask_ros.stream.job import Job
+
+    job = Job(1, MotionCommand("a person sways"), 0.0)
+    job.session = types.SimpleNamespace(clip=clip, closed=False)
+    return job
+
+
+def test_a_stream_followed_as_it_is_retargeted_is_the_one_followed_whole(g1_pipeline, rehearser):
+    """A span streamed while its clip is still being written (`SpanStream` with no end yet, `LiveFollowed.grow`)
+    gives the same samples and the same tracker reference as the whole clip streamed at once; an open
+    stream is never followed past its last sample."""
+    from momask_ros.stream.followed import LiveFollowed, SpanStream, StreamStart
+    from momask_ros.stream.state import RobotPose
+
+    space, fps, n = g1_pipeline.joint_space, 20.0, 81
+    times, q, pos, quat = _swaying(space, n, fps)
+    start = StreamStart(RobotPose(space.rest.copy(), base_valid=False), 0.5, 0.02)
+    kw = dict(order=rehearser._order, spec=rehearser.rehearsal.bundle.spec, following=False, fresh=start)
+    whole_clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((n, 22, 3)))
+    whole_clip.append(times, q, pos, quat)
+    whole = SpanStream(_job(whole_clip), 0.0, **kw).update(times[-1])
+    bundle = rehearser.rehearsal.bundle
+    followed_whole = LiveFollowed(whole, bundle)
+
+    clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((n, 22, 3)))
+    stream, followed, t = SpanStream(_job(clip), 0.0, **kw), None, 0.0
+    for a, b in ((0, 2), (2, 8), (8, 20), (20, 41), (41, n)):
+        clip.append(times[a:b], q[a:b], pos[a:b], quat[a:b])
+        grown = stream.update(np.inf)
+        if grown is None:
+            assert b < 3
+            continue
+        assert grown.open and grown.times_s[-1] < times[b - 1]  # no further than its final samples
+        if followed is None:
+            followed = LiveFollowed(grown, bundle)
+        else:
+            followed.grow(grown)
+        while t <= followed.known_s - 0.02 + 1e-9:  # followed as far as it goes, as a rehearsal would
+            assert np.allclose(followed.sample(t).mimic, followed_whole.sample(t).mimic, atol=1e-9)
+            t += 0.02
+        with pytest.raises(ValueError, match="past the stream's last sample"):
+            followed.sample(followed.known_s + 0.1)
+    final = stream.update(times[-1])
+    followed.grow(final)
+    assert not final.open and np.allclose(final.joint_pos_rad, whole.joint_pos_rad, atol=1e-12)
+    assert np.allclose(final.base_lin_vel_world, whole.base_lin_vel_world, atol=1e-12)
+    assert followed.end_s == followed_whole.end_s
+    for t in np.arange(0.0, followed.end_s + 0.1, 0.02):
+        assert np.allclose(followed.sample(t).mimic, followed_whole.sample(t).mimic, atol=1e-9)
+
+
+def test_a_fresh_motion_starts_before_its_retargeting_ends(g1_pipeline):
+    """The first span of a fresh clip is rehearsed as the retargeting writes it: its start is cleared
+    (the first JointState may go) once the rehearsal is `Rehearser.margin_s` in, while most of the clip
+    is still to come; the rehearsal then follows the clip to its end and clears all of it."""
+    import math
+    import threading
+
+    from momask_ros.stream.followed import StreamStart
+    from momask_ros.stream.job import SpanRehearsal
+    from momask_ros.stream.state import RobotPose
+
+    space, fps, n = g1_pipeline.joint_space, 20.0, 121
+    rehearser = Rehearser(load_rehearsal(TWIST2, space.names, robot="g1"), joint_names=space.names)
+    rehearser.stream_start = lambda: StreamStart(RobotPose(space.rest.copy(), base_valid=False), 0.5, 0.02)
+    times, q, pos, quat = _swaying(space, n, fps)
+    clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((n, 22, 3)))
+    clip.verified_s = -math.inf
+    job, end = _job(clip), [None]
+
+    class Host:
+        lock = threading.RLock()
+        released = threading.Event()
+        reports: list = []
+
+        def report(self, state, job, fields):
+            self.reports.append((state, fields))
+
+        def release(self, job):
+            self.released.set()
+
+        def refuse(self, job, status):
+            self.reports.append(("refused", status))
+
+        def drop(self, job):
+            pass
+
+        def drop_following(self, job, reason):
+            pass
+
+    host, out = Host(), []
+    worker = threading.Thread(target=lambda: out.append(rehearser.run(
+        SpanRehearsal(job, 0, 0.0, math.inf, fresh=True), host, end=lambda idle: end[0])))
+    worker.start()
+    for a in range(0, 60, 10):  # the first 3 s, chunk by chunk
+        clip.append(times[a:a + 10], q[a:a + 10], pos[a:a + 10], quat[a:a + 10])
+    assert host.released.wait(60.0), "the start was never cleared"
+    assert clip.available_s < 3.0 and 0.0 < clip.verified_s <= clip.available_s - rehearser.margin_s + 1e-9
+    clip.append(times[60:], q[60:], pos[60:], quat[60:])
+    end[0] = clip.available_s  # its retargeting task ended here
+    worker.join(60.0)
+    result = out[0]
+    assert result is not None and result.complete and not result.falls and not host.reports
+    assert clip.verified_s == pytest.approx(times[-1]) and job.fields["physical_windows"][0]["ok"]

@@ -13,7 +13,9 @@ worker, and the gate the generation worker applies under reject.
 from __future__ import annotations
 
 import logging
+import math
 import time
+import weakref
 from typing import Any, Protocol
 
 from momask_ros.physics.checks import MotionGate, window_decision
@@ -47,11 +49,16 @@ class WindowChecks:
 
     #: warn's check waits until the clip is retargeted this far ahead of playback [s].
     YIELD_LEAD_S = 0.5
+    #: rehearse: a fresh clip retargeted this far past `Rehearser.margin_s` waits for its start to clear [s].
+    GIVE_WAY_S = 0.5
 
     def __init__(self, producer: CheckHost, rehearser: Rehearser | None = None) -> None:
         self._producer = producer
         self.rehearser = rehearser
         self._gate: MotionGate | None = None  # physical checks, built on first use
+        #: rehearse: jobs whose first span is rehearsed as it is retargeted -> where it ends (None: not known yet)
+        self._open: weakref.WeakKeyDictionary[Job, float | None] = weakref.WeakKeyDictionary()
+        self._running: Job | None = None  # whose span is being rehearsed now
 
     @property
     def rehearsing(self) -> bool:
@@ -63,11 +70,14 @@ class WindowChecks:
         rehearse's run of one span. Never raises: a check that fails lets the motion play (warn), a
         rehearsal that fails cuts or refuses it (nothing plays unrehearsed)."""
         if isinstance(item, SpanRehearsal):
+            self._running = item.job
             try:
-                self.rehearser.run(item, self._producer)
+                self.rehearser.run(item, self._producer, end=lambda idle: self._span_end(item.job, idle))
             except Exception as exc:
                 log.exception("rehearsal")
                 self._unrehearsable(item, f"{type(exc).__name__}: {exc}"[:300])
+            finally:
+                self._running = None
             return
         try:
             if wait and not item.job.cancelled:
@@ -122,14 +132,37 @@ class WindowChecks:
         return False
 
     # ------------------------------------------------------------------ rehearse
+    def open_span(self, job: Job) -> SpanRehearsal:
+        """A fresh clip's first span, taken as the clip opens: it is rehearsed as the retargeting writes
+        it, so the first JointState waits only for the rehearsal of its first `Rehearser.margin_s`; it
+        ends where the task writing it ends (`span_after`)."""
+        with self._producer.lock:
+            self._open[job] = None
+            job.rehearsed_s, job.rehearsals = math.inf, 1
+        return SpanRehearsal(job, 0, 0.0, math.inf, fresh=True)
+
+    def gives_way(self, job: Job) -> bool:
+        """Whether the retargeting of ``job``'s fresh clip waits (between two chunks) for the rehearsal that
+        clears its start, running beside it: it wrote what that rehearsal needs (`Rehearser.margin_s` and
+        `GIVE_WAY_S`), and the two share one interpreter, so the first JointState waits for the rehearsal
+        alone. (Stepped workers never rehearse during a retargeting: nothing waits.)"""
+        clip = job.clip
+        return (self._running is job and clip is not None and clip.verified_s == -math.inf and not job.cancelled
+                and clip.available_s > (self.rehearser.margin_s + self.GIVE_WAY_S) * job.command.speed)
+
     def span_after(self, task: RetargetTask) -> SpanRehearsal | None:
         """After a retargeting task of a job, the samples it wrote since its last span, to rehearse (its
-        last window is flushed first, so the span ends where the motion ends). Call without the lock."""
+        last window is flushed first, so the span ends where the motion ends); an open span ends there
+        instead. Call without the lock."""
         job, session = task.job, task.job.session
         if session is None or session.closed or job.cancelled:
             return None
         if getattr(task, "last", False) and session.segments and session.segments[-1][1] is job:
             session.finish()
+        with self._producer.lock:
+            if job.rehearsed_s == math.inf:  # its open span goes on to here
+                job.rehearsed_s = self._open[job] = session.clip.available_s
+                return None
         clip, fresh = session.clip, job.rehearsed_s is None and job.switch != "continue"
         start = job.rehearsed_s if job.rehearsed_s is not None else (0.0 if fresh else job.cut_s)
         if clip.available_s <= start + 1e-9:
@@ -137,6 +170,15 @@ class WindowChecks:
         span = SpanRehearsal(job, job.rehearsals, start, clip.available_s, fresh=fresh, since=len(clip.replaced))
         job.rehearsed_s, job.rehearsals = clip.available_s, job.rehearsals + 1
         return span
+
+    def _span_end(self, job: Job, idle: bool) -> float | None:
+        """Where ``job``'s open span ends: where its retargeting task ended, else, once its clip stopped
+        growing (``idle``: the task was interrupted), where the clip is now (a later task's span follows)."""
+        with self._producer.lock:
+            end = self._open.get(job)
+            if end is None and idle and job.clip is not None:
+                end = self._open[job] = job.rehearsed_s = job.clip.available_s
+            return end
 
     def _unrehearsable(self, task: SpanRehearsal, detail: str) -> None:
         producer, clip = self._producer, task.job.clip

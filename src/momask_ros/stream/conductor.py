@@ -16,27 +16,25 @@ JointTrajectory when a motion is fully retargeted, and the statuses raised since
   the job playing changes at each switch frame;
 * the latency fields: ``latency_ms``/``stamp_s`` (command received -> its first published sample),
   ``switch_latency_ms``/``switch_stamp_s`` for a continuation;
-* under ``physical_checks: rehearse``, the cut of a motion before a fall its rehearsal predicts
-  (`MotionClip.stop_at_s`): it decelerates into a hold there (to rest with ``idle_behavior: rest``,
-  `ReturnPlayback`) and its ``done`` sends the tracker back to standing.
+* under ``physical_checks: rehearse``, playing only what the rehearsal cleared, and the cut of a motion
+  before a fall it predicts (`momask_ros.stream.clearance`).
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from momask_ros.stream.clearance import after_cut, cut_due, cut_fields, note_hold, stream_start
 from momask_ros.stream.commands import BurstLimiter, CommandRejected, parse_sequence_command, preview
 from momask_ros.stream.job import Job
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
-from momask_ros.stream.playback import (BlendToPosePlayback, HoldPlayback, MotionPlayback, Playback, ReturnPlayback,
-                                        StopPlayback)
+from momask_ros.stream.playback import BlendToPosePlayback, HoldPlayback, MotionPlayback, Playback, StopPlayback
 from momask_ros.stream.producer import MotionProducer
-from momask_ros.stream.rehearsing import Rehearser, StreamStart
+from momask_ros.stream.rehearsing import Rehearser
 from momask_ros.stream.settings import StreamSettings
 from momask_ros.stream.state import RobotPose, Sample
 from momask_ros.stream.workers import SteppedWorkers, WorkerThreads
@@ -148,22 +146,8 @@ class Conductor:
     def use_rehearser(self, rehearser: Rehearser) -> None:
         """What ``physical_checks: rehearse`` runs from now on (set it before switching to that mode); it
         rehearses the stream as this conductor plays it (from the pose it holds, with its blend)."""
-        rehearser.stream_start = self._stream_start
+        rehearser.stream_start = lambda: stream_start(self.settings, self._last, self._motion, self._job)
         self.producer.checks.rehearser = rehearser
-
-    def _stream_start(self) -> StreamStart:
-        """Where a fresh motion's stream would start (another thread asks): blended from the pose held now,
-        taking over from the clip that plays now (preempt) or at its end (queue)."""
-        settings, play = self.settings, self._motion
-        start = StreamStart(self._last.pose(), settings.blend_s, settings.period_ns * 1e-9)
-        if play is None or self._job is None:
-            return start
-        clip = play.clip
-        if settings.producer.queue_mode == "preempt":
-            return dataclasses.replace(start, playing=clip, takeover_s=max(clip.read_s, 0.0))
-        times, q, pos, quat = clip.span(clip.duration_s, clip.duration_s)
-        end = RobotPose(q[-1], pos[-1], quat[-1]) if len(times) else start.pose
-        return dataclasses.replace(start, pose=end, playing=clip, takeover_s=clip.duration_s)
 
     def start(self, *, warm_up: bool) -> None:
         """Run the producer's workers on threads (the node)."""
@@ -325,8 +309,10 @@ class Conductor:
         """One control period at ``now_ns``: the sample, its statuses, the trajectory, the end."""
         now = now_ns * 1e-9
         t = (now_ns - self._t0_ns) * 1e-9
-        if self._motion is not None and self._cut_due(t):
-            self._cut(t, now_ns)
+        if self._motion is not None and cut_due(self._motion, t):  # the rehearsal's: done (the tracker stands)
+            if self._job is not None and not self._job.cancelled:
+                self._report("done", self._job, cut_fields(self._motion, self._job, t))
+            self._start(after_cut(self._last, self.pipeline.joint_space, self.settings), None, now_ns)
             t = 0.0
         if self._motion is not None:
             self._follow_segments(t, now)
@@ -339,7 +325,8 @@ class Conductor:
                     self._report("rejected", self._job, {"reason": "retarget_failed", "detail": str(failed)[:300]})
                 self._start(HoldPlayback(self._last.pose()), None, now_ns)
                 sample = self._playback.sample(0.0)
-            else:  # underrun: the clip is still being retargeted; pause its clock and hold the pose
+            else:  # underrun: the clip is still being retargeted (or rehearsed); pause its clock and hold
+                note_hold(self._motion, self._job, t, self.settings.period_ns * 1e-9)
                 self._t0_ns = now_ns - int(round(self._t_served * 1e9))
                 sample = self._last.held()
         else:
@@ -435,22 +422,3 @@ class Conductor:
             space = self.pipeline.joint_space
             self._start(BlendToPosePlayback(sample.pose(), space.rest, space, duration_s=self.settings.rest_blend_s),
                         None, now_ns)
-
-    def _cut_due(self, t: float) -> bool:
-        """Rehearse: playback reached the clip's cut (its last playable sample, half a frame before)."""
-        clip = self._motion.clip
-        return clip.stop_at_s is not None and self._motion.clip_time(t) + 0.5 / clip.fps >= clip.stop_at_s - 1e-9
-
-    def _cut(self, t: float, now_ns: int) -> None:
-        """The motion ends at its cut: ``done`` with what played (the tracker returns to standing on it, as
-        rehearsed), the stream decelerates into a hold (and blends to rest when ``idle_behavior`` says)."""
-        play, job = self._motion, self._job
-        if job is not None and not job.cancelled:
-            played = max(play.clip_time(t) - job.switch_frame / play.clip.fps, 0.0) / play.speed
-            self._report("done", job, {**job.fields, "duration_s": round(played, 3), "cut": True})
-        space, settings = self.pipeline.joint_space, self.settings
-        if settings.idle_behavior == "rest":
-            self._start(ReturnPlayback(self._last, space.rest, space, stop_s=settings.stop_blend_s,
-                                       blend_s=settings.rest_blend_s), None, now_ns)
-        else:
-            self._start(StopPlayback(self._last, space, stop_s=settings.stop_blend_s), None, now_ns)

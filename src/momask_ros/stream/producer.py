@@ -418,6 +418,8 @@ class MotionProducer:
                    and (clip.available_s - max(clip.read_s, 0.0)) / job.command.speed > self.YIELD_LEAD_S
                    and not self._switch_waiting()):
                 time.sleep(0.005)
+            while self.checks.gives_way(job) and not (self._shutdown or session.closed or self._switch_waiting()):
+                time.sleep(0.005)  # rehearse: the rehearsal that clears a fresh clip's start goes first
             return job.cancelled or self._shutdown or session.closed or self._switch_waiting()
         return check
 
@@ -435,6 +437,9 @@ class MotionProducer:
                 return
             if not gated:
                 self._ready.append(job)
+            else:  # its rehearsal follows the retargeting from the first chunk on
+                self._checks.append(self.checks.open_span(job))
+                self.lock.notify_all()
         session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session),
                      chunk_limit=self._chunk_limit)
 
