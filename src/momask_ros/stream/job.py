@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.commands import MotionCommand
 from momask_ros.stream.pipeline import GeneratedMotion
 from momask_ros.stream.retargeting import RetargetSession
 
-__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "RetargetTask", "SpanRehearsal", "WindowCheck"]
+__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "Report", "RetargetTask", "SpanRehearsal", "WindowCheck"]
+
+#: ``(state, job or None, fields)``: a status for the conductor to publish (called from any thread).
+Report = Callable[[str, "Job | None", dict], None]
 
 
 @dataclass(eq=False)

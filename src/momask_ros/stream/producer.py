@@ -5,10 +5,11 @@ conductor hands accepted jobs in; the producer hands playable clips and statuses
   (it never waits behind the retargeting of the clip that is playing). A long motion or a sequence
   is generated window by window, lazily: the first window plays while the next is generated, and
   a stop or preempt ends the generation of what has not been played.
-* The retargeting worker fills clips chunk by chunk. It yields the CPU to a running generation while
-  the playing clip has enough lead, and it drops work a newer continuation makes useless. How a
-  continuation joins the playing clip is `momask_ros.stream.joins`' (a switch without a blend, or a
-  fresh start with a blend whose status says why).
+* The retargeting worker fills clips chunk by chunk (its steps: `momask_ros.stream.retarget_worker`). It
+  yields the CPU to a running generation while the playing clip has enough lead, and it drops work a
+  newer continuation makes useless. How a continuation joins the playing clip is
+  `momask_ros.stream.joins`' (a switch without a blend, or a fresh start with a blend whose status
+  says why).
 * Physical checks and rehearsal (``physical_checks``) are `momask_ros.stream.checking`'s: under reject
   a window is checked before it is queued for retargeting, under warn and rehearse on a third worker
   (rehearse: each retargeted span, in physics; a fresh clip waits for its rehearsal).
@@ -28,23 +29,20 @@ import threading
 import time
 from typing import Callable, Iterator, TypeVar
 
-import numpy as np
-
 from momask_ros.stream.checking import WindowChecks
-from momask_ros.stream.job import EndOfJob, FirstWindow, Job, LaterWindow, RetargetTask, SpanRehearsal, WindowCheck
+from momask_ros.stream.job import (EndOfJob, FirstWindow, Job, LaterWindow, Report, RetargetTask, SpanRehearsal,
+                                   WindowCheck)
 from momask_ros.stream.joins import Joiner
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
 from momask_ros.stream.rehearsing import Rehearser
+from momask_ros.stream.retarget_worker import RetargetWorker
 from momask_ros.stream.retargeting import RetargetSession
 from momask_ros.stream.settings import ProducerSettings
-from momask_ros.stream.state import Cancelled, PipelineError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MotionProducer", "Report", "Step"]
+__all__ = ["MotionProducer", "Step"]
 
-#: ``(state, job or None, fields)``: a status for the conductor to publish (called from any thread).
-Report = Callable[[str, "Job | None", dict], None]
 T = TypeVar("T")
 
 
@@ -55,7 +53,7 @@ class Step(enum.Enum):
     WAIT = "wait"
 
 
-class MotionProducer:
+class MotionProducer(RetargetWorker):
     """Generation, retargeting and check workers (see the module docstring).
 
     Args:
@@ -66,13 +64,8 @@ class MotionProducer:
         rehearser: what ``physical_checks: rehearse`` runs (required for that mode).
     """
 
-    #: The retargeting worker yields to a running generation while the clip is this far ahead [s].
-    YIELD_LEAD_S = 0.5
     #: A long motion's next window is generated when playback comes this close to its end [s].
     AHEAD_S = 2.0
-    #: Chunk size of background retargeting while a generation runs [frames]: it gives way within one
-    #: such chunk when the generation needs the CPU or a switch arrives.
-    BACKGROUND_CHUNK_FRAMES = 4
 
     def __init__(self, pipeline: MotionPipeline, *, report: Report, settings: ProducerSettings = ProducerSettings(),
                  clock: Callable[[], float] = time.perf_counter, rehearser: Rehearser | None = None) -> None:
@@ -370,89 +363,3 @@ class MotionProducer:
         with self.lock:
             if not job.cancelled and job in self._pending and job not in self._ready:
                 self._ready.append(job)
-
-    # ------------------------------------------------------------------ retargeting worker
-    def retarget(self, task: RetargetTask) -> None:
-        """One task from `take_task`: a job's clip started, joined, extended or flushed."""
-        job = task.job
-        if job.cancelled:
-            return
-        try:
-            if isinstance(task, FirstWindow) and task.base is not None:
-                reason = self.joiner.join(task, stopped=lambda: self._shutdown)
-                if reason is not None:
-                    self._fresh(job, task.motion, reason)
-            elif isinstance(task, FirstWindow):
-                self._fresh(job, task.motion, job.switch_reason)
-            elif isinstance(task, LaterWindow):
-                self._extend(job, task.motion, task.offset)
-            elif job.session is not None and job.session.segments and job.session.segments[-1][1] is job:
-                job.session.finish()  # the end: nothing more of this job; flush unless continued
-            if self.checks.rehearsing and (span := self.checks.span_after(task)) is not None:
-                with self.lock:
-                    self._checks.append(span)
-                    self.lock.notify_all()
-        except Cancelled:
-            pass  # a stop, a preempt or a shutdown: nothing will play it
-        except PipelineError as exc:
-            if not job.cancelled:
-                self._report("rejected", job, {"reason": "retarget_failed", "detail": str(exc)[:300]})
-        except Exception as exc:  # keep the worker alive whatever happens
-            log.exception("retargeting worker")
-            if not job.cancelled:
-                self._report("rejected", job, {"reason": "retarget_failed", "detail": f"{type(exc).__name__}: {exc}"})
-
-    def _chunk_limit(self) -> int | None:
-        return self.BACKGROUND_CHUNK_FRAMES if self.computing or self._switch_waiting() else None
-
-    def _switch_waiting(self) -> bool:
-        with self.lock:
-            return any(isinstance(t, FirstWindow) and t.base is not None for t in self._tasks)
-
-    def _interrupt(self, job: Job, session: RetargetSession[Job]) -> Callable[[], bool]:
-        """Between chunks: give way to a running generation while the clip has lead, and stop work a
-        waiting continuation, a stop or a shutdown makes useless."""
-        def check() -> bool:
-            clip = session.clip
-            while (self.computing and not self._shutdown and not job.cancelled  # lead in playback seconds
-                   and (clip.available_s - max(clip.read_s, 0.0)) / job.command.speed > self.YIELD_LEAD_S
-                   and not self._switch_waiting()):
-                time.sleep(0.005)
-            while self.checks.gives_way(job) and not (self._shutdown or session.closed or self._switch_waiting()):
-                time.sleep(0.005)  # rehearse: the rehearsal that clears a fresh clip's start goes first
-            return job.cancelled or self._shutdown or session.closed or self._switch_waiting()
-        return check
-
-    def _fresh(self, job: Job, motion: GeneratedMotion, reason: str | None) -> None:
-        session = self.pipeline.open_session(motion)
-        session.segments.append((0, job))
-        job.session, job.start_frame, job.switch_frame = session, 0, 0
-        if reason is not None:
-            job.switch, job.switch_reason = "blend", reason
-        gated = self.checks.rehearsing
-        if gated:
-            session.clip.verified_s = -math.inf  # plays once its rehearsal clears the start (`release`)
-        with self.lock:
-            if job.cancelled:
-                return
-            if not gated:
-                self._ready.append(job)
-            else:  # its rehearsal follows the retargeting from the first chunk on
-                self._checks.append(self.checks.open_span(job))
-                self.lock.notify_all()
-        session.push(motion.joints_yup, final=False, cancelled=self._interrupt(job, session),
-                     chunk_limit=self._chunk_limit)
-
-    def _extend(self, job: Job, motion: GeneratedMotion, offset: int) -> None:
-        session = job.session
-        if session is None or session.closed or session.segments[-1][1] is not job:
-            return  # continued by a newer command meanwhile: this window will never play
-        at = job.start_frame + offset
-        if at > session.frames:  # an earlier push was interrupted: its frames come first
-            done = session.frames - job.start_frame
-            frames = np.concatenate([job.motion.joints_yup[done : at - job.start_frame], motion.joints_yup])
-            at = session.frames
-        else:
-            frames = motion.joints_yup
-        session.push(frames, at_frame=at, final=False, cancelled=self._interrupt(job, session),
-                     chunk_limit=self._chunk_limit)
