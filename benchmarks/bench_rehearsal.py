@@ -245,7 +245,7 @@ def agreement(world: World, skills: list[str], seeds: list[int]) -> dict:
     return {"rows": rows, "summary": summary}
 
 
-def stream(world: World, seconds: float, seed: int = 7) -> dict:
+def stream(world: World, seconds: float, seed: int = 7, log: bool = False) -> dict:
     """Random in-scope commands at random times, preempting, queued and one sequence, under rehearse."""
     from momask_model.data.mocap.demo_skills import CAPTIONS
     from momask_ros.stream.settings import StreamSettings
@@ -274,7 +274,14 @@ def stream(world: World, seconds: float, seed: int = 7) -> dict:
             ls.conductor.command(text, ls.now_ns)
             print(f"[stream] {ls.loop.time_s:5.1f} s  {mode:7s} {text!r}", flush=True)
             k += 1
+        seen = len(ls.statuses)
         ls.tick()
+        if log and round(ls.loop.time_s / 0.02) % 25 == 0:
+            print(f"[stream] {ls.loop.time_s:5.1f} s    tilt {ls.loop.report.tilt_rad:.2f}", flush=True)
+        for st in ls.statuses[seen:] if log else ():
+            if st["state"] in ("playing", "done", "rejected"):
+                print(f"[stream] {ls.loop.time_s:5.1f} s    id {st.get('id')} {st['state']} {st.get('reason', '')} "
+                      f"{st.get('stops_at_s', '')} tilt {ls.loop.report.tilt_rad:.2f}", flush=True)
     rep = ls.loop.report
     finals = {}
     for s in ls.statuses:
@@ -287,7 +294,9 @@ def stream(world: World, seconds: float, seed: int = 7) -> dict:
            "mean_joint_error_rad": rep.mean_joint_error_rad, "wall_s": time.perf_counter() - wall}
     cut = sum(1 for v in finals.values() if v[1] == "falls_in_rehearsal")
     print(f"[stream] seed {seed}: {seconds:.0f} s, {len(plan)} commands ({sum(1 for v in finals.values() if v[0] == 'done')} done, "
-          f"{cut} cut or refused by rehearsal): fell {out['fell']}; final base height {rep.base_height_m:.3f} m, "
+          f"{cut} cut or refused by rehearsal): fell {out['fell']}"
+          f"{f' (at {rep.fall_time_s:.1f} s)' if rep.fall_time_s is not None else ''}; "
+          f"final base height {rep.base_height_m:.3f} m, "
           f"tilt {rep.tilt_rad:.3f} rad, tracker {out['tracker_state']} -> "
           f"{'standing' if out['standing'] else 'NOT standing'}; joint error {rep.mean_joint_error_rad:.3f} rad; "
           f"{out['wall_s']:.0f} s wall", flush=True)
@@ -305,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-s", type=float, default=60.0)
     p.add_argument("--stream-seeds", default="7", help="one continuous stream per seed (its random commands)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--stream-log", action="store_true", help="print each status of the stream with the robot's tilt")
     args = p.parse_args(argv)
     if not (args.tracker.is_dir() and args.description.is_file()):
         print(f"[skip] rehearsal benchmark: needs {args.tracker} and {args.description}")
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if "agreement" in parts:
         result["agreement"] = agreement(world, args.skills.split(","), _seeds(args.seeds))
     if "stream" in parts:
-        result["stream"] = [stream(world, args.stream_s, seed) for seed in _seeds(args.stream_seeds)]
+        result["stream"] = [stream(world, args.stream_s, seed, args.stream_log) for seed in _seeds(args.stream_seeds)]
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     return 0

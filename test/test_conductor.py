@@ -418,3 +418,21 @@ def test_the_base_twist_is_the_rate_of_the_published_base_pose():
     assert np.abs(angular[inner, 2] - np.gradient(yaw, t)[inner]).max() < 0.05
     idle = [p for p in d.samples if p.motion_id is None and p.sample.base_valid]
     assert idle and np.allclose([p.sample.base_linear_velocity for p in idle], 0.0)
+
+
+def test_a_continuation_superseded_before_it_plays_never_plays():
+    """A preempt supersedes a sequence's next segment, already joined to the playing clip, and then fails:
+    the playing motion stops where the superseded segment would begin, instead of playing it."""
+    d = Drive()
+    d.generator.fail_on = "boom"
+    d.send("walk a length=2s | walk b length=2s")
+    d.until("playing", text="walk a")
+    d.play_for(0.6)  # the second segment is generated and joined to the clip meanwhile
+    d.send("boom walk")
+    d.until("rejected", text="boom walk")
+    assert d.by_state("rejected", text="walk b", reason="superseded")
+    d.play_for(3.0)
+    assert not d.by_state("playing", text="walk b"), d.statuses[-6:]
+    done = d.by_state("done", text="walk a")
+    assert len(done) == 1 and done[0]["cut"] and done[0]["duration_s"] == pytest.approx(2.0, abs=0.1)
+    check_stream(d)

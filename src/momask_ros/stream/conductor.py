@@ -309,7 +309,7 @@ class Conductor:
         """One control period at ``now_ns``: the sample, its statuses, the trajectory, the end."""
         now = now_ns * 1e-9
         t = (now_ns - self._t0_ns) * 1e-9
-        if self._motion is not None and cut_due(self._motion, t):  # the rehearsal's: done (the tracker stands)
+        if self._motion is not None and (cut_due(self._motion, t) or self._into_superseded(t)):  # done, then stand
             if self._job is not None and not self._job.cancelled:
                 self._report("done", self._job, cut_fields(self._motion, self._job, t))
             self._start(after_cut(self._last, self.pipeline.joint_space, self.settings), None, now_ns)
@@ -386,6 +386,16 @@ class Conductor:
         self._playing_sent = self._trajectory_sent = False
         if job is not None:
             self._on_begin(job)
+
+    def _into_superseded(self, t: float) -> bool:
+        """Playback at ``t`` reached a continuation that a newer command superseded before it played (its
+        frames are in the clip, but the newer command has not taken over, or was refused): it must not
+        play, so the playing motion ends there as if cut."""
+        play, job = self._motion, self._job
+        if job is None or job.session is None:
+            return False
+        upcoming = self.producer.segment_at(job.session, play.clip_time(t) * play.clip.fps)
+        return upcoming is not None and upcoming is not job and upcoming.cancelled
 
     def _follow_segments(self, t: float, now: float) -> None:
         """Continuations join the playing clip: at each switch, the next job is the one playing."""
