@@ -166,8 +166,9 @@ class ScopeGate:
         both = set(inside) & set(outside)
         if both:
             raise ValueError(f"examples both in and out of scope: {sorted(both)[:5]}")
-        labelled = {t: True for t in inside if t not in set(captions)}
-        labelled.update({t: False for t in outside if t not in set(captions)})
+        known = set(captions)
+        labelled = {t: True for t in inside if t not in known}
+        labelled.update({t: False for t in outside if t not in known})
         examples = list(labelled)
         with torch.no_grad():
             emb = encoder.encode(captions + examples).float().cpu()
