@@ -145,23 +145,31 @@ def _run(task: tuple[str, int, bool]) -> list[dict]:
     return rows
 
 
+def policy_call_ms(bundle, calls: int, warmup: int = 20) -> np.ndarray:
+    """Wall time [ms] of each of ``calls`` policy inferences (onnxruntime) on one fixed observation,
+    after ``warmup`` untimed ones."""
+    from momask_ros.tracker import OnnxPolicy
+
+    policy = OnnxPolicy(bundle)
+    obs = np.random.default_rng(0).normal(size=bundle.spec.policy_input_dim).astype(np.float32)
+    for _ in range(warmup):
+        policy(obs)
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        policy(obs)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * np.array(times)
+
+
 def policy_ms(tracker_dir: Path, calls: int = 500) -> dict[str, tuple[float, float]]:
     """Mean and 95th percentile wall time of one policy call [ms] per checkpoint (one thread)."""
-    from momask_ros.tracker import OnnxPolicy, load_tracker
+    from momask_ros.tracker import load_tracker
 
     out = {}
     for checkpoint in ("20k", "25k"):
-        bundle = load_tracker(tracker_dir, checkpoint=checkpoint)
-        policy = OnnxPolicy(bundle)
-        obs = np.random.default_rng(0).normal(size=bundle.spec.policy_input_dim).astype(np.float32)
-        for _ in range(20):
-            policy(obs)
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            policy(obs)
-            times.append(time.perf_counter() - t0)
-        out[checkpoint] = (1e3 * float(np.mean(times)), 1e3 * float(np.percentile(times, 95)))
+        ms = policy_call_ms(load_tracker(tracker_dir, checkpoint=checkpoint), calls)
+        out[checkpoint] = (float(np.mean(ms)), float(np.percentile(ms, 95)))
     return out
 
 

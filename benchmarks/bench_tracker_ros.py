@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_tracker import policy_call_ms  # noqa: E402  (this folder: the same timing of one policy call)
+
 SHARED = ROOT.parent / "shared" / "trackers" / "twist2"
 DOMAIN_ID = int(os.environ.get("MOMASK_BENCH_DOMAIN_ID", 150 + os.getpid() % 50))
 
@@ -43,20 +45,6 @@ def _process(module: str, namespace: str, params: dict, core: int) -> subprocess
     return subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}", *args],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
-
-
-def policy_ms(bundle, calls: int = 300) -> tuple[float, float]:
-    from momask_ros.tracker import OnnxPolicy
-
-    policy = OnnxPolicy(bundle)
-    obs = np.zeros(bundle.spec.policy_input_dim, np.float32)
-    policy(obs)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        policy(obs)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.mean(times)), 1e3 * float(np.percentile(times, 99))
 
 
 def run_loop(folder: Path, rate: float, clock: str, seconds: float, core: int, index: int) -> dict:
@@ -177,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[skip] {err}")
         return 0
     os.sched_setaffinity(0, {args.core})
-    mean, p99 = policy_ms(bundle)
+    ms = policy_call_ms(bundle, 300)
+    mean, p99 = float(np.mean(ms)), float(np.percentile(ms, 99))
     print(f"policy inference (onnxruntime, 1 thread, core {args.core}): {mean:.2f} ms mean, {p99:.2f} ms p99 "
           f"-> {mean * 50 / 10:.1f} % of a core at 50 Hz, {mean * 100 / 10:.1f} % at 100 Hz")
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
