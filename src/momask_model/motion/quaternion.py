@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-__all__ = ["qinv", "qmul", "qrot", "qslerp", "quat_about_z", "yaw_of"]
+__all__ = ["qinv", "qmul", "qrot", "qslerp", "quat_about_z", "rotation_vector", "yaw_of"]
 
 
 def qmul(q: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -52,6 +52,13 @@ def qslerp(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
         theta = math.acos(min(1.0, dot))
         q = (math.sin((1 - w) * theta) * a + math.sin(w * theta) * b) / math.sin(theta)
     return q / np.linalg.norm(q)
+
+
+def rotation_vector(q: np.ndarray) -> np.ndarray:
+    """The rotation vector [rad] (axis times angle) of one unit quaternion, on the short arc."""
+    q = q if q[0] >= 0 else -q
+    s = float(np.linalg.norm(q[1:]))
+    return np.zeros(3) if s < 1e-12 else q[1:] * (2.0 * math.atan2(s, q[0]) / s)
 
 
 def quat_about_z(angle: float) -> np.ndarray:

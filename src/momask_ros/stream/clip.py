@@ -25,7 +25,7 @@ import threading
 
 import numpy as np
 
-from momask_model.motion.quaternion import qinv, qmul, qslerp
+from momask_model.motion.quaternion import qinv, qmul, qslerp, rotation_vector
 
 from momask_ros.stream.commands import MotionCommand
 from momask_ros.stream.state import JointSpace, PipelineError
@@ -72,13 +72,6 @@ def _hermite_rate(values: np.ndarray, slopes: np.ndarray, i: int, j: int, span: 
     a2 = a * a
     return ((6 * a2 - 6 * a) * (values[i] - values[j]) / span
             + (3 * a2 - 4 * a + 1) * slopes[i] + (3 * a2 - 2 * a) * slopes[j])
-
-
-def _rotation_vector(q: np.ndarray) -> np.ndarray:
-    """The rotation vector [rad] of a unit quaternion (w, x, y, z), on the short arc."""
-    q = q if q[0] >= 0 else -q
-    s = float(np.linalg.norm(q[1:]))
-    return np.zeros(3) if s < 1e-12 else q[1:] * (2.0 * math.atan2(s, q[0]) / s)
 
 
 class SwitchTooLate(PipelineError):
@@ -365,7 +358,7 @@ class MotionClip:
             linear = _hermite_rate(self.base_position, self.base_velocity, i, j, span, a)
             q0, q1 = self.base_quat_wxyz[i].copy(), self.base_quat_wxyz[j].copy()
         # the slerp turns at a constant rate about one world axis between two samples
-        angular = _rotation_vector(qmul(q1, qinv(q0))) / span if span > 0 else np.zeros(3)
+        angular = rotation_vector(qmul(q1, qinv(q0))) / span if span > 0 else np.zeros(3)
         return linear, angular
 
     def positions_at(self, times_s: np.ndarray) -> np.ndarray:

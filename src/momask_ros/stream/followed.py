@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from momask_model.motion.quaternion import qinv, qmul
+from momask_model.motion.quaternion import qinv, qmul, rotation_vector
 from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.job import Job
 from momask_ros.stream.playback import MotionPlayback
@@ -158,11 +158,7 @@ def _twist(times: np.ndarray, pos: np.ndarray, quat: np.ndarray) -> tuple[np.nda
     linear = np.gradient(pos, times, axis=0) if times.size > 1 else np.zeros_like(pos)
     angular = np.zeros_like(pos)
     for i in range(times.size - 1):
-        r = qmul(quat[i + 1], qinv(quat[i]))
-        r = r if r[0] >= 0 else -r
-        sin = float(np.linalg.norm(r[1:]))
-        if sin > 1e-12:
-            angular[i] = r[1:] * (2.0 * np.arctan2(sin, r[0]) / sin / (times[i + 1] - times[i]))
+        angular[i] = rotation_vector(qmul(quat[i + 1], qinv(quat[i]))) / (times[i + 1] - times[i])
     return linear, angular
 
 
