@@ -126,6 +126,25 @@ def test_a_stream_faster_than_the_robot_is_capped_and_says_so():
     assert ref.report.notes() == []
 
 
+def test_a_stream_published_ahead_keeps_its_start_and_the_past_is_dropped_behind_the_sampled_time():
+    """A stream sent seconds ahead of the robot's clock (a burst, a planner) is followed from its first
+    sample; what lies buffer_s behind the sampled time goes, and at most max_samples are held."""
+    ref = _live(buffer_s=1.0)
+    _stream(ref, t0=1.0, duration=6.0)  # 301 samples, all before the first sample() call
+    assert ref.samples == 301 and ref.oldest_s == pytest.approx(1.0)
+    ref.begin(1.0)
+    knee = SPEC.joint_names.index("left_knee_joint")
+    early = ref.sample(2.5)  # 1.5 s into the walk: 0.75 m along it, knees bent as the stream says
+    assert early.phase == "motion" and early.joint_pos_rad[knee] == pytest.approx(Q0[knee] + 0.3)
+    assert early.base_pos_world[0] == pytest.approx(0.75, abs=1e-6)
+    assert ref.oldest_s <= 1.5 and ref.oldest_s >= 1.0  # one sample before 2.5 - 1.0 stays
+    ref.sample(6.0)
+    assert 4.9 <= ref.oldest_s <= 5.0 and ref.newest_s == pytest.approx(7.0)
+    capped = _live(max_samples=50)
+    _stream(capped, duration=6.0)
+    assert capped.samples == 50 and capped.newest_s == pytest.approx(7.0)
+
+
 def test_a_bad_sample_is_refused_with_a_reason():
     ref = _live()
     with pytest.raises(TrackerError, match="joint positions needs 29"):

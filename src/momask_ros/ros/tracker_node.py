@@ -76,6 +76,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+REFERENCE_PAIRING = 1024  # stream messages per topic kept to pair joints, pose and twist by stamp
 DEEP = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
@@ -131,7 +132,8 @@ class TrackerNode(Node):
         self._orders: dict[tuple[str, ...], np.ndarray] = {}
         tol = int(round(float(p["sync_tolerance"]) * 1e9))
         self._state = _ByStamp(("joints", "imu") + (("base",) if p["base_pose_topic"] else ()), tol)
-        self._ref = _ByStamp(("joints", "pose"), 0)
+        # a stream may come in bursts, one topic's messages taken before the other's: keep ~20 s to pair
+        self._ref = _ByStamp(("joints", "pose"), 0, keep=REFERENCE_PAIRING)
         self._twists: collections.OrderedDict[int, TwistStamped] = collections.OrderedDict()
         self._last_ns: int | None = None
         self._last_msg: JointState | None = None
@@ -211,7 +213,7 @@ class TrackerNode(Node):
     def _on_ref_twist(self, msg: TwistStamped) -> None:
         ns = stamp_ns(msg.header.stamp)
         self._twists[ns] = msg
-        while len(self._twists) > 64:
+        while len(self._twists) > REFERENCE_PAIRING:
             self._twists.popitem(last=False)
         self._push_reference(ns)
 
@@ -363,7 +365,8 @@ class TrackerNode(Node):
                       policy_rate_hz=tr.policy_rate_hz, policy_ms_mean=round(float(ms.mean()), 3),
                       policy_ms_max=round(float(ms.max()), 3), commands=self._commands,
                       reference={"phase": sample.phase if sample is not None else "standing",
-                                 "newest_s": self.reference.newest_s,
+                                 "newest_s": self.reference.newest_s, "oldest_s": self.reference.oldest_s,
+                                 "samples": self.reference.samples, "begins_s": self.reference.begins_s,
                                  "base_pos_world": None if sample is None else [round(v, 4) for v in sample.base_pos_world],
                                  "notes": self.reference.report.notes()})
         self._status_pub.publish(String(data=json.dumps(status)))

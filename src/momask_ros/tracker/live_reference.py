@@ -3,7 +3,9 @@
 `ConditionedReference` fits splines to a whole motion; a live stream has only what has arrived, so the
 same conditioning is done causally here:
 
-* samples are stamped; sampling at t interpolates between stamps and, past the newest, moves on with its
+* samples are stamped and kept until `buffer_s` behind the last sampled time, so a stream published
+  ahead of the robot's clock (a planner, a test, a burst after a stall) keeps its start (at most
+  `max_samples`, the oldest dropped first); sampling at t interpolates between stamps and, past the newest, moves on with its
   velocities for at most `max_extrapolation_s` (about one DDS hop), then holds;
 * base velocities come from the stream's twist when it carries one (no lag), else from differences of
   consecutive poses (half a period of lag);
@@ -107,7 +109,7 @@ class LiveReference:
                  joint_scale: np.ndarray | None = None, skip_tilt_rad: float = np.inf,
                  skip_outside_rad: np.ndarray | None = None, resume_s: float = 0.5, blend_in_s: float = 1.0,
                  blend_out_s: float = 1.0, stall_s: float = 0.5, max_extrapolation_s: float = 0.05,
-                 buffer_s: float = 3.0):
+                 buffer_s: float = 3.0, max_samples: int = 30_000):
         self._q_stand = np.asarray(standing_pose_rad, dtype=np.float64)
         self._names = tuple(joint_names)
         if self._q_stand.size != len(self._names):
@@ -132,6 +134,7 @@ class LiveReference:
         self._resume: tuple[float, np.ndarray] | None = None  # (from t, held row): blending back onto the stream
         self._blend_in, self._blend_out = float(blend_in_s), float(blend_out_s)
         self._stall, self._max_extra, self._buffer = float(stall_s), float(max_extrapolation_s), float(buffer_s)
+        self._max_samples = int(max_samples)
         self._t: list[float] = []
         self._rows: list[np.ndarray] = []  # [x y z roll pitch yaw(unwrapped) | v_world(3) w_world(3) | q | qd]
         self._ramp = _Ramp(-np.inf, 0.0, False, 0.0)
@@ -141,6 +144,7 @@ class LiveReference:
         # what the turning limit has taken off the heading, and the path it moved, since the last anchor
         self._yaw_lag, self._path_shift, self._shift_rate = 0.0, np.zeros(2), np.zeros(2)
         self._last_sample_s: float | None = None
+        self.begins_s: float | None = None  # the last motion's begin (`begin`), for status and tests
         self._anchor_request: tuple[np.ndarray, np.ndarray] | None = None
         self.report = self._new_report()
 
@@ -193,15 +197,23 @@ class LiveReference:
         else:
             self._t.insert(i, float(t_s))
             self._rows.insert(i, row)
-        while self._t and self._t[0] < self._t[-1] - self._buffer:
-            del self._t[0], self._rows[0]
+        self._prune()
         if self._stalled and t_s > self._ramp.t0:  # the stream is back: blend in again from this sample
             self._stalled = False
             self._schedule(t_s, True)
 
+    def _prune(self) -> None:
+        """Drop what lies `buffer_s` behind the last sampled time (one sample before it stays to
+        interpolate from), and the oldest beyond `max_samples`."""
+        keep_from = -np.inf if self._last_sample_s is None else self._last_sample_s - self._buffer
+        drop = max(bisect.bisect_left(self._t, keep_from) - 1, len(self._t) - self._max_samples, 0)
+        if drop:
+            del self._t[:drop], self._rows[:drop]
+
     def begin(self, t_s: float) -> None:
         """A motion begins at t_s (may be ahead): blend in from the current weight."""
         self._schedule(t_s, True)
+        self.begins_s = float(t_s)
         self.report = self._new_report()
 
     def end(self, t_s: float) -> None:
@@ -221,6 +233,15 @@ class LiveReference:
     @property
     def newest_s(self) -> float | None:
         return self._t[-1] if self._t else None
+
+    @property
+    def oldest_s(self) -> float | None:
+        return self._t[0] if self._t else None
+
+    @property
+    def samples(self) -> int:
+        """How many stream samples are held (from `buffer_s` behind the last sampled time on)."""
+        return len(self._t)
 
     def _schedule(self, t_s: float, up: bool) -> None:
         t = max(float(t_s), self._ramp.t0)
@@ -330,6 +351,7 @@ class LiveReference:
             self._anchor_request = None
         dt = 0.0 if self._last_sample_s is None else min(max(t - self._last_sample_s, 0.0), 0.1)
         self._last_sample_s = t
+        self._prune()
         row = self._within_reach(t, row, dt if w > 0 else 0.0)
         vel_world = row[6:9].copy()
         speed = float(np.linalg.norm(vel_world[:2]))
