@@ -380,3 +380,29 @@ def test_a_fresh_motion_starts_before_its_retargeting_ends(g1_pipeline):
     result = out[0]
     assert result is not None and result.complete and not result.falls and not host.reports
     assert clip.verified_s == pytest.approx(times[-1]) and job.fields["physical_windows"][0]["ok"]
+
+
+def test_a_motion_sent_as_the_last_one_blends_out_is_rehearsed_from_its_predicted_state(g1_pipeline, rehearser):
+    """Idle within seconds of a motion's end, the robot is still settling and the tracker still blending
+    out: the next motion is rehearsed from what the last one's rehearsal predicted there, blending in from
+    the tracker's weight then; long after, from standing (this rehearser has no measured state)."""
+    from momask_ros.stream.followed import StreamStart
+    from momask_ros.stream.state import RobotPose
+
+    d = Drive(g1_pipeline, rehearser)
+    d.send("a person walks forward length=2s seed=0")
+    first = d.final(1)
+    d.run(0.4)
+    d.send("a person kicks with the right leg length=2s seed=1")
+    soon = d.final(2)
+    d.run(6.0)
+    d.send("a person walks forward length=2s seed=2")
+    late = d.final(3)
+    origins = [[w["rehearsed_from"] for w in m[-1]["physical_windows"]] for m in (first, soon, late)]
+    assert origins[0][0] == "standing" and origins[1][0] == "predicted" and origins[2][0] == "standing", origins
+    spec = rehearser.rehearsal.bundle.spec
+    pose = RobotPose(g1_pipeline.joint_space.rest.copy(), base_valid=False)
+    clip = MotionClip(joint_space=g1_pipeline.joint_space, fps=20.0, human_joints_ros=np.zeros((2, 22, 3)))
+    weights = [StreamStart(pose, 0.5, 0.02, ended=clip, since_end_s=s).blend_weight(spec) for s in (0.0, 0.5, 5.0)]
+    assert weights[0] == 1.0 and 0.0 < weights[1] < 1.0 and weights[2] == 0.0
+    assert StreamStart(pose, 0.5, 0.02).blend_weight(spec) == 0.0

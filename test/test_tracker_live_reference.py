@@ -145,6 +145,19 @@ def test_a_stream_published_ahead_keeps_its_start_and_the_past_is_dropped_behind
     assert capped.samples == 50 and capped.newest_s == pytest.approx(7.0)
 
 
+def test_a_motion_begun_during_a_blend_out_elsewhere_blends_in_from_that_weight():
+    """`begin(t, from_weight=w)`: a rehearsal starting while the live tracker blends out starts at w."""
+    ref = _live()
+    _stream(ref, duration=4.0)
+    ref.begin(1.0, from_weight=0.4)
+    assert ref.weight(1.0) == pytest.approx(0.4)
+    assert 0.4 < ref.weight(1.5) < 1.0 and ref.weight(1.0 + SPEC.blend_in_s) == pytest.approx(1.0)
+    fresh = _live()
+    _stream(fresh, duration=4.0)
+    fresh.begin(1.0)
+    assert fresh.weight(1.0) == 0.0 and ref.weight(1.5) > fresh.weight(1.5)
+
+
 def test_a_bad_sample_is_refused_with_a_reason():
     ref = _live()
     with pytest.raises(TrackerError, match="joint positions needs 29"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.followed import StreamStart
 from momask_ros.stream.job import Job
 from momask_ros.stream.playback import MotionPlayback, Playback, ReturnPlayback, StopPlayback
@@ -23,13 +24,15 @@ __all__ = ["after_cut", "cut_due", "cut_fields", "note_hold", "stream_start"]
 
 
 def stream_start(settings: StreamSettings, held: Sample, play: MotionPlayback | None,
-                 job: Job | None) -> StreamStart:
+                 job: Job | None, *, ended: tuple[MotionClip, int] | None = None, now_ns: int = 0) -> StreamStart:
     """Where a fresh motion's stream would start (the rehearser's thread asks): blended from the ``held``
     pose, taking over from the clip that plays (``play``, for ``job``; idle: None) now (preempt) or at
-    its end (queue)."""
+    its end (queue); idle, after the clip that ``ended`` (played to its end at that clock time [ns])."""
     start = StreamStart(held.pose(), settings.blend_s, settings.period_ns * 1e-9)
     if play is None or job is None:
-        return start
+        if ended is None:
+            return start
+        return dataclasses.replace(start, ended=ended[0], since_end_s=max(now_ns - ended[1], 0) * 1e-9)
     clip = play.clip
     if settings.producer.queue_mode == "preempt":
         return dataclasses.replace(start, playing=clip, takeover_s=max(clip.read_s, 0.0))

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from momask_ros.stream.clearance import after_cut, cut_due, cut_fields, note_hold, stream_start
+from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.commands import BurstLimiter, CommandRejected, parse_sequence_command, preview
 from momask_ros.stream.job import Job
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
@@ -117,7 +118,8 @@ class Conductor:
         self._playback: Playback = HoldPlayback(RobotPose(pipeline.joint_space.rest.copy(), base_valid=False))
         self._motion: MotionPlayback | None = None  # the playback, while it plays a job's clip
         self._job: Job | None = None
-        self._t0_ns = int(now_ns)
+        self._ended: tuple[MotionClip, int] | None = None  # the last clip that played to its end, and when
+        self._t0_ns = self._now_ns = int(now_ns)
         self._t_served = 0.0
         self._last: Sample = self._playback.sample(0.0)
         self._playing_sent = False
@@ -146,7 +148,8 @@ class Conductor:
     def use_rehearser(self, rehearser: Rehearser) -> None:
         """What ``physical_checks: rehearse`` runs from now on (set it before switching to that mode); it
         rehearses the stream as this conductor plays it (from the pose it holds, with its blend)."""
-        rehearser.stream_start = lambda: stream_start(self.settings, self._last, self._motion, self._job)
+        rehearser.stream_start = lambda: stream_start(self.settings, self._last, self._motion, self._job,
+                                                      ended=self._ended, now_ns=self._now_ns)
         self.producer.checks.rehearser = rehearser
 
     def start(self, *, warm_up: bool) -> None:
@@ -307,7 +310,7 @@ class Conductor:
 
     def _step(self, now_ns: int, samples: list[Published], trajectories: list[TrajectoryOut]) -> None:
         """One control period at ``now_ns``: the sample, its statuses, the trajectory, the end."""
-        now = now_ns * 1e-9
+        now, self._now_ns = now_ns * 1e-9, now_ns
         t = (now_ns - self._t0_ns) * 1e-9
         if self._motion is not None and (cut_due(self._motion, t) or self._into_superseded(t)):  # done, then stand
             if self._job is not None and not self._job.cancelled:
@@ -385,6 +388,7 @@ class Conductor:
         self._t_served = 0.0
         self._playing_sent = self._trajectory_sent = False
         if job is not None:
+            self._ended = None
             self._on_begin(job)
 
     def _into_superseded(self, t: float) -> bool:
@@ -425,6 +429,7 @@ class Conductor:
     def _finish(self, sample: Sample, now_ns: int) -> None:
         job = self._job
         if job is not None:
+            self._ended = (self._motion.clip, now_ns)  # played to its end: a next motion takes over there
             self._report("done", job, {"duration_s": round(job.command_duration_s(self._motion.clip.fps), 3),
                                        "retarget_ms": round(job.clip.retarget_ms, 1), **job.fields})
         self._start(HoldPlayback(sample.pose()), None, now_ns)

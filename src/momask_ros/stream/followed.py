@@ -19,7 +19,7 @@ from momask_ros.stream.job import Job
 from momask_ros.stream.playback import MotionPlayback
 from momask_ros.stream.state import RobotPose
 from momask_ros.tracker.live_reference import LiveReference
-from momask_ros.tracker.reference import ReferenceSample, RobotReference
+from momask_ros.tracker.reference import ReferenceSample, RobotReference, smootherstep
 from momask_ros.tracker.spec import TrackerBundle, TrackerSpec
 
 __all__ = ["LiveFollowed", "SpanStream", "StreamStart", "Streamed"]
@@ -37,6 +37,7 @@ class Streamed(RobotReference):
     from_standing: bool = True
     delay_s: float = 0.1  # the tracker follows the stream this far behind (0: the robot is already following it)
     open: bool = False  # more of it is coming (`LiveFollowed.grow`): nothing is followed past its last sample
+    blend_from: float = 0.0  # from_standing: the tracker's blend weight as it begins (a blend-out under way)
 
 
 class LiveFollowed:
@@ -57,6 +58,7 @@ class LiveFollowed:
     def __init__(self, stream: RobotReference, bundle: TrackerBundle) -> None:
         self._data: dict[str, Any] = {}  # the stream so far, shared by shallow copies
         self._blend_in = bool(getattr(stream, "from_standing", True))
+        self._blend_from = float(getattr(stream, "blend_from", 0.0))
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
         self.play_start_s = float(getattr(stream, "delay_s", 0.1))
         self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
@@ -102,7 +104,7 @@ class LiveFollowed:
         spec = self._bundle.spec
         live = LiveReference.from_spec(spec, self._bundle.joint_range_rad,
                                        blend_in_s=spec.blend_in_s if self._blend_in else 0.0)
-        live.begin(0.0)
+        live.begin(0.0, from_weight=self._blend_from if self._blend_in else None)
         self._state = {"live": live, "rows": [], "k": 0, "last": 0, "ended": False}  # shared by shallow copies
 
     def _row(self, n: int) -> ReferenceSample:
@@ -217,6 +219,7 @@ class SpanStream:
                         base_lin_vel_world=np.array([s.base_linear_velocity for _, s in out]),
                         base_ang_vel_world=np.array([s.base_angular_velocity for _, s in out]),
                         from_standing=self._fresh is not None and self._fresh.playing is None and not self._following,
+                        blend_from=self._fresh.blend_weight(spec) if self._fresh is not None else 0.0,
                         delay_s=0.0 if self._following else 0.1, open=not final)
 
 
@@ -224,10 +227,21 @@ class SpanStream:
 class StreamStart:
     """Where a fresh motion's stream would start now (`Conductor.use_rehearser` says): from ``pose`` with a
     ``blend_s`` blend, one sample every ``period_s``; taking over from ``playing`` (the clip that plays, or
-    None when idle) at its clip time ``takeover_s`` (now, or its end when the new motion waits for it)."""
+    None when idle) at its clip time ``takeover_s`` (now, or its end when the new motion waits for it);
+    idle, ``since_end_s`` after the clip that ``ended`` last (the tracker may still be blending it out)."""
 
     pose: RobotPose
     blend_s: float
     period_s: float
     playing: MotionClip | None = None
     takeover_s: float = 0.0
+    ended: MotionClip | None = None
+    since_end_s: float = math.inf
+
+    def blend_weight(self, spec: TrackerSpec) -> float:
+        """The tracker's blend weight when this stream starts: 0 (standing), or still on the way down from
+        the clip that ended ``since_end_s`` ago (its blend-out started where the stream stopped)."""
+        if self.playing is not None or self.ended is None or spec.blend_out_s <= 0:
+            return 0.0
+        x = min(max(self.since_end_s / spec.blend_out_s, 0.0), 1.0)
+        return float(1.0 - smootherstep(x))

@@ -10,8 +10,10 @@ and the tracker drives a copy of the live simulator
 (`SpanRehearsal`; the rehearsal itself, its snapshots and its cut search are
 `momask_ros.tracker.rehearsal.Rehearsal`'s). It starts where the robot will be: a continuation, or a
 fresh motion taking over from one that plays, from the state and tracker memory the rehearsal of what
-plays predicted at the takeover; a motion from idle from the robot's measured state when a source gives
-one, else from standing. A rehearsed
+plays predicted at the takeover; a motion from idle within a few seconds of the last one's end (the
+tracker still blending it out, the robot settling), from what that motion's rehearsal predicted there,
+blending in from the tracker's weight then; else from the robot's measured state when a source gives
+one, else from standing (each window's ``rehearsed_from`` says which). A rehearsed
 robot counts as fallen a margin sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`,
 `REHEARSAL_MIN_BASE_HEIGHT_M`): a prediction that comes close to a fall is one.
 
@@ -149,6 +151,10 @@ class Rehearser:
         #: per clip: (clip time, the rehearsed robot's state and tracker memory there) along its rehearsals
         self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory]]] = \
             weakref.WeakKeyDictionary()
+        #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory) while the
+        #: rehearsed robot blends out and settles; a motion from idle soon after starts there
+        self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory]]] = \
+            weakref.WeakKeyDictionary()
 
     @property
     def margin_s(self) -> float:
@@ -166,17 +172,23 @@ class Rehearser:
         start, state, memory = task.start_s, None, None
         fresh = self.stream_start() if task.fresh else None
         # from the robot's state where the stream takes over, as rehearsed: a continuation in its own
-        # clip; a fresh start in the clip that plays, now or at its end (else measured, or standing)
+        # clip; a fresh start in the clip that plays, now or at its end; from idle, in the blend-out and
+        # settling of the clip that ended, while that was rehearsed (else measured, or standing)
         over, at = (clip, task.start_s) if fresh is None else (fresh.playing, fresh.takeover_s)
         known = [entry for entry in self._trails.get(over, ())
                  if entry[0] <= at + 1e-9] if over is not None else []
+        after = fresh is not None and fresh.playing is None and fresh.ended is not None
+        if after:
+            entries = self._afters.get(fresh.ended, [])
+            if entries and fresh.since_end_s <= entries[-1][0] + self.step_s:
+                known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
         if known:
             _, state, memory = known[-1]
             if fresh is None:
                 start = known[-1][0]
             memory = dataclasses.replace(memory, next_policy_s=None)  # its policy clock was the other run's
         stream = SpanStream(job, start, order=self._order, spec=self.rehearsal.bundle.spec,
-                            following=memory is not None, fresh=fresh)
+                            following=memory is not None and not after, fresh=fresh)
         while (reference := stream.update(task.end_s)) is None and not math.isfinite(task.end_s):
             if (task := self._await(task, clip, end)) is None:
                 return None
@@ -187,12 +199,16 @@ class Rehearser:
             return None
         speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
         trail = self._trails.setdefault(clip, [])
+        stopped_at = None  # the rehearsed time where the clip's stream stopped (a span that ends the clip)
         self.spans += 1
+        if memory is None:
+            state = self.state()
+        origin = "predicted" if memory is not None else "measured" if state is not None else "standing"
         try:
-            run = self.rehearsal.start(reference, self.state() if memory is None else state, memory)
+            run = self.rehearsal.start(reference, state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
             result = RehearsalResult.beyond_robot(str(exc))
-            self._apply(task, host, result, start)
+            self._apply(task, host, result, start, origin)
             return result
         released = not task.fresh
         while True:
@@ -213,6 +229,11 @@ class Rehearser:
             follows = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time followed now
             if follows < task.end_s - 1e-9:  # where a continuation of it would start from
                 trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
+            elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
+                # started soon after starts from here
+                stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
+                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(),
+                                                          self.rehearsal.tracker.memory()))
             # playback stays margin_s of the robot's clock behind (past the motion's end too: a short one
             # need not be rehearsed to its end before it starts); its end is cleared by the verdict
             playable = min(start + (run.rehearsed_s - run.reference.play_start_s - self.margin_s) * speed, follows)
@@ -221,7 +242,7 @@ class Rehearser:
                 if not released:
                     host.release(job)
                     released = True
-        self._apply(task, host, result, start)
+        self._apply(task, host, result, start, origin)
         return result
 
     #: An open span whose clip stopped growing this long (its retargeting was interrupted) ends there [s].
@@ -247,13 +268,16 @@ class Rehearser:
     def _gone(job: Job) -> bool:
         return job.cancelled or job.session is None or job.session.closed
 
-    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float) -> None:
-        """Act on a span's verdict; ``start``: the clip time its rehearsal started from."""
+    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float, rehearsed_from: str) -> None:
+        """Act on a span's verdict; ``start``: the clip time its rehearsal started from; ``rehearsed_from``:
+        the robot state it started from (``predicted`` by the rehearsal of what played, ``measured``, or
+        ``standing``), said in the window's entry."""
         job, clip = task.job, task.job.clip
         speed, origin = job.command.speed, job.start_frame / clip.fps
         decision = rehearsal_decision(task.window, result, start_s=(start - origin) / speed)
         with host.lock:
-            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), decision.entry]
+            entry = {**decision.entry, "rehearsed_from": rehearsed_from}
+            job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), entry]
         if decision.status is None:  # stays up
             clip.verify(task.end_s, since=task.since)
             if task.fresh:

@@ -210,8 +210,11 @@ class LiveReference:
         if drop:
             del self._t[:drop], self._rows[:drop]
 
-    def begin(self, t_s: float) -> None:
-        """A motion begins at t_s (may be ahead): blend in from the current weight."""
+    def begin(self, t_s: float, *, from_weight: float | None = None) -> None:
+        """A motion begins at t_s (may be ahead): blend in from the current weight (``from_weight``: from
+        that weight, as a tracker whose blend-out was under way; a rehearsal starting mid-way)."""
+        if from_weight is not None:
+            self._ramp = _Ramp(float(t_s), min(max(float(from_weight), 0.0), 1.0), False, np.inf)
         self._schedule(t_s, True)
         self.begins_s = float(t_s)
         self.report = self._new_report()
