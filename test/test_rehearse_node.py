@@ -406,3 +406,33 @@ def test_a_motion_sent_as_the_last_one_blends_out_is_rehearsed_from_its_predicte
     weights = [StreamStart(pose, 0.5, 0.02, ended=clip, since_end_s=s).blend_weight(spec) for s in (0.0, 0.5, 5.0)]
     assert weights[0] == 1.0 and 0.0 < weights[1] < 1.0 and weights[2] == 0.0
     assert StreamStart(pose, 0.5, 0.02).blend_weight(spec) == 0.0
+
+
+def test_a_takeover_is_rehearsed_from_the_measured_state_once_the_robot_drifted_from_the_prediction(
+        g1_pipeline, rehearser):
+    """Predictions chained over a long motion drift: when the measured robot tilts clearly more than the
+    rehearsal of what plays predicted for now, a motion taking over starts from the measured state."""
+    from momask_ros.stream.rehearsing import DIVERGED_TILT_RAD
+    from momask_ros.tracker.rollout import RobotState
+    from momask_ros.tracker.rotations import rpy_to_quat_wxyz
+
+    space, fps = g1_pipeline.joint_space, 20.0
+    times, q, pos, quat = _swaying(space, 41, fps)
+    clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((41, 22, 3)))
+    clip.append(times, q, pos, quat)
+    clip.at(1.0)  # played up to 1 s
+    spec = rehearser.rehearsal.bundle.spec
+
+    def leaning(rad):
+        state = RobotState.standing(spec)
+        return dataclasses.replace(state, base_quat_wxyz=rpy_to_quat_wxyz(np.array([rad, 0.0, 0.0])))
+
+    watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
+    watcher._trails[clip] = [(0.5, leaning(0.0), None), (0.95, leaning(0.1), None), (1.5, leaning(0.6), None)]
+    measured = [None]
+    watcher.state = lambda: measured[0]
+    assert not watcher._diverged(clip)  # nothing measured: the prediction stands
+    measured[0] = leaning(0.1 + DIVERGED_TILT_RAD - 0.05)
+    assert not watcher._diverged(clip)
+    measured[0] = leaning(0.1 + DIVERGED_TILT_RAD + 0.05)  # compared with 0.95 s, not with 1.5 s ahead
+    assert watcher._diverged(clip)

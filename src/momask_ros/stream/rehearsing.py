@@ -13,7 +13,9 @@ fresh motion taking over from one that plays, from the state and tracker memory 
 plays predicted at the takeover; a motion from idle within a few seconds of the last one's end (the
 tracker still blending it out, the robot settling), from what that motion's rehearsal predicted there,
 blending in from the tracker's weight then; else from the robot's measured state when a source gives
-one, else from standing (each window's ``rehearsed_from`` says which). A rehearsed
+one, else from standing (each window's ``rehearsed_from`` says which). A takeover is rehearsed from
+the measured state too when the robot has drifted from the prediction (tilting `DIVERGED_TILT_RAD`
+more than predicted for now). A rehearsed
 robot counts as fallen a margin sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`,
 `REHEARSAL_MIN_BASE_HEIGHT_M`): a prediction that comes close to a fall is one.
 
@@ -53,6 +55,7 @@ from momask_ros.stream.tracked_loop import TrackedSimulation
 from momask_ros.tracker.controller import TrackerMemory
 from momask_ros.tracker.rehearsal import Rehearsal, RehearsalResult, rehearsal_decision
 from momask_ros.tracker.rollout import RobotState
+from momask_ros.tracker.rotations import tilt_from_quat_wxyz
 from momask_ros.tracker.spec import TrackerError
 
 __all__ = ["Host", "RehearsalUnavailable", "Rehearser", "load_rehearsal"]
@@ -70,6 +73,10 @@ REHEARSAL_MIN_BASE_HEIGHT_M = 0.45
 #: Rehearsed time after the robot is back on a standing reference [s]: a G1 off balance after a deep crouch
 #: or a cut wobbled for 2-3 s and then fell (bench_rehearsal stream, seed 6); the tracker's default is 1.5.
 SETTLE_S = 3.0
+#: A motion taking over is rehearsed from the robot's measured state, not from the rehearsal of what plays,
+#: when the robot tilts this much more than that rehearsal predicted for now [rad] (bench_rehearsal
+#: stream, seed 12: an 8 s dance left the robot at tilt 0.51 where its rehearsal predicted 0.28).
+DIVERGED_TILT_RAD = 0.15
 
 
 class RehearsalUnavailable(ValueError):
@@ -182,6 +189,8 @@ class Rehearser:
             entries = self._afters.get(fresh.ended, [])
             if entries and fresh.since_end_s <= entries[-1][0] + self.step_s:
                 known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
+        if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing):
+            known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
         if known:
             _, state, memory = known[-1]
             if fresh is None:
@@ -244,6 +253,16 @@ class Rehearser:
                     released = True
         self._apply(task, host, result, start, origin)
         return result
+
+    def _diverged(self, playing: MotionClip) -> bool:
+        """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` predicted
+        for now (its clip's read time): predictions chained over a long motion drift from the robot."""
+        measured = self.state()
+        now = [entry for entry in self._trails.get(playing, ()) if entry[0] <= playing.read_s + 1e-9]
+        if measured is None or not now:
+            return False
+        m, p = (float(tilt_from_quat_wxyz(x.base_quat_wxyz)) for x in (measured, now[-1][1]))
+        return m > p + DIVERGED_TILT_RAD
 
     #: An open span whose clip stopped growing this long (its retargeting was interrupted) ends there [s].
     OPEN_IDLE_S = 1.0
