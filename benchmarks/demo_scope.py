@@ -4,7 +4,8 @@
 Prints (1) the gate's 5-fold cross-validated acceptance table over head cuts: the sentences of
 test/data/demo_scope_phrases.yaml (the gate's examples, training/scope_gate.py) split in five, each
 fifth judged by a gate fitted without it; (2) the gate on the held-out round
-(`demo_scope_heldout`: never used to choose anything; issue 24's targets >= 95% each) and on the
+(`demo_scope_heldout`, by default the seventh, test/data/demo_scope_heldout_4.yaml: never used to
+choose anything; issue 24's targets >= 95% each) and on the
 requests issue 24 names; (3) with ``--generate``, per skill the share of (paraphrase, seed) pairs
 accepted by the gate AND recognised as their skill by the demo skill recognizer (issue 18's target:
 >= 90% for >= 15 of 20 skills); (4) per-command text latency (cold: a new sentence through the
@@ -16,6 +17,7 @@ encoder and the gate; warm: cached).
     python benchmarks/demo_scope.py --typos 0                          # ... or without misspelt copies
     python benchmarks/demo_scope.py --data data/demo                  # gate built from a dataset's captions
     python benchmarks/demo_scope.py --generate --seeds 5              # + generation by skill
+    python benchmarks/demo_scope.py --heldout test/data/demo_scope_heldout_4.yaml  # another round
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
                     cut: float, n_typos: int = training.TYPOS) -> tuple[list[str], dict]:
     """Each fifth of the phrases judged by a gate fitted on the rest: the table over cuts and the misses."""
     inside, outside = training.phrase_examples(phrases)
-    near = {t for key in ("near_scope", "near_scope_round4", "near_scope_round5") for t in phrases.get(key, [])}
+    near = {t for key in training.NEAR for t in phrases.get(key, [])}
     texts = list(dict.fromkeys(inside + outside))
     order = np.random.default_rng(0).permutation(len(texts))
     verdicts = {}
@@ -95,13 +97,15 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
         lines.append(f"| {c:.3g}{mark} | {np.mean([ok[t] for t in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in texts if t not in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in near]):.1%} |")
-    r5_in = [t for ts in phrases.get("in_scope_round5", {}).values() for t in ts]
-    r5_near, r5_far = phrases.get("near_scope_round5", []), phrases.get("out_of_scope_round5", [])
-    if r5_in:
-        ok = {t: v.in_scope for t, v in verdicts.items()}
-        lines.append(f"of which the fifth round (tuning data now), cut {cut:.3g}: "
-                     f"{np.mean([ok[t] for t in r5_in]):.1%} of {len(r5_in)} accepted, {np.mean([not ok[t] for t in r5_near + r5_far]):.1%} of "
-                     f"{len(r5_near + r5_far)} refused (near scope {np.mean([not ok[t] for t in r5_near]):.1%})")
+    ok = {t: v.in_scope for t, v in verdicts.items()}
+    for n, name in ((5, "fifth"), (6, "sixth")):
+        r_in = [t for ts in phrases.get(f"in_scope_round{n}", {}).values() for t in ts]
+        r_near, r_far = phrases.get(f"near_scope_round{n}", []), phrases.get(f"out_of_scope_round{n}", [])
+        if r_in:
+            lines.append(f"of which the {name} round (tuning data now), cut {cut:.3g}: "
+                         f"{np.mean([ok[t] for t in r_in]):.1%} of {len(r_in)} accepted, "
+                         f"{np.mean([not ok[t] for t in r_near + r_far]):.1%} of {len(r_near + r_far)} refused "
+                         f"(near scope {np.mean([not ok[t] for t in r_near]):.1%})")
     misses = {"refused_in": [verdicts[t].message() for t in texts if t in inside_set and not verdicts[t].in_scope],
               "accepted_out": [(t, round(verdicts[t].score, 3), verdicts[t].skill) for t in texts
                                if t not in inside_set and verdicts[t].in_scope]}
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negatives", type=Path, default=training.NEGATIVES,
                    help="YAML with a 'negatives:' list (default: training/demo_scope_negatives.yaml)")
     p.add_argument("--phrases", type=Path, default=PHRASES)
+    p.add_argument("--heldout", type=Path, default=heldout.HELDOUT, help="the held-out round to measure")
     p.add_argument("--typos", type=int, default=training.TYPOS, help="misspelt copies per example phrase")
     p.add_argument("--no-cv", action="store_true", help="skip the cross-validation (about a minute)")
     p.add_argument("--no-heldout", action="store_true",
@@ -152,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recognizer", type=Path, default=None, help="default: the packaged demo recognizer")
     p.add_argument("--seeds", type=int, default=5)
     args = p.parse_args(argv)
+    if not args.no_heldout:
+        heldout.load(args.heldout)  # a missing or malformed round fails in one line, before the minutes of work
     torch.set_num_threads(1)
     from momask_model.generation.bundle import load_bundle
     from momask_model.generation.loading import default_bundle_path
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(gate.negatives)} out of scope), threshold {gate.threshold}, cut {gate.head.cut}"
           f"{'' if stored else ' (fitted here, not the bundle)'}")
     if not args.no_heldout:
-        print("\n".join(heldout.heldout_table(gate, model.text_encoder)))
+        print("\n".join(heldout.heldout_table(gate, model.text_encoder, args.heldout)))
     # per-command text latency: a sentence never seen (encoder + gate), then the same one again (cache)
     cold, warm = [], []
     for i in range(20):

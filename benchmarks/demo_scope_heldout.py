@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """The demo model's scope gate on its held-out round (issue 24's honest figures; targets >= 95% each).
 
-The round (test/data/demo_scope_heldout_3.yaml, the sixth) was written apart from the training
+The round (test/data/demo_scope_heldout_4.yaml, the seventh) was written apart from the training
 captions, the gate's examples (test/data/demo_scope_phrases.yaml, training/demo_scope_negatives.yaml)
 and the earlier rounds, before the gate it measures existed, and is never used to choose anything:
 ``IN_SCOPE`` asks for the 20 demo skills in new words, ``NEAR_SCOPE`` uses a skill's verb (or posture)
 with another direction, object or posture, ``FAR`` asks for motions (or things) far from every skill.
 A round measured once and then used to revise the gate joins the phrases file (as the fourth and
-fifth did: ``*_round4``, ``*_round5``) and a new one is written.
+fifth and sixth did: ``*_round4``, ``*_round5``, ``*_round6``) and a new one is written.
 
-    python benchmarks/demo_scope_heldout.py [--bundle B] [--heldout test/data/demo_scope_heldout_3.yaml]
+    python benchmarks/demo_scope_heldout.py [--bundle B] [--heldout test/data/demo_scope_heldout_4.yaml]
 """
 from __future__ import annotations
 
@@ -23,16 +23,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-HELDOUT = ROOT / "test" / "data" / "demo_scope_heldout_3.yaml"
+HELDOUT = ROOT / "test" / "data" / "demo_scope_heldout_4.yaml"
 #: The requests issue 24 names: (text, whether the demo should take it).
 ISSUE_24 = [("the figure sprints forward quickly", True), ("a person sits down", False),
             ("a person walks backwards", False), ("a person hops on one leg", False)]
 
 
 def load(path: Path = HELDOUT) -> tuple[dict[str, list[str]], list[str], list[str]]:
-    """(in scope by skill, near scope, far) of a held-out round."""
-    data = yaml.safe_load(Path(path).read_text())
-    return data["in_scope"], data["near_scope"], data["far"]
+    """(in scope by skill, near scope, far) of a held-out round; SystemExit with one line when the file
+    is missing or lacks those keys."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+        in_scope, near, far = data["in_scope"], data["near_scope"], data["far"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a held-out round (in_scope, near_scope, far): {type(e).__name__}: {e}") from None
+    if not (isinstance(in_scope, dict) and isinstance(near, list) and isinstance(far, list)):
+        raise SystemExit(f"{path}: in_scope must map skills to sentences, near_scope and far be lists")
+    return in_scope, near, far
 
 
 def heldout_table(gate, encoder, path: Path = HELDOUT) -> list[str]:
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, default=None, help="bundle (default: the packaged demo)")
     p.add_argument("--heldout", type=Path, default=HELDOUT)
     args = p.parse_args(argv)
+    load(args.heldout)  # a missing or malformed round fails in one line, before the model loads
     import torch
 
     torch.set_num_threads(1)

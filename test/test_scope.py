@@ -161,6 +161,24 @@ def test_the_head_refuses_a_near_miss_that_the_threshold_lets_by():
     assert gate.with_threshold(0.5, cut=0.999).check("someone strolls forward", enc).score < 0.999
 
 
+def test_a_refusal_names_an_example_written_as_such_never_a_copy():
+    """A misspelt or reworded copy ("do a backward rll") explains nothing: the refusal names an original."""
+    copies = {f"walk backwards {i}" for i in range(5)}
+    gate, plain, enc = table_gate(copies=copies), table_gate(), TableEncoder()
+    assert plain.check("someone walks backwards", enc).nearest_negative[0] in copies  # the nearest is a copy
+    v = gate.check("someone walks backwards", enc)
+    assert v.nearest_negative[0] == "walk backwards 5" and "'walk backwards 5'" in v.message()
+    assert v.score == pytest.approx(plain.check("someone walks backwards", enc).score)  # the verdict is the same
+    again = ScopeGate.from_state(gate.state())
+    assert again.example_originals == gate.example_originals
+    assert again.check("someone walks backwards", enc).nearest_negative[0] == "walk backwards 5"
+    old = {k: v for k, v in gate.state().items() if k != "example_originals"}  # a gate from before: all named
+    assert all(ScopeGate.from_state(old).example_originals)
+    with pytest.raises(ValueError, match="original flag"):
+        ScopeGate(["a"], ["s"], np.ones((1, 3)), 0.5, examples=["b"], example_labels=[False],
+                  example_embeddings=np.ones((1, 3)), example_originals=[True, False])
+
+
 def test_fitting_is_deterministic_and_a_gate_without_both_kinds_has_no_head():
     a, b = table_gate(), table_gate()
     np.testing.assert_array_equal(a.head.embedding_weights.numpy(), b.head.embedding_weights.numpy())
@@ -187,7 +205,8 @@ def test_examples_and_head_travel_with_the_bundle_and_old_states_have_none(gated
     for text in ("a person walks backwards", "a woman jumps up", "a man kicks right"):
         v, w = gate.check(text, model.text_encoder), reloaded.check(text, model.text_encoder)
         assert v.in_scope == w.in_scope and v.score == pytest.approx(w.score, abs=1e-5)
-    old = {k: v for k, v in gate.state().items() if k not in ("examples", "example_labels", "example_embeddings", "head")}
+    before = ("examples", "example_labels", "example_embeddings", "example_originals", "head")
+    old = {k: v for k, v in gate.state().items() if k not in before}
     assert ScopeGate.from_state(old).head is None and ScopeGate.from_state(old).examples == []
     with pytest.raises(ValueError, match="per example"):
         ScopeGate(["a"], ["s"], np.ones((1, 3)), 0.5, examples=["b", "c"], example_labels=[True, False],
@@ -205,6 +224,17 @@ def test_phrasings_say_a_sentence_as_the_captions_do():
     assert phrasings("he sneaks  ahead")[:3] == ["he sneaks ahead", "a person sneaks ahead", "the robot sneaks ahead"]
     assert phrasings("a burglar creeps ahead") == ["a burglar creeps ahead"]  # another subject: itself alone
     assert phrasings("what is this?") == ["what is this?"]
+    # an opening clause stays whole: never "the robot afters warming up, ..."
+    assert phrasings("After warming up, the figure jogs")[:3] == [
+        "After warming up, the figure jogs", "After warming up, a person jogs", "After warming up, the robot jogs"]
+    assert phrasings("after a short pause, jump sideways")[1] == "after a short pause, a person jumps sideways"
+    assert phrasings("keeping a steady, slow rhythm, jog forward") == ["keeping a steady, slow rhythm, jog forward"]
+    assert phrasings("walking forward, swing the arms")[1] == "walking forward, a person swings the arms"
+    assert phrasings("slowly walk forward")[1] == "a person slowly walks forward"
+    assert phrasings("while kneeling dance") == ["while kneeling dance"]
+    assert phrasings("swing")[1] == "a person swings"  # a verb in -ing is still a verb
+    for text in ("after a pause, walk", "before lying down, the robot rolls", "with arms out, spin around"):
+        assert not any(" afters " in f or " befores " in f or " withs " in f for f in phrasings(text)), text
 
 
 DEMO_NEGATIVES = Path(__file__).resolve().parents[1] / "training" / "demo_scope_negatives.yaml"
@@ -224,7 +254,7 @@ def test_demo_gate_holds_its_examples_and_refuses_near_misses_of_its_skills(demo
     from momask_model.text.scope import phrasings
 
     gate = demo.scope_gate
-    negatives = {p for n in yaml.safe_load(DEMO_NEGATIVES.read_text())["negatives"] for p in phrasings(n)}
+    negatives = set(_scope_gate_script().demo_negatives())
     phrases = yaml.safe_load((Path(__file__).parent / "data" / "demo_scope_phrases.yaml").read_text())
     assert negatives <= set(gate.negatives) and set(phrases["near_scope"]) <= set(gate.negatives)
     inside = {e for e, v in zip(gate.examples, gate.example_labels) if v}
@@ -237,6 +267,12 @@ def test_demo_gate_holds_its_examples_and_refuses_near_misses_of_its_skills(demo
         assert refusal.fields["score"] < refusal.fields["cut"] and refusal.fields["nearest_negative"], refusal.fields
     assert all(check_text(demo, name) is None for name in ("walk", "run", "jump", "kick", "dance", "crawl", "spin"))
     assert all(check_text(demo, t) is None for t in phrases["must_work"])
+    # a refusal names a sentence as written in the phrases or negatives file, never a copy of one
+    written = set(yaml.safe_load(DEMO_NEGATIVES.read_text())["negatives"])
+    written |= {t for key, v in phrases.items() if isinstance(v, list) for t in v}
+    for text in ("do a backward rll", "a person walks backwards", "someone lies down on their back"):
+        refusal = check_text(demo, text)
+        assert refusal is not None and refusal.fields["nearest_negative"]["text"] in written, refusal.fields
 
 
 def _scope_gate_script():
@@ -258,7 +294,29 @@ def test_typos_misspell_one_key_word_by_one_keystroke_deterministically():
             assert len(words) == len(wrong) and len(diff) == 1, typo
             a, b = diff[0]
             assert a not in ("person", "figure", "with", "your") and abs(len(a) - len(b)) <= 1, typo
-    assert typos("a man is up", 1) == []  # no word of 4+ letters worth misspelling
+    assert typos("a man is up", 1) == []  # no key word of 3+ letters worth misspelling
+
+
+def test_typos_cover_short_key_words():
+    """Users type "rn", "kik", "jmup", "kcik", "rol": the copies misspell a short key word too."""
+    typos = _scope_gate_script().typos
+    for text, word in (("run", "run"), ("kick", "kick"), ("jump up", "jump"), ("do a forward roll", "roll"),
+                       ("a person kicks with the right leg", "kicks")):
+        short = [t.split() for t in typos(text, 1) if word not in t.split()]
+        assert short, (text, typos(text, 1))
+        wrong = [w for w in short[-1] if w not in text.split()][0]
+        assert abs(len(wrong) - len(word)) <= 1 and sorted(wrong) != sorted(word) or wrong != word
+        assert set(wrong) <= set(word), wrong  # swapped, dropped or doubled: no new letter
+
+
+def test_clause_first_copies_open_with_a_clause_and_keep_the_request():
+    script = _scope_gate_script()
+    longer = script.clause_first("walk backwards")
+    head, _, main = longer.partition(", ")
+    assert head in script.PREAMBLES and main in ("a person walks backwards", "the robot walks backwards",
+                                                 "someone walks backwards")
+    assert longer == script.clause_first("walk backwards")  # deterministic
+    assert script.clause_first("after a pause, walk") is None and script.clause_first("what is this?") is None
 
 
 def test_gate_stores_captions_and_examples_as_int8_tensors(gated, tmp_path):

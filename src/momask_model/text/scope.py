@@ -13,7 +13,8 @@ the direction, object or posture. So a gate may also hold labelled *examples*, r
 scope (paraphrases) and out of it (a skill's verb with another direction, object or posture: "walks
 backwards", "hops on one leg", "sits down"; other motions), and a `ScopeHead` fitted on them: above the
 threshold, a sentence is in scope only when the head's score reaches its cut. A refusal names the
-nearest out-of-scope example, so it still says why.
+nearest out-of-scope example that was written as such (not a misspelt or reworded copy), so it still
+says why in words a person wrote.
 
 Bag-of-words bundles keep their older rule instead: a sentence with a word outside the captions'
 vocabulary is refused (``unknown_words``). `check_text` applies whichever a model has.
@@ -24,7 +25,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -118,11 +119,13 @@ class ScopeGate:
         example_labels: whether each example is in scope.
         example_embeddings: (M, D) their embeddings from the same encoder.
         head: the `ScopeHead` fitted on them (`build`), or None: the threshold alone decides.
+        example_originals: whether each example was written as it is (False: a misspelt or reworded
+            copy, which a refusal never names); all by default.
     """
 
     def __init__(self, captions: Sequence[str], skills: Sequence[str], embeddings: Any, threshold: float, *,
                  examples: Sequence[str] = (), example_labels: Sequence[bool] = (), example_embeddings: Any = None,
-                 head: ScopeHead | None = None) -> None:
+                 head: ScopeHead | None = None, example_originals: Sequence[bool] = ()) -> None:
         if len(captions) != len(skills) or not len(captions):
             raise ValueError(f"need one skill per caption and at least one, got {len(captions)} captions, "
                              f"{len(skills)} skills")
@@ -133,6 +136,8 @@ class ScopeGate:
             raise ValueError(f"threshold is a cosine in [-1, 1], got {threshold}")
         if len(example_labels) != len(examples):
             raise ValueError(f"need one label per example, got {len(example_labels)} for {len(examples)}")
+        if len(example_originals) not in (0, len(examples)):
+            raise ValueError(f"need one original flag per example, got {len(example_originals)} for {len(examples)}")
         self._example_codes = _codes(_unit(example_embeddings, len(examples), dim, "example"))
         self.example_embeddings = torch.nn.functional.normalize(self._example_codes.float(), dim=-1)
         if head is not None and head.dim != dim:
@@ -140,9 +145,12 @@ class ScopeGate:
         self.captions, self.skills = list(captions), list(skills)
         self.threshold = float(threshold)
         self.examples, self.example_labels = list(examples), [bool(v) for v in example_labels]
+        self.example_originals = [bool(v) for v in example_originals] or [True] * len(self.examples)
         self.head = head
         labels = torch.tensor(self.example_labels, dtype=torch.bool)
         self._inside, self._outside = torch.where(labels)[0], torch.where(~labels)[0]
+        named = ~labels & torch.tensor(self.example_originals, dtype=torch.bool)
+        self._named = torch.where(named)[0] if named.any() else self._outside  # the negatives a refusal may name
         self.skill_names = sorted(set(self.skills))
         index = {s: i for i, s in enumerate(self.skill_names)}
         self._skill_of = torch.tensor([index[s] for s in self.skills])
@@ -157,23 +165,25 @@ class ScopeGate:
     @classmethod
     def build(cls, encoder: Any, captions_by_skill: Mapping[str, Sequence[str]], threshold: float, *,
               inside: Sequence[str] = (), outside: Sequence[str] = (), groups: Mapping[str, str] | None = None,
-              cut: float = 0.5, seed: int = 0) -> "ScopeGate":
+              cut: float = 0.5, seed: int = 0, copies: Collection[str] = ()) -> "ScopeGate":
         """Embed ``captions_by_skill`` and the ``inside`` / ``outside`` examples with ``encoder`` (anything
         with ``encode(list[str])``) and, given both kinds, fit the head. ``groups`` maps examples that say
-        one thing in several forms to one name: fitting never lets an example see its own group."""
+        one thing in several forms to one name: fitting never lets an example see its own group.
+        ``copies`` are examples made from others (misspelt, reworded), never named by a refusal."""
         captions = [c for s in sorted(captions_by_skill) for c in dict.fromkeys(captions_by_skill[s])]
         skills = [s for s in sorted(captions_by_skill) for _ in dict.fromkeys(captions_by_skill[s])]
         both = set(inside) & set(outside)
         if both:
             raise ValueError(f"examples both in and out of scope: {sorted(both)[:5]}")
-        known = set(captions)
+        known, copied = set(captions), set(copies)
         labelled = {t: True for t in inside if t not in known}
         labelled.update({t: False for t in outside if t not in known})
         examples = list(labelled)
         with torch.no_grad():
             emb = encoder.encode(captions + examples).float().cpu()
         gate = cls(captions, skills, emb[:len(captions)].numpy(), threshold, examples=examples,
-                   example_labels=list(labelled.values()), example_embeddings=emb[len(captions):].numpy())
+                   example_labels=list(labelled.values()), example_embeddings=emb[len(captions):].numpy(),
+                   example_originals=[t not in copied for t in examples])
         if not gate._inside.numel() or not gate._outside.numel():
             return gate
         names = [f"caption {i}" for i in range(len(captions))] + [(groups or {}).get(t, t) for t in examples]
@@ -198,9 +208,9 @@ class ScopeGate:
         closest = tuple((self.skill_names[int(i)], float(per_skill[i])) for i in order)
         ex = (self.example_embeddings @ e[0]).clamp(-1.0, 1.0)
         negative = score = None
-        if self._outside.numel():
-            k = int(torch.argmax(ex[self._outside]))
-            negative = (self.examples[int(self._outside[k])], float(ex[self._outside[k]]))
+        if self._named.numel():
+            k = int(self._named[int(torch.argmax(ex[self._named]))])
+            negative = (self.examples[k], float(ex[k]))
         if self.head is not None:
             features = similarity_features(cos[None], ex[self._inside][None], ex[self._outside][None])
             score = float(self.head.score(e, features)[0])
@@ -227,14 +237,14 @@ class ScopeGate:
         head = self.head if cut is None or self.head is None else self.head.with_cut(cut)
         return ScopeGate(self.captions, self.skills, self.embeddings.numpy(), threshold, examples=self.examples,
                          example_labels=self.example_labels, example_embeddings=self.example_embeddings.numpy(),
-                         head=head)
+                         head=head, example_originals=self.example_originals)
 
     def state(self) -> dict[str, Any]:
         """Plain data stored in a bundle (``from_state`` rebuilds the gate)."""
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
                 "embeddings": self._caption_codes.clone(), "examples": list(self.examples),
                 "example_labels": list(self.example_labels), "example_embeddings": self._example_codes.clone(),
-                "head": None if self.head is None else self.head.state()}
+                "example_originals": list(self.example_originals), "head": None if self.head is None else self.head.state()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ScopeGate":
@@ -243,7 +253,8 @@ class ScopeGate:
         return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"],
                    examples=state.get("examples", ()), example_labels=state.get("example_labels", ()),
                    example_embeddings=state.get("example_embeddings"),
-                   head=None if head is None else ScopeHead.from_state(head))
+                   head=None if head is None else ScopeHead.from_state(head),
+                   example_originals=state.get("example_originals", ()))
 
 
 def third_person(verb: str) -> str:
@@ -260,27 +271,62 @@ def third_person(verb: str) -> str:
 
 #: Subjects of the demo captions besides the imperative ("a person walks forward", "the robot ...").
 SUBJECTS = ("a person", "the robot", "someone", "a man", "a woman")
-_SUBJECT = re.compile(r"(a person|the person|the robot|someone|somebody|a man|the man|a woman|the woman|he|she) ")
+_SUBJECTS = r"(a person|the person|the robot|someone|somebody|a man|the man|a woman|the woman|the figure|the humanoid|he|she) "
+_SUBJECT = re.compile(_SUBJECTS)
+#: A main clause after an opening one: "after warming up, the figure jogs" -> ", the figure ".
+_CLAUSE_SUBJECT = re.compile(", " + _SUBJECTS)
 #: First words that make a sentence neither imperative nor one of `_SUBJECT`'s.
 _NOT_VERBS = frozenset("a an the his her their my your i we they you it this that what how".split())
+#: First words of an opening clause ("after a short pause, ...", "while kneeling, ..."), never a verb.
+_OPENERS = frozenset("after before while when whenever once as with without from if then during since until "
+                     "having being in on at by for like keeping still now first again".split())
+
+
+def _participle(word: str) -> bool:
+    """"walking", "lying": an opening clause, not a verb ("swing", "bring", "spring")."""
+    return word.endswith("ing") and (len(word) >= 7 or word in ("lying", "going", "doing"))
+
+
+def _said(verb: str, rest: str) -> str | None:
+    """The predicate of an imperative for a subject (``walk``, ``ahead`` -> ``walks ahead``), or None
+    when the first word is no verb."""
+    word = verb.lower().rstrip("!?.,")
+    if not word.isalpha() or word in _NOT_VERBS or word in _OPENERS:
+        return None
+    if len(word) >= 6 and word.endswith("ly"):  # an adverb first: "slowly walk" -> "slowly walks"
+        verb, _, rest = rest.partition(" ")
+        inner = _said(verb, rest)
+        return None if inner is None else f"{word} {inner}"
+    return " ".join([third_person(word), rest]).strip()
 
 
 def phrasings(sentence: str) -> list[str]:
     """A sentence in each form the captions use, itself first: ``walk backwards`` -> ``walk backwards``,
     ``a person walks backwards``, ``the robot walks backwards``...; ``he sneaks ahead`` -> ``he sneaks
-    ahead``, ``a person sneaks ahead``... (other subjects: the sentence alone). An embedding leans towards
-    a phrase with its own subject ("the robot X" towards "the robot Y"), so examples come in every form."""
+    ahead``, ``a person sneaks ahead``... An opening clause stays as it is ("after a pause, the figure
+    jogs" -> "after a pause, a person jogs"; "after a pause, jog" -> "after a pause, a person jogs");
+    a sentence whose main clause cannot be told (another subject, a question, two commas before an
+    imperative) is itself alone. An embedding leans towards a phrase with its own subject ("the robot X"
+    towards "the robot Y"), so examples come in every form."""
     text = " ".join(sentence.split())
-    subject = _SUBJECT.match(text.lower())
+    lower = text.lower()
+    head, said = "", None
+    subject = _SUBJECT.match(lower)
     if subject:
         said = text[subject.end():]
+    elif (clause := _CLAUSE_SUBJECT.search(lower)) is not None and not _SUBJECT.search(lower[:clause.start()]):
+        head, said = text[:clause.start() + 2], text[clause.end():]
+    elif (first := lower.split(" ", 1)[0].rstrip(",")) in _OPENERS or _participle(first):
+        if lower.count(",") == 1:  # "after a short pause, jump sideways": one opening clause, an imperative
+            head, _, main = text.partition(", ")
+            verb, _, rest = main.partition(" ")
+            said, head = _said(verb, rest), head + ", "
     else:
         verb, _, rest = text.partition(" ")
-        verb = verb.lower().rstrip("!?.,")
-        if not verb.isalpha() or verb in _NOT_VERBS:
-            return [text]
-        said = " ".join([third_person(verb), rest]).strip()
-    return list(dict.fromkeys([text, *(f"{s} {said}" for s in SUBJECTS)]))
+        said = _said(verb, rest)
+    if said is None:
+        return [text]
+    return list(dict.fromkeys([text, *(f"{head}{s} {said}" for s in SUBJECTS)]))
 
 
 @dataclass(frozen=True)
