@@ -428,11 +428,14 @@ def test_a_takeover_is_rehearsed_from_the_measured_state_once_the_robot_drifted_
         return dataclasses.replace(state, base_quat_wxyz=rpy_to_quat_wxyz(np.array([rad, 0.0, 0.0])))
 
     watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
-    watcher._trails[clip] = [(0.5, leaning(0.0), None), (0.95, leaning(0.1), None), (1.5, leaning(0.6), None)]
+    # read at 1.0 s, the tracker follows 0.1 s behind: the prediction for now is the entry at 0.88 s
+    watcher._trails[clip] = [(0.5, leaning(0.0), None), (0.88, leaning(0.1), None), (0.95, leaning(0.3), None),
+                             (1.5, leaning(0.6), None)]
     measured = [None]
     watcher.state = lambda: measured[0]
     assert not watcher._diverged(clip)  # nothing measured: the prediction stands
     measured[0] = leaning(0.1 + DIVERGED_TILT_RAD - 0.05)
     assert not watcher._diverged(clip)
-    measured[0] = leaning(0.1 + DIVERGED_TILT_RAD + 0.05)  # compared with 0.95 s, not with 1.5 s ahead
+    measured[0] = leaning(0.1 + DIVERGED_TILT_RAD + 0.05)  # compared with 0.88 s, not with 0.95 or 1.5 s
     assert watcher._diverged(clip)
+    assert not watcher._diverged(clip, speed=0.5)  # played at half speed it follows 0.95 s (tilt 0.3)

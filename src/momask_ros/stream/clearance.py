@@ -35,10 +35,10 @@ def stream_start(settings: StreamSettings, held: Sample, play: MotionPlayback | 
         return dataclasses.replace(start, ended=ended[0], since_end_s=max(now_ns - ended[1], 0) * 1e-9)
     clip = play.clip
     if settings.producer.queue_mode == "preempt":
-        return dataclasses.replace(start, playing=clip, takeover_s=max(clip.read_s, 0.0))
+        return dataclasses.replace(start, playing=clip, takeover_s=max(clip.read_s, 0.0), speed=play.speed)
     times, q, pos, quat = clip.span(clip.duration_s, clip.duration_s)
     end = RobotPose(q[-1], pos[-1], quat[-1]) if len(times) else start.pose
-    return dataclasses.replace(start, pose=end, playing=clip, takeover_s=clip.duration_s)
+    return dataclasses.replace(start, pose=end, playing=clip, takeover_s=clip.duration_s, speed=play.speed)
 
 
 def cut_due(play: MotionPlayback, t: float) -> bool:

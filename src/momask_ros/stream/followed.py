@@ -227,7 +227,8 @@ class SpanStream:
 class StreamStart:
     """Where a fresh motion's stream would start now (`Conductor.use_rehearser` says): from ``pose`` with a
     ``blend_s`` blend, one sample every ``period_s``; taking over from ``playing`` (the clip that plays, or
-    None when idle) at its clip time ``takeover_s`` (now, or its end when the new motion waits for it);
+    None when idle, played at ``speed``) at its clip time ``takeover_s`` (now, or its end when the new
+    motion waits for it);
     idle, ``since_end_s`` after the clip that ``ended`` last (the tracker may still be blending it out)."""
 
     pose: RobotPose
@@ -235,6 +236,7 @@ class StreamStart:
     period_s: float
     playing: MotionClip | None = None
     takeover_s: float = 0.0
+    speed: float = 1.0
     ended: MotionClip | None = None
     since_end_s: float = math.inf
 

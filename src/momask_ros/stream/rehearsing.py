@@ -77,6 +77,8 @@ SETTLE_S = 3.0
 #: when the robot tilts this much more than that rehearsal predicted for now [rad] (bench_rehearsal
 #: stream, seed 12: an 8 s dance left the robot at tilt 0.51 where its rehearsal predicted 0.28).
 DIVERGED_TILT_RAD = 0.15
+#: How far the live tracker follows the stream behind the node's clock (its ``reference_delay``) [s].
+TRACKER_DELAY_S = 0.1
 
 
 class RehearsalUnavailable(ValueError):
@@ -189,7 +191,7 @@ class Rehearser:
             entries = self._afters.get(fresh.ended, [])
             if entries and fresh.since_end_s <= entries[-1][0] + self.step_s:
                 known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
-        if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing):
+        if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
             known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
         if known:
             _, state, memory = known[-1]
@@ -254,11 +256,13 @@ class Rehearser:
         self._apply(task, host, result, start, origin)
         return result
 
-    def _diverged(self, playing: MotionClip) -> bool:
-        """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` predicted
-        for now (its clip's read time): predictions chained over a long motion drift from the robot."""
+    def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
+        """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` (played at
+        ``speed``) predicted for now: where the tracker follows it, `TRACKER_DELAY_S` behind its read
+        time. Predictions chained over a long motion drift from the robot."""
         measured = self.state()
-        now = [entry for entry in self._trails.get(playing, ()) if entry[0] <= playing.read_s + 1e-9]
+        followed = playing.read_s - TRACKER_DELAY_S * speed
+        now = [entry for entry in self._trails.get(playing, ()) if entry[0] <= followed + 1e-9]
         if measured is None or not now:
             return False
         m, p = (float(tilt_from_quat_wxyz(x.base_quat_wxyz)) for x in (measured, now[-1][1]))
