@@ -22,7 +22,11 @@ from momask_ros.tracker.live_reference import LiveReference
 from momask_ros.tracker.reference import ReferenceSample, RobotReference, smootherstep
 from momask_ros.tracker.spec import TrackerBundle, TrackerSpec
 
-__all__ = ["LiveFollowed", "SpanStream", "StreamStart", "Streamed"]
+__all__ = ["LiveFollowed", "SpanStream", "StreamStart", "Streamed", "TRACKER_DELAY_S"]
+
+#: How far the live tracker follows the stream behind the node's clock (the tracker node's default
+#: ``reference_delay``) [s].
+TRACKER_DELAY_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -35,7 +39,7 @@ class Streamed(RobotReference):
     base_lin_vel_world: np.ndarray | None = None
     base_ang_vel_world: np.ndarray | None = None
     from_standing: bool = True
-    delay_s: float = 0.1  # the tracker follows the stream this far behind (0: the robot is already following it)
+    delay_s: float = TRACKER_DELAY_S  # the tracker follows the stream this far behind (0: the robot is already following it)
     open: bool = False  # more of it is coming (`LiveFollowed.grow`): nothing is followed past its last sample
     blend_from: float = 0.0  # from_standing: the tracker's blend weight as it begins (a blend-out under way)
 
@@ -60,7 +64,7 @@ class LiveFollowed:
         self._blend_in = bool(getattr(stream, "from_standing", True))
         self._blend_from = float(getattr(stream, "blend_from", 0.0))
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
-        self.play_start_s = float(getattr(stream, "delay_s", 0.1))
+        self.play_start_s = float(getattr(stream, "delay_s", TRACKER_DELAY_S))
         self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
         self._take(stream)
         self._follow()
@@ -220,7 +224,7 @@ class SpanStream:
                         base_ang_vel_world=np.array([s.base_angular_velocity for _, s in out]),
                         from_standing=self._fresh is not None and self._fresh.playing is None and not self._following,
                         blend_from=self._fresh.blend_weight(spec) if self._fresh is not None else 0.0,
-                        delay_s=0.0 if self._following else 0.1, open=not final)
+                        delay_s=0.0 if self._following else TRACKER_DELAY_S, open=not final)
 
 
 @dataclasses.dataclass(frozen=True)

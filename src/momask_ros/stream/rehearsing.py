@@ -48,7 +48,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from momask_ros.stream.clip import MotionClip
-from momask_ros.stream.followed import LiveFollowed, SpanStream, StreamStart
+from momask_ros.stream.followed import TRACKER_DELAY_S, LiveFollowed, SpanStream, StreamStart
 from momask_ros.stream.job import Job, SpanRehearsal
 from momask_ros.stream.state import RobotPose
 from momask_ros.stream.tracked_loop import TrackedSimulation
@@ -77,8 +77,6 @@ SETTLE_S = 3.0
 #: when the robot tilts this much more than that rehearsal predicted for now [rad] (bench_rehearsal
 #: stream, seed 12: an 8 s dance left the robot at tilt 0.51 where its rehearsal predicted 0.28).
 DIVERGED_TILT_RAD = 0.15
-#: How far the live tracker follows the stream behind the node's clock (its ``reference_delay``) [s].
-TRACKER_DELAY_S = 0.1
 
 
 class RehearsalUnavailable(ValueError):
@@ -243,8 +241,8 @@ class Rehearser:
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
-                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(),
-                                                          self.rehearsal.tracker.memory()))
+                self._afters.setdefault(clip, []).append(
+                    (run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
             # playback stays margin_s of the robot's clock behind (past the motion's end too: a short one
             # need not be rehearsed to its end before it starts); its end is cleared by the verdict
             playable = min(start + (run.rehearsed_s - run.reference.play_start_s - self.margin_s) * speed, follows)
@@ -291,7 +289,8 @@ class Rehearser:
     def _gone(job: Job) -> bool:
         return job.cancelled or job.session is None or job.session.closed
 
-    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float, rehearsed_from: str) -> None:
+    def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float,
+               rehearsed_from: str) -> None:
         """Act on a span's verdict; ``start``: the clip time its rehearsal started from; ``rehearsed_from``:
         the robot state it started from (``predicted`` by the rehearsal of what played, ``measured``, or
         ``standing``), said in the window's entry."""

@@ -5,8 +5,8 @@ same conditioning is done causally here:
 
 * samples are stamped and kept until `buffer_s` behind the last sampled time, so a stream published
   ahead of the robot's clock (a planner, a test, a burst after a stall) keeps its start (at most
-  `max_samples`, the oldest dropped first); sampling at t interpolates between stamps and, past the newest, moves on with its
-  velocities for at most `max_extrapolation_s` (about one DDS hop), then holds;
+  `max_samples`, the oldest dropped first); sampling at t interpolates between stamps and, past the
+  newest, moves on with its velocities for at most `max_extrapolation_s` (about one DDS hop), then holds;
 * base velocities come from the stream's twist when it carries one (no lag), else from differences of
   consecutive poses (half a period of lag);
 * blend in from the tracker's standing pose when a motion begins (`begin`), back to standing when it ends
