@@ -244,7 +244,8 @@ class ScopeGate:
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
                 "embeddings": self._caption_codes.clone(), "examples": list(self.examples),
                 "example_labels": list(self.example_labels), "example_embeddings": self._example_codes.clone(),
-                "example_originals": list(self.example_originals), "head": None if self.head is None else self.head.state()}
+                "example_originals": list(self.example_originals),
+                "head": None if self.head is None else self.head.state()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ScopeGate":
@@ -271,7 +272,8 @@ def third_person(verb: str) -> str:
 
 #: Subjects of the demo captions besides the imperative ("a person walks forward", "the robot ...").
 SUBJECTS = ("a person", "the robot", "someone", "a man", "a woman")
-_SUBJECTS = r"(a person|the person|the robot|someone|somebody|a man|the man|a woman|the woman|the figure|the humanoid|he|she) "
+_SUBJECTS = (r"(a person|the person|the robot|someone|somebody|a man|the man|a woman|the woman|the figure|"
+             r"the humanoid|he|she) ")
 _SUBJECT = re.compile(_SUBJECTS)
 #: A main clause after an opening one: "after warming up, the figure jogs" -> ", the figure ".
 _CLAUSE_SUBJECT = re.compile(", " + _SUBJECTS)
