@@ -158,6 +158,40 @@ def test_a_motion_begun_during_a_blend_out_elsewhere_blends_in_from_that_weight(
     assert fresh.weight(1.0) == 0.0 and ref.weight(1.5) > fresh.weight(1.5)
 
 
+def test_a_follower_that_carries_on_mid_hold_samples_what_the_first_would():
+    """A rehearsal follows a stream span by span, the live tracker as one: a second follower that takes
+    the first's `carried` state at a span boundary (here inside a flip held beyond the robot, then at
+    its blend back) samples the rest of the stream as the first one does; without it, it does not."""
+    knee = SPEC.joint_names.index("left_knee_joint")
+    t = np.arange(0.0, 5.0 + 1e-9, 0.02)
+    roll = np.where((t > 1.5) & (t < 3.0), 3.0, 0.0)  # a flip: upside down for 1.5 s
+
+    def push_all(ref, t0=0.0):
+        for k, tk in enumerate(t):
+            q = Q0.copy()
+            q[knee] += 0.5 * tk / 5.0
+            ref.push(tk - t0, [0.1 * tk, 0.0, 0.75], rpy_to_quat_wxyz([roll[k], 0.0, 0.0]), q,
+                     base_lin_vel_world=[0.1, 0.0, 0.0], base_ang_vel_world=[0.0, 0.0, 0.0])
+
+    for boundary in (2.2, 3.1):  # in the hold; in the blend back onto the stream
+        whole = _live()
+        push_all(whole)
+        whole.begin(0.0)
+        for tk in t[t <= boundary + 1e-9]:
+            whole.sample(tk)
+        carried = whole.carried()
+        after, fresh = _live(blend_in_s=0.0), _live(blend_in_s=0.0)
+        for ref in (after, fresh):
+            push_all(ref, t0=boundary)  # the next span's clock starts at the boundary
+            ref.begin(0.0)
+        after.carry_on(carried, 0.0)
+        rest = t[t > boundary + 1e-9]
+        first = [whole.sample(tk).joint_pos_rad for tk in rest]
+        same = [np.allclose(q, after.sample(tk - boundary).joint_pos_rad, atol=1e-9) for q, tk in zip(first, rest)]
+        differs = [not np.allclose(q, fresh.sample(tk - boundary).joint_pos_rad) for q, tk in zip(first, rest)]
+        assert all(same) and any(differs), boundary
+
+
 def test_a_bad_sample_is_refused_with_a_reason():
     ref = _live()
     with pytest.raises(TrackerError, match="joint positions needs 29"):

@@ -42,6 +42,7 @@ class Streamed(RobotReference):
     delay_s: float = TRACKER_DELAY_S  # the tracker follows the stream this far behind (0: the robot is already following it)
     open: bool = False  # more of it is coming (`LiveFollowed.grow`): nothing is followed past its last sample
     blend_from: float = 0.0  # from_standing: the tracker's blend weight as it begins (a blend-out under way)
+    carried: dict | None = None  # the live conditioning's state where it begins (`LiveReference.carried`)
 
 
 class LiveFollowed:
@@ -63,6 +64,7 @@ class LiveFollowed:
         self._data: dict[str, Any] = {}  # the stream so far, shared by shallow copies
         self._blend_in = bool(getattr(stream, "from_standing", True))
         self._blend_from = float(getattr(stream, "blend_from", 0.0))
+        self._carried = getattr(stream, "carried", None)
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
         self.play_start_s = float(getattr(stream, "delay_s", TRACKER_DELAY_S))
         self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
@@ -109,6 +111,8 @@ class LiveFollowed:
         live = LiveReference.from_spec(spec, self._bundle.joint_range_rad,
                                        blend_in_s=spec.blend_in_s if self._blend_in else 0.0)
         live.begin(0.0, from_weight=self._blend_from if self._blend_in else None)
+        if self._carried is not None:  # a continuation: the hold of a section beyond the robot goes on
+            live.carry_on(self._carried, 0.0)
         self._state = {"live": live, "rows": [], "k": 0, "last": 0, "ended": False}  # shared by shallow copies
 
     def _row(self, n: int) -> ReferenceSample:
@@ -132,6 +136,10 @@ class LiveFollowed:
                 live.push(float(t), pos[last], quat[last], q[last])
             rows.append(live.sample(float(t)))
         return rows[n]
+
+    def carried(self) -> dict:
+        """The live conditioning's state at the last sampled time (`LiveReference.carried`)."""
+        return self._state["live"].carried()
 
     @property
     def report(self) -> "_Notes":
@@ -184,8 +192,9 @@ class SpanStream:
     last: the next chunk still changes that one's rates)."""
 
     def __init__(self, job: Job, start_s: float, *, order: np.ndarray, spec: TrackerSpec, following: bool,
-                 fresh: StreamStart | None) -> None:
+                 fresh: StreamStart | None, carried: dict | None = None) -> None:
         self.job, self.start_s, self._order, self._spec = job, float(start_s), order, spec
+        self._carried = carried  # the conditioning's state where it is followed from (a continuation)
         self._following, self._fresh = following, fresh
         self._out: list = []  # (time, Sample) streamed so far
         self._ended = False
@@ -224,6 +233,7 @@ class SpanStream:
                         base_ang_vel_world=np.array([s.base_angular_velocity for _, s in out]),
                         from_standing=self._fresh is not None and self._fresh.playing is None and not self._following,
                         blend_from=self._fresh.blend_weight(spec) if self._fresh is not None else 0.0,
+                        carried=self._carried,
                         delay_s=0.0 if self._following else TRACKER_DELAY_S, open=not final)
 
 

@@ -155,8 +155,9 @@ class Rehearser:
         names = list(joint_names)
         self._order = np.array([names.index(j) for j in rehearsal.bundle.spec.joint_names])
         self.spans = 0  # rehearsed so far (diagnostics)
-        #: per clip: (clip time, the rehearsed robot's state and tracker memory there) along its rehearsals
-        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory]]] = \
+        #: per clip: (clip time, the rehearsed robot's state, tracker memory and live conditioning state
+        #: there) along its rehearsals
+        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict]]] = \
             weakref.WeakKeyDictionary()
         #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory) while the
         #: rehearsed robot blends out and settles; a motion from idle soon after starts there
@@ -176,7 +177,7 @@ class Rehearser:
         job, clip = task.job, task.job.clip
         if clip is None or self._gone(job) or (clip.stop_at_s is not None and task.start_s >= clip.stop_at_s):
             return None
-        start, state, memory = task.start_s, None, None
+        start, state, memory, carried = task.start_s, None, None, None
         fresh = self.stream_start() if task.fresh else None
         # from the robot's state where the stream takes over, as rehearsed: a continuation in its own
         # clip; a fresh start in the clip that plays, now or at its end; from idle, in the blend-out and
@@ -192,12 +193,12 @@ class Rehearser:
         if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
             known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
         if known:
-            _, state, memory = known[-1]
+            _, state, memory, *rest = known[-1]
             if fresh is None:
-                start = known[-1][0]
+                start, carried = known[-1][0], rest[0] if rest else None
             memory = dataclasses.replace(memory, next_policy_s=None)  # its policy clock was the other run's
         stream = SpanStream(job, start, order=self._order, spec=self.rehearsal.bundle.spec,
-                            following=memory is not None and not after, fresh=fresh)
+                            following=memory is not None and not after, fresh=fresh, carried=carried)
         while (reference := stream.update(task.end_s)) is None and not math.isfinite(task.end_s):
             if (task := self._await(task, clip, end)) is None:
                 return None
@@ -237,7 +238,8 @@ class Rehearser:
                 break
             follows = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time followed now
             if follows < task.end_s - 1e-9:  # where a continuation of it would start from
-                trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
+                trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory(),
+                              run.reference.carried()))
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at

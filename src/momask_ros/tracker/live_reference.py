@@ -202,6 +202,24 @@ class LiveReference:
             self._stalled = False
             self._schedule(t_s, True)
 
+    def carried(self) -> dict:
+        """What a follower of the same stream, going on from the last sampled time, needs to sample as this
+        one would: the hold of a section beyond the robot and the blend back from it (times relative to
+        that time). A rehearsal rehearses a stream span by span; the live tracker follows it as one."""
+        t = self._last_sample_s if self._last_sample_s is not None else 0.0
+        copy = lambda row: None if row is None else row.copy()  # noqa: E731
+        return {"held": None if self._held is None else (self._held[0] - t, self._held[1].copy()),
+                "held_out": copy(self._held_out), "last_row": copy(self._last_row),
+                "resume": None if self._resume is None else (self._resume[0] - t, self._resume[1].copy())}
+
+    def carry_on(self, carried: dict, t_s: float) -> None:
+        """Go on from another follower's `carried` state, as at t_s on this one's clock."""
+        held, resume = carried["held"], carried["resume"]
+        self._held = None if held is None else (t_s + held[0], held[1].copy())
+        self._resume = None if resume is None else (t_s + resume[0], resume[1].copy())
+        self._held_out = None if carried["held_out"] is None else carried["held_out"].copy()
+        self._last_row = None if carried["last_row"] is None else carried["last_row"].copy()
+
     def _prune(self) -> None:
         """Drop what lies `buffer_s` behind the last sampled time (one sample before it stays to
         interpolate from), and the oldest beyond `max_samples`."""
