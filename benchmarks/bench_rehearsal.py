@@ -41,17 +41,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 SHARED = ROOT.parent / "shared"
-ACROBATICS = ["backflip", "sideflip", "cartwheel", "roll", "crawl", "getup_facedown", "getup_faceup", "spinkick"]
+
+from bench_tracker import ACROBATICS, seed_list  # noqa: E402  (this folder: the same skills, the same seeds)
+
 ORDINARY = ["walk", "jog", "kick", "dance_a"]
 PERIOD_NS = 20_000_000
 SETTLE_S = 2.0
-
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 class World:
@@ -309,10 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracker", type=Path, default=SHARED / "trackers" / "twist2")
     p.add_argument("--description", type=Path, default=SHARED / "data" / "robots" / "unitree_g1" / "g1_29dof.xml")
     p.add_argument("--skills", default=",".join(ACROBATICS + ORDINARY))
-    p.add_argument("--seeds", default="0-2")
+    p.add_argument("--seeds", type=seed_list, default="0-2")
     p.add_argument("--latency-commands", type=int, default=6)
     p.add_argument("--stream-s", type=float, default=60.0)
-    p.add_argument("--stream-seeds", default="7", help="one continuous stream per seed (its random commands)")
+    p.add_argument("--stream-seeds", type=seed_list, default="7",
+                   help="one continuous stream per seed (its random commands): '7', '1-12' or '13-21,23'")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--stream-log", action="store_true", help="print each status of the stream with the robot's tilt")
     args = p.parse_args(argv)
@@ -333,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         texts = [f"{CAPTIONS[s][0]} seed={k}" for k, s in enumerate(order[:args.latency_commands])]
         result["latency"] = latency(world, texts)
     if "agreement" in parts:
-        result["agreement"] = agreement(world, args.skills.split(","), _seeds(args.seeds))
+        result["agreement"] = agreement(world, args.skills.split(","), args.seeds)
     if "stream" in parts:
-        result["stream"] = [stream(world, args.stream_s, seed, args.stream_log) for seed in _seeds(args.stream_seeds)]
+        result["stream"] = [stream(world, args.stream_s, seed, args.stream_log) for seed in args.stream_seeds]
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     return 0

@@ -45,11 +45,19 @@ REANCHOR_EVERY_S = 2.0
 _worker: dict = {}
 
 
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
+def seed_list(text: str) -> list[int]:
+    """Seeds from the command line: numbers and ranges, comma-separated ('0-4', '1,3', '13-21,23').
+    An argparse type: a bad item is one line of error."""
+    seeds = []
+    for item in text.split(","):
+        lo, dash, hi = item.strip().partition("-")
+        try:
+            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds: {item.strip()!r} is not N or N-M (e.g. '0-4', '1,3', '13-21,23')")
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"seeds: {text!r} names none (e.g. '0-4')")
+    return seeds
 
 
 def _init(tracker_dir: str, description: str, configs: list[tuple[str, float]], cache: str | None,
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracker-dir", type=Path, default=SHARED / "trackers" / "twist2")
     parser.add_argument("--description", type=Path, default=SHARED / "data" / "robots" / "unitree_g1" / "g1_29dof.xml")
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated demo skills")
-    parser.add_argument("--seeds", default="0-4", help="'0-4' or '1,3'")
+    parser.add_argument("--seeds", type=seed_list, default="0-4", help="'0-4', '1,3' or '13-21,23'")
     parser.add_argument("--acrobatics", action="store_true", help="also the acrobatic skills")
     parser.add_argument("--compare", action="store_true", help="both checkpoints at both policy rates")
     parser.add_argument("--rehearse", action="store_true", help="also the rehearsal gate's verdict and time per motion")
@@ -244,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = COMPARE_CONFIGS if args.compare else [DEFAULT_CONFIG]  # the default first
     for checkpoint, (mean, p95) in policy_ms(args.tracker_dir).items():
         print(f"policy call, {checkpoint}: {mean:.2f} ms mean, {p95:.2f} ms p95 (onnxruntime, one thread; target <= 3 ms)")
-    tasks = [(skill, seed, args.rehearse) for _, group in groups for skill in group for seed in _seeds(args.seeds)]
+    tasks = [(skill, seed, args.rehearse) for _, group in groups for skill in group for seed in args.seeds]
     init = (str(args.tracker_dir), str(args.description), configs, str(args.cache) if args.cache else None,
             not args.no_skip)
     start = time.perf_counter()
@@ -258,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.jobs} process(es))")
     default = [r for r in rows if (r["checkpoint"], r["policy_hz"]) == DEFAULT_CONFIG]
     for title, group in groups:
-        _table(default, group, f"{title}, TWIST2 {DEFAULT_CONFIG[0]} at {DEFAULT_CONFIG[1]:g} Hz, seeds {args.seeds}"
+        seeds = ",".join(map(str, args.seeds))
+        _table(default, group, f"{title}, TWIST2 {DEFAULT_CONFIG[0]} at {DEFAULT_CONFIG[1]:g} Hz, seeds {seeds}"
                + (", nothing skipped" if args.no_skip else ""))
     if args.compare:
         print("\n| checkpoint | policy rate | runs without a fall (non-acrobatic) | mean joint error [rad] |")
