@@ -47,6 +47,7 @@ from std_msgs.msg import Empty, String
 from momask_ros.ros.pd_messages import imu_gyro, imu_quat_wxyz, pd_command_msg, pd_gains_msg, stamp_ns
 from momask_ros.tracker import (LiveReference, MeasuredState, Tracker, TrackerError, TrackerState, default_tracker_dir,
                                 load_tracker)
+from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
 from momask_ros.tracker.rotations import tilt_from_quat_wxyz
 from momask_ros.tracker.spec import check_joint_names
 
@@ -68,8 +69,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "pd_gains_topic": ("tracker/pd_gains", "out, latched: gain sets (JSON)"),
     "status_topic": ("tracker/status", "out: status JSON"),
     "reset_topic": ("tracker/reset", "Empty: leave the fallen state once the robot is upright (ignored otherwise)"),
-    "reference_delay": (0.1, "the reference is tracked this far behind the robot's clock [s], so a stream "
-                        "published a little late is still on time"),
+    "reference_delay": (REFERENCE_DELAY_S, "the reference is tracked this far behind the robot's clock [s], so "
+                        "a stream published a little late is still on time"),
     "sync_tolerance": (0.0005, "measured joint states and IMU are one state when their stamps differ by <= this [s]"),
     "reset_timeout": (3.0, "a reset waits this long [s] for the robot to be upright, then is refused"),
 }

@@ -18,15 +18,11 @@ from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.job import Job
 from momask_ros.stream.playback import MotionPlayback
 from momask_ros.stream.state import RobotPose
-from momask_ros.tracker.live_reference import LiveReference
-from momask_ros.tracker.reference import ReferenceSample, RobotReference, smootherstep
+from momask_ros.tracker.live_reference import REFERENCE_DELAY_S, LiveReference, blend_out_weight
+from momask_ros.tracker.reference import ReferenceSample, RobotReference
 from momask_ros.tracker.spec import TrackerBundle, TrackerSpec
 
-__all__ = ["LiveFollowed", "SpanStream", "StreamStart", "Streamed", "TRACKER_DELAY_S"]
-
-#: How far the live tracker follows the stream behind the node's clock (the tracker node's default
-#: ``reference_delay``) [s].
-TRACKER_DELAY_S = 0.1
+__all__ = ["LiveFollowed", "SpanStream", "StreamStart", "Streamed"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -39,7 +35,7 @@ class Streamed(RobotReference):
     base_lin_vel_world: np.ndarray | None = None
     base_ang_vel_world: np.ndarray | None = None
     from_standing: bool = True
-    delay_s: float = TRACKER_DELAY_S  # the tracker follows the stream this far behind (0: the robot is already following it)
+    delay_s: float = REFERENCE_DELAY_S  # the tracker follows it this far behind (0: already following it)
     open: bool = False  # more of it is coming (`LiveFollowed.grow`): nothing is followed past its last sample
     blend_from: float = 0.0  # from_standing: the tracker's blend weight as it begins (a blend-out under way)
     carried: dict | None = None  # the live conditioning's state where it begins (`LiveReference.carried`)
@@ -66,7 +62,7 @@ class LiveFollowed:
         self._blend_from = float(getattr(stream, "blend_from", 0.0))
         self._carried = getattr(stream, "carried", None)
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
-        self.play_start_s = float(getattr(stream, "delay_s", TRACKER_DELAY_S))
+        self.play_start_s = float(getattr(stream, "delay_s", REFERENCE_DELAY_S))
         self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
         self._take(stream)
         self._follow()
@@ -234,7 +230,7 @@ class SpanStream:
                         from_standing=self._fresh is not None and self._fresh.playing is None and not self._following,
                         blend_from=self._fresh.blend_weight(spec) if self._fresh is not None else 0.0,
                         carried=self._carried,
-                        delay_s=0.0 if self._following else TRACKER_DELAY_S, open=not final)
+                        delay_s=0.0 if self._following else REFERENCE_DELAY_S, open=not final)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +253,6 @@ class StreamStart:
     def blend_weight(self, spec: TrackerSpec) -> float:
         """The tracker's blend weight when this stream starts: 0 (standing), or still on the way down from
         the clip that ended ``since_end_s`` ago (its blend-out started where the stream stopped)."""
-        if self.playing is not None or self.ended is None or spec.blend_out_s <= 0:
+        if self.playing is not None or self.ended is None:
             return 0.0
-        x = min(max(self.since_end_s / spec.blend_out_s, 0.0), 1.0)
-        return float(1.0 - smootherstep(x))
+        return blend_out_weight(self.since_end_s, spec.blend_out_s)

@@ -48,11 +48,12 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from momask_ros.stream.clip import MotionClip
-from momask_ros.stream.followed import TRACKER_DELAY_S, LiveFollowed, SpanStream, StreamStart
+from momask_ros.stream.followed import LiveFollowed, SpanStream, StreamStart
 from momask_ros.stream.job import Job, SpanRehearsal
 from momask_ros.stream.state import RobotPose
 from momask_ros.stream.tracked_loop import TrackedSimulation
 from momask_ros.tracker.controller import TrackerMemory
+from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
 from momask_ros.tracker.rehearsal import Rehearsal, RehearsalResult, rehearsal_decision
 from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.rotations import tilt_from_quat_wxyz
@@ -258,10 +259,10 @@ class Rehearser:
 
     def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
         """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` (played at
-        ``speed``) predicted for now: where the tracker follows it, `TRACKER_DELAY_S` behind its read
+        ``speed``) predicted for now: where the tracker follows it, `REFERENCE_DELAY_S` behind its read
         time. Predictions chained over a long motion drift from the robot."""
         measured = self.state()
-        followed = playing.read_s - TRACKER_DELAY_S * speed
+        followed = playing.read_s - REFERENCE_DELAY_S * speed
         now = [entry for entry in self._trails.get(playing, ()) if entry[0] <= followed + 1e-9]
         if measured is None or not now:
             return False

@@ -25,6 +25,7 @@ import numpy as np
 
 from momask_ros.physics.simulator import SimOptions, Simulator
 from momask_ros.tracker import LiveReference, MeasuredState, PdCommand, Tracker, TrackerBundle, TrackerState
+from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
 from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.spec import check_joint_names
 
@@ -137,8 +138,8 @@ class TrackedLoop:
             ``video_fps`` and ``video_size`` [px]), written by `close`.
     """
 
-    def __init__(self, bundle: TrackerBundle, *, policy_rate_hz: float | None = None, reference_delay_s: float = 0.1,
-                 t0_s: float = 0.0, video: str | Path | None = None, video_fps: float = 20.0,
+    def __init__(self, bundle: TrackerBundle, *, policy_rate_hz: float | None = None,
+                 reference_delay_s: float = REFERENCE_DELAY_S, t0_s: float = 0.0, video: str | Path | None = None, video_fps: float = 20.0,
                  video_size: tuple[int, int] = (640, 360)) -> None:
         spec = self.spec = bundle.spec
         self.simulation = TrackedSimulation(bundle)

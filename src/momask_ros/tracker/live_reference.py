@@ -31,6 +31,7 @@ same conditioning is done causally here:
 from __future__ import annotations
 
 import bisect
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -41,6 +42,10 @@ from .observation import mimic_vector
 from .reference import ReferenceSample, reference_joint_ranges, smootherstep
 from .rotations import quat_wxyz_to_rpy, rpy_to_matrix, rpy_to_quat_wxyz
 from .spec import TrackerError, TrackerSpec
+
+#: How far behind the robot's clock a live tracker follows a streamed reference (the tracker node's
+#: default ``reference_delay``), so a sample a DDS hop late is still on time [s].
+REFERENCE_DELAY_S = 0.1
 
 
 @dataclass
@@ -96,6 +101,11 @@ class _Ramp:
         x = min(max((t - self.t0) / self.duration_s, 0.0), 1.0)
         s, ds = float(smootherstep(x)), 30.0 * x * x * (x - 1.0) ** 2 / self.duration_s
         return (self.w0 + (1.0 - self.w0) * s, (1.0 - self.w0) * ds) if self.up else (self.w0 * (1.0 - s), -self.w0 * ds)
+
+
+def blend_out_weight(since_s: float, blend_out_s: float) -> float:
+    """The blend weight ``since_s`` into a blend-out from a motion to standing over ``blend_out_s``."""
+    return _Ramp(0.0, 1.0, False, float(blend_out_s)).at(float(since_s))[0]
 
 
 class LiveReference:
@@ -207,18 +217,14 @@ class LiveReference:
         one would: the hold of a section beyond the robot and the blend back from it (times relative to
         that time). A rehearsal rehearses a stream span by span; the live tracker follows it as one."""
         t = self._last_sample_s if self._last_sample_s is not None else 0.0
-        copy = lambda row: None if row is None else row.copy()  # noqa: E731
-        return {"held": None if self._held is None else (self._held[0] - t, self._held[1].copy()),
-                "held_out": copy(self._held_out), "last_row": copy(self._last_row),
-                "resume": None if self._resume is None else (self._resume[0] - t, self._resume[1].copy())}
+        return copy.deepcopy({"held": _shifted(self._held, -t), "resume": _shifted(self._resume, -t),
+                              "held_out": self._held_out, "last_row": self._last_row})
 
     def carry_on(self, carried: dict, t_s: float) -> None:
         """Go on from another follower's `carried` state, as at t_s on this one's clock."""
-        held, resume = carried["held"], carried["resume"]
-        self._held = None if held is None else (t_s + held[0], held[1].copy())
-        self._resume = None if resume is None else (t_s + resume[0], resume[1].copy())
-        self._held_out = None if carried["held_out"] is None else carried["held_out"].copy()
-        self._last_row = None if carried["last_row"] is None else carried["last_row"].copy()
+        carried = copy.deepcopy(carried)
+        self._held, self._resume = _shifted(carried["held"], t_s), _shifted(carried["resume"], t_s)
+        self._held_out, self._last_row = carried["held_out"], carried["last_row"]
 
     def _prune(self) -> None:
         """Drop what lies `buffer_s` behind the last sampled time (one sample before it stays to
@@ -426,3 +432,8 @@ class LiveReference:
     def _rot(angle: float) -> np.ndarray:
         c, s = np.cos(angle), np.sin(angle)
         return np.array([[c, -s], [s, c]])
+
+
+def _shifted(timed: tuple[float, np.ndarray] | None, dt: float) -> tuple[float, np.ndarray] | None:
+    """A ``(time, row)`` state with its time moved by ``dt`` (None stays None)."""
+    return None if timed is None else (timed[0] + dt, timed[1])
