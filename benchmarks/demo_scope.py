@@ -76,7 +76,7 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
                     cut: float, n_typos: int = training.TYPOS) -> tuple[list[str], dict]:
     """Each fifth of the phrases judged by a gate fitted on the rest: the table over cuts and the misses."""
     inside, outside = training.phrase_examples(phrases)
-    near = {t for key in training.NEAR for t in phrases.get(key, [])}
+    near = training.near_examples(phrases)
     texts = list(dict.fromkeys(inside + outside))
     order = np.random.default_rng(0).permutation(len(texts))
     verdicts = {}

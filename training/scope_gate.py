@@ -83,6 +83,11 @@ def phrase_examples(phrases: dict) -> tuple[list[str], list[str]]:
     return inside, [t for key in OUTSIDE for t in phrases.get(key, [])]
 
 
+def near_examples(phrases: dict) -> set[str]:
+    """The phrases' near misses of a skill (`NEAR` keys; out of scope)."""
+    return {t for key in NEAR for t in phrases.get(key, [])}
+
+
 def demo_negatives(path: Path = NEGATIVES) -> dict[str, str]:
     """The negatives file's imperatives, each in every caption form: phrase -> its imperative."""
     return {p: n for n in yaml.safe_load(Path(path).read_text())["negatives"] for p in phrasings(n)[:1 + FORMS]}
@@ -139,10 +144,11 @@ def demo_gate(encoder, captions_by_skill: dict[str, list[str]], phrases: dict | 
     fitted on ``phrases`` (default: the phrases file) and ``negatives`` (default: the negatives file).
     Each phrase also comes in the captions' other forms (`phrasings`), misspelt (`typos`; a short key
     word too for the in-scope ones) and, in scope or near it, after an opening clause (`clause_first`),
-    one group with it, unless that form is already an example (the bundle's size limit allows no more). Those copies and the negatives' forms are never named by a refusal (`ScopeGate.build`)."""
+    one group with it, unless that form is already an example (the bundle's size limit allows no more).
+    Those copies and the negatives' forms are never named by a refusal (`ScopeGate.build`)."""
     phrases = yaml.safe_load(PHRASES.read_text()) if phrases is None else phrases
     inside, outside = phrase_examples(phrases)
-    near = {t for key in NEAR for t in phrases.get(key, [])}
+    near = near_examples(phrases)
     negatives = demo_negatives() if negatives is None else negatives
     label = {**dict.fromkeys(inside, True), **dict.fromkeys(outside, False), **dict.fromkeys(negatives, False)}
     groups = dict(negatives)
