@@ -349,6 +349,53 @@ def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one
     assert np.allclose(clip.samples()[1], positions)  # untouched
 
 
+def test_a_refused_continuation_gives_back_what_it_replaced():
+    """Rehearse refuses a continuation none of which would play: the session takes it back, and the clip
+    has the replaced samples, human frames, completeness and playable limit again, bit for bit; nothing
+    continues that session afterwards. Playback at or past the cut, or another replacement since, keep
+    the clip as it is."""
+    import threading
+
+    from momask_ros.stream.joins import Joiner
+    from momask_ros.stream.settings import ProducerSettings
+
+    r, p, first, session, play, before = played_walk(0.5)
+    clip, lock = session.clip, threading.Lock()
+    clip.verified_s = -np.inf  # rehearsed: its own rehearsal cleared it to the end
+    clip.verify(clip.duration_s, since=0)
+    old = [a.copy() for a in clip.samples()] + [clip.human_joints.copy(), clip.base_velocity[:clip.frames_ready].copy()]
+    limit = clip.verified_s
+    base, cont = object(), object()
+    session.segments[:] = [(0, base)]
+    second = p.continue_from(first, 24, MotionCommand("walk faster now", length_frames=40))
+    session.push(second.joints_yup, at_frame=24)
+    session.segments.append((24, cont))
+    cut = clip.replaced[-1]
+    assert clip.verified_s == cut and clip.duration_s > 3.0
+    assert not session.restore(base, cut, ends_at=60, lock=lock)  # not the last segment
+    assert not session.restore(cont, cut + 0.05, ends_at=60, lock=lock)  # not its cut
+    assert not session.restore(cont, cut, ends_at=64, lock=lock)  # what it replaced ended elsewhere
+    assert session.restore(cont, cut, ends_at=60, lock=lock)
+    now = [a.copy() for a in clip.samples()] + [clip.human_joints, clip.base_velocity[:clip.frames_ready]]
+    assert all(np.array_equal(a, b) for a, b in zip(now, old))
+    assert clip.complete and clip.verified_s == limit and session.segments == [(0, base)] and session.frames == 60
+    assert session.restored and not session.restore(cont, cut, ends_at=60, lock=lock)
+    plan = Joiner(unit_frames=4, lock=threading.Condition(), clock=lambda: 0.0).plan(
+        type("J", (), {"after": None})(), playing=session, last_generated=None, settings=ProducerSettings())
+    assert plan.base is None and plan.reason == "continuation_refused"
+    # playback reached the cut: what plays stays
+    r, p, first, session, play, _ = played_walk(0.5)
+    session.clip.verified_s = -np.inf
+    session.clip.verify(session.clip.duration_s, since=0)
+    session.segments[:] = [(0, base)]
+    session.push(p.continue_from(first, 24, MotionCommand("walk", length_frames=40)).joints_yup, at_frame=24)
+    session.segments.append((24, cont))
+    session.clip.verify(session.clip.duration_s, since=1)  # the continuation's rehearsal cleared some
+    play.sample(session.clip.replaced[-1] + 0.01)
+    assert not session.restore(cont, session.clip.replaced[-1], ends_at=60, lock=lock)
+    assert session.segments[-1] == (24, cont) and session.clip.duration_s > 3.0
+
+
 def test_playback_speed_changes_keep_positions_continuous(pipeline):
     clip = pipeline.run(MotionCommand("walk", length_frames=60))
     play = MotionPlayback(clip, rest_pose(pipeline.joint_space), blend_s=0.0)

@@ -439,3 +439,56 @@ def test_a_takeover_is_rehearsed_from_the_measured_state_once_the_robot_drifted_
     measured[0] = leaning(0.1 + DIVERGED_TILT_RAD + 0.05)  # compared with 0.88 s, not with 0.95 or 1.5 s
     assert watcher._diverged(clip)
     assert not watcher._diverged(clip, speed=0.5)  # played at half speed it follows 0.95 s (tilt 0.3)
+
+
+def test_a_continuation_that_falls_before_any_of_it_plays_gives_the_motion_back(g1_pipeline, rehearser):
+    """A continuation whose rehearsal falls with no cut after its switch: where the producer can take it
+    back, the motion it would have continued plays on as its own rehearsal cleared it (``kept_playing``;
+    the clip is not cut, and the continuation's predicted states leave the trail); where it cannot, the
+    clip is cut where playback is, as before."""
+    import threading
+
+    from momask_ros.stream.job import SpanRehearsal
+    from momask_ros.tracker.rehearsal import RehearsalResult
+
+    space, fps = g1_pipeline.joint_space, 20.0
+    times, q, pos, quat = _swaying(space, 41, fps)
+    falls = RehearsalResult(falls=True, fall_time_s=1.5, fall_motion_time_s=1.2, fall_reason="base tilt 0.8 rad",
+                            cut=None, refuse=True, complete=True, rehearsed_s=1.5, wall_s=0.1, time_stretch=1.0,
+                            conditioning="", refusal="no cut before the fall keeps the robot up")
+
+    class Host:
+        lock = threading.RLock()
+
+        def __init__(self, kept):
+            self.kept, self.reports, self.dropped = kept, [], []
+
+        def report(self, state, job, fields):
+            self.reports.append((state, fields))
+
+        def restore(self, job):
+            return self.kept
+
+        def drop(self, job):
+            self.dropped.append(job)
+
+        def drop_following(self, job, reason):
+            pass
+
+    for kept in (_job(None), None):
+        clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((41, 22, 3)))
+        clip.append(times, q, pos, quat)
+        job = _job(clip)
+        job.id, job.start_frame, job.switch_frame = 2, 24, 24  # continues at 1.2 s; playback is before it
+        watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
+        watcher._trails[clip] = [(0.5, None, None), (1.0, None, None), (1.3, None, None), (1.6, None, None)]
+        host = Host(kept)
+        watcher._apply(SpanRehearsal(job, 0, 1.1, 2.0, fresh=False), host, falls, 1.1, "predicted", 2)
+        (state, fields), = host.reports
+        assert state == "rejected" and fields["reason"] == "falls_in_rehearsal"
+        if kept is not None:
+            assert fields["kept_playing"] == kept.id and "plays on" in fields["detail"] and "stops_at_s" not in fields
+            assert clip.stop_at_s is None and [e[0] for e in watcher._trails[clip]] == [0.5, 1.0]
+        else:
+            assert "kept_playing" not in fields and clip.stop_at_s == pytest.approx(1.1) and host.dropped == [job]
+            assert len(watcher._trails[clip]) == 4

@@ -97,3 +97,22 @@ def test_a_motion_wholly_beyond_the_robot_is_refused_without_rehearsal(bundle, r
     assert result.refusal.startswith("beyond the robot") and result.status()["refused"] == result.refusal
     decision = rehearsal_decision(0, result, start_s=0.0)
     assert decision.refuse_job and decision.status["reason"] == "beyond_robot"
+
+
+def test_a_robot_that_has_not_settled_when_the_rehearsal_ends_counts_as_fallen(bundle, rehearsal):
+    """Standing is not enough at the end: the robot must be still (little tilt and rotation). One that is
+    not is rehearsed on, up to the settle time again, and counts as fallen unless it settles; a cut is only
+    tried where the motion still plays (after its end a cut would change nothing)."""
+    walk = synthetic_walk(bundle.spec, duration_s=2.0)
+    run = rehearsal.start(walk)
+    assert not run.finish().falls and rehearsal.settled(rehearsal.simulation.state())
+
+    class Restless(Rehearsal):
+        SETTLED_TILT_RAD = -1.0  # never still enough
+
+    restless = Restless(bundle, settle_s=0.5, max_cut_attempts=1)
+    result = restless.rehearse(walk)
+    end = restless.start(walk).end_s
+    assert result.falls and result.fall_reason.startswith("not settled") and result.refuse and result.cut is None
+    assert result.fall_time_s == pytest.approx(end + restless.settle_s, abs=0.05)
+    assert result.fall_motion_time_s == pytest.approx(2.0, abs=0.05)  # after the motion's end

@@ -16,7 +16,10 @@ rate); the human skeleton stays at the model's frame rate.
 
 Under ``physical_checks: rehearse`` a clip also says how far it may be played (`verified_s`: what the
 rehearsal has cleared; a continuation that replaces samples lowers it to its cut) and where its playback
-is cut (`stop_at_s`, before a fall the rehearsal predicts). Other clips are playable to their end.
+is cut (`stop_at_s`, before a fall the rehearsal predicts). Other clips are playable to their end. The
+clip keeps what the latest continuation replaced, until playback reaches its cut: a continuation the
+rehearsal refuses gives it back (`restore`), so the motion it would have continued plays on as that
+motion's own rehearsal cleared it.
 """
 from __future__ import annotations
 
@@ -74,6 +77,28 @@ def _hermite_rate(values: np.ndarray, slopes: np.ndarray, i: int, j: int, span: 
             + (3 * a2 - 4 * a + 1) * slopes[i] + (3 * a2 - 2 * a) * slopes[j])
 
 
+class _Tail:
+    """What a continuation replaced in a clip from its cut on (`MotionClip.restore` puts it back): the
+    samples from index ``start`` (and the one before, whose base velocity the new samples changed), the
+    human frames, whether the clip was complete, its playable limit and its stop."""
+
+    ARRAYS = ("times_s", "positions", "velocities", "base_position", "base_velocity", "base_quat_wxyz")
+
+    def __init__(self, cut_s: float, start: int, arrays: dict[str, np.ndarray], human_joints: np.ndarray,
+                 complete: bool, verified_s: float, stop_at_s: float | None) -> None:
+        self.cut_s, self.start, self.human_joints = cut_s, start, human_joints
+        self.complete, self.verified_s, self.stop_at_s = complete, verified_s, stop_at_s
+        for name, values in arrays.items():
+            setattr(self, name, values)
+
+    @classmethod
+    def of(cls, clip: "MotionClip", cut_s: float, start: int, stop_at_s: float | None) -> "_Tail":
+        """The tail of ``clip`` (locked by the caller) that a replacement from sample ``start`` takes out."""
+        rows = slice(max(start - 1, 0), clip._ready)
+        arrays = {name: getattr(clip, name)[rows].copy() for name in cls.ARRAYS}
+        return cls(cut_s, start, arrays, clip.human_joints, clip._complete, clip.verified_s, stop_at_s)
+
+
 class SwitchTooLate(PipelineError):
     """A continuation arrived after the playback passed its cut time; the caller falls back to a blend."""
 
@@ -120,6 +145,7 @@ class MotionClip:
         self.verified_s = math.inf  # playable up to this clip time (rehearse: what the rehearsal cleared) [s]
         self.stop_at_s: float | None = None  # rehearse: playback is cut here and returns to standing [s]
         self.replaced: list[float] = []  # the cut time of every continuation that replaced samples [s]
+        self._replaced_tail: _Tail | None = None  # what the latest replacement took out (`restore`)
 
     # ------------------------------------------------------------------ state
     @property
@@ -210,11 +236,13 @@ class MotionClip:
                 if replace_from <= self._read_s and not self._repeats_what_was_read(start, times, positions,
                                                                                    base_position, base_quat_wxyz):
                     raise SwitchTooLate(f"cut at {replace_from:.3f} s, already played up to {self._read_s:.3f} s")
+                stop_at_s = self.stop_at_s
                 if self.stop_at_s is not None:  # the motion is cut for a predicted fall: join before the cut
                     if replace_from > self.stop_at_s:
                         raise SwitchTooLate(f"cut at {replace_from:.3f} s, after the rehearsal's stop at "
                                             f"{self.stop_at_s:.3f} s")
                     self.stop_at_s = None  # what falls is replaced: the continuation is rehearsed on its own
+                self._replaced_tail = _Tail.of(self, float(replace_from), start, stop_at_s)
                 self._ready = start
                 self._complete = False
                 self.replaced.append(float(replace_from))
@@ -315,6 +343,30 @@ class MotionClip:
         """Rehearse: playback stops at clip time ``at_s`` [s], which the rehearsal cleared (nothing after it plays)."""
         with self._lock:
             self.stop_at_s = self.verified_s = float(at_s)
+
+    def restore(self, cut_s: float, human_frames: int) -> bool:
+        """Rehearse: undo the latest replacement, the continuation's from clip time ``cut_s`` [s], when
+        playback has not reached its cut: the samples and human frames it replaced, the completeness, the
+        playable limit and the stop they had come back. False (nothing changes) when another replacement
+        came after it, playback reached the cut, or what it replaced was not a whole motion's end (the
+        clip complete at ``human_frames`` frames) cleared to its last sample: only that was rehearsed as
+        it would play on."""
+        with self._lock:
+            tail = self._replaced_tail
+            if (tail is None or tail.cut_s != cut_s or self._read_s >= cut_s or not tail.complete
+                    or tail.human_joints.shape[0] != human_frames
+                    or tail.verified_s < float(tail.times_s[-1]) - 1e-9):
+                return False
+            first = max(tail.start - 1, 0)  # its first row is the sample before the cut, if any
+            n = first + tail.times_s.shape[0]
+            if n > self.times_s.shape[0]:
+                self._grow(n)
+            for name in _Tail.ARRAYS:
+                getattr(self, name)[first:n] = getattr(tail, name)
+            self._ready, self._complete, self.human_joints = n, True, tail.human_joints
+            self.verified_s, self.stop_at_s = tail.verified_s, tail.stop_at_s
+            self._replaced_tail = None
+            return True
 
     def span(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Copies of (times, joint positions, base positions, base quats) of the samples from clip time

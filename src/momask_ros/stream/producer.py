@@ -346,6 +346,21 @@ class MotionProducer(RetargetWorker):
                 if job in queue:
                     queue.remove(job)
 
+    def restore(self, job: Job) -> Job | None:
+        """Rehearse: a continuation that may not play (it falls, and no cut after its switch keeps the
+        robot up) is taken back, and the motion it would have continued plays on to its own end, as that
+        motion's rehearsal cleared it (`RetargetSession.restore`). Returns that motion's job, or None when
+        it cannot be (playback reached the cut, or what was replaced was not that motion's whole, cleared
+        end): the caller cuts instead. Either way the continuation is dropped."""
+        with self.lock:
+            session = job.session
+            segments = session.segments if session is not None else []
+            base = segments[-2][1] if len(segments) >= 2 and segments[-1][1] is job else None
+            self.drop(job)  # stops its retargeting between two chunks
+        if base is None or base.cancelled:
+            return None
+        return base if session.restore(job, job.cut_s, ends_at=base.end_frame, lock=self.lock) else None
+
     def drop_following(self, job: Job, reason: str) -> None:
         """The segments of ``job``'s sequence after it will not play (it was cut or refused): ``rejected``."""
         head = job

@@ -33,8 +33,10 @@ The verdict, as `momask_ros.tracker.rehearsal.rehearsal_decision` gives it:
   time, ``stops_at_s``); the clip is cut there (`MotionClip.cut`), the conductor returns to standing,
   and ``done`` follows with what played; later segments of its sequence are refused;
 * falls, no safe cut (or beyond the robot altogether: ``beyond_robot``): a fresh job that has not started
-  is refused (``rejected``; nothing of it plays); one that plays is cut where playback is (its span's
-  start at the latest).
+  is refused (``rejected``; nothing of it plays); a continuation none of which would play is taken back
+  (``kept_playing``): the motion it would have continued plays on to its end, as that motion's own
+  rehearsal cleared it (where playback has not reached the cut and that end was rehearsed whole);
+  else the job is cut where playback is (its span's start at the latest).
 """
 from __future__ import annotations
 
@@ -131,6 +133,10 @@ class Host(Protocol):
     def drop_following(self, job: Job, reason: str) -> None:
         """The later segments of ``job``'s sequence are refused (they would continue a stopped motion)."""
 
+    def restore(self, job: Job) -> Job | None:
+        """A continuation is dropped and, where it can be, taken back: the motion it continued plays on
+        (returned; None: the caller cuts)."""
+
 
 class Rehearser:
     """Rehearses the spans of the clips the stream plays (module docstring). One check worker runs it.
@@ -210,6 +216,7 @@ class Rehearser:
             return None
         speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
         trail = self._trails.setdefault(clip, [])
+        trail_from = len(trail)
         stopped_at = None  # the rehearsed time where the clip's stream stopped (a span that ends the clip)
         self.spans += 1
         if memory is None:
@@ -219,7 +226,7 @@ class Rehearser:
             run = self.rehearsal.start(reference, state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
             result = RehearsalResult.beyond_robot(str(exc))
-            self._apply(task, host, result, start, origin)
+            self._apply(task, host, result, start, origin, trail_from)
             return result
         released = not task.fresh
         while True:
@@ -254,7 +261,7 @@ class Rehearser:
                 if not released:
                     host.release(job)
                     released = True
-        self._apply(task, host, result, start, origin)
+        self._apply(task, host, result, start, origin, trail_from)
         return result
 
     def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
@@ -293,10 +300,11 @@ class Rehearser:
         return job.cancelled or job.session is None or job.session.closed
 
     def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float,
-               rehearsed_from: str) -> None:
+               rehearsed_from: str, trail_from: int) -> None:
         """Act on a span's verdict; ``start``: the clip time its rehearsal started from; ``rehearsed_from``:
         the robot state it started from (``predicted`` by the rehearsal of what played, ``measured``, or
-        ``standing``), said in the window's entry."""
+        ``standing``), said in the window's entry; ``trail_from``: the clip's trail entries before this
+        rehearsal's (a continuation taken back takes its own out)."""
         job, clip = task.job, task.job.clip
         speed, origin = job.command.speed, job.start_frame / clip.fps
         decision = rehearsal_decision(task.window, result, start_s=(start - origin) / speed)
@@ -314,6 +322,12 @@ class Rehearser:
             return
         # a verified cut, else (no safe cut) where playback is now: the span's start at the latest
         stop = start + result.cut.motion_time_s * speed if result.cut is not None else max(task.start_s, clip.read_s)
+        if not task.fresh and stop <= job.switch_frame / clip.fps + 1e-9 and (kept := host.restore(job)) is not None:
+            # nothing of the continuation would play: the motion it continues plays on as rehearsed
+            del self._trails.get(clip, [])[trail_from:]
+            host.report("rejected", job, {**decision.status, "kept_playing": kept.id,
+                                          "detail": f"{decision.status.get('detail', '')}; command {kept.id} plays on"})
+            return
         with host.lock:
             job.stop_generating = job.cut = True
         clip.cut(stop)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Callable, Generic, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -103,6 +103,7 @@ class RetargetSession(Generic[Owner]):
         self.chunk_frames = int(chunk_frames)
         self.frames = 0
         self.closed = False  # set by the owner when playback left this clip: nothing more joins it
+        self.restored = False  # a continuation was taken back (`restore`): nothing continues it since
         self.segments: list[tuple[int, Owner]] = []  # (start frame, owner) of each motion on the timeline
         self._calibrated = calibrated
         self._lock = threading.Lock()  # one writer at a time
@@ -144,6 +145,21 @@ class RetargetSession(Generic[Owner]):
         with self._lock:
             self._push(np.asarray(joints_yup, dtype=np.float64), self.frames if at_frame is None else int(at_frame),
                        final, cancelled, on_commit, chunk_limit, int(repeat_frames))
+
+    def restore(self, owner: Owner, cut_s: float, *, ends_at: int, lock: Any) -> bool:
+        """Take back the last segment, ``owner``'s continuation from clip time ``cut_s`` (its rehearsal
+        refused it), once a push in progress has returned: the clip gets back what it replaced
+        (`MotionClip.restore`), the motion before it ending at human frame ``ends_at``; ``lock`` guards
+        ``segments`` (taken after this session's own). Nothing continues the session afterwards: its
+        stream went on with the continuation's frames. False (nothing changes) when ``owner`` is not the
+        last segment or the clip cannot."""
+        with self._lock, lock:
+            if (self.closed or len(self.segments) < 2 or self.segments[-1][1] is not owner
+                    or not self.clip.restore(cut_s, ends_at)):
+                return False
+            self.segments.pop()
+            self.frames, self.restored = ends_at, True
+            return True
 
     def abandon(self) -> None:
         """Nothing more joins this session (a switch that came too late may have rewound its stream):
