@@ -351,13 +351,10 @@ def test_continuation_replaces_the_tail_ahead_of_playback_and_refuses_a_late_one
 
 def test_a_refused_continuation_gives_back_what_it_replaced():
     """Rehearse refuses a continuation none of which would play: the session takes it back, and the clip
-    has the replaced samples, human frames, completeness and playable limit again, bit for bit; nothing
-    continues that session afterwards. Playback at or past the cut, or another replacement since, keep
+    has the replaced samples, human frames, completeness and playable limit again, bit for bit; a later join
+    re-pushes the motion from where the continuation took over. Playback at or past the cut, or another replacement since, keep
     the clip as it is."""
     import threading
-
-    from momask_ros.stream.joins import Joiner
-    from momask_ros.stream.settings import ProducerSettings
 
     r, p, first, session, play, before = played_walk(0.5)
     clip, lock = session.clip, threading.Lock()
@@ -378,11 +375,15 @@ def test_a_refused_continuation_gives_back_what_it_replaced():
     assert session.restore(cont, cut, ends_at=60, lock=lock)
     now = [a.copy() for a in clip.samples()] + [clip.human_joints, clip.base_velocity[:clip.frames_ready]]
     assert all(np.array_equal(a, b) for a, b in zip(now, old))
-    assert clip.complete and clip.verified_s == limit and session.segments == [(0, base)] and session.frames == 60
-    assert session.restored and not session.restore(cont, cut, ends_at=60, lock=lock)
-    plan = Joiner(unit_frames=4, lock=threading.Condition(), clock=lambda: 0.0).plan(
-        type("J", (), {"after": None})(), playing=session, last_generated=None, settings=ProducerSettings())
-    assert plan.base is None and plan.reason == "continuation_refused"
+    assert clip.complete and clip.verified_s == limit and session.segments == [(0, base)]
+    assert not session.restore(cont, cut, ends_at=60, lock=lock)
+    # its stream went on with the continuation from frame 24: a later join pushes the walk again from there,
+    # and gets the samples it had
+    assert session.frames == 24
+    third = p.continue_from(first, 40, MotionCommand("walk on", length_frames=20))
+    session.push(np.concatenate([first.joints_yup[24:40], third.joints_yup]), at_frame=24)
+    times, positions = clip.samples()[:2]
+    assert np.array_equal(positions[:40], old[1][:40]) and times[-1] == pytest.approx(59 / 20)
     # playback reached the cut: what plays stays
     r, p, first, session, play, _ = played_walk(0.5)
     session.clip.verified_s = -np.inf

@@ -444,7 +444,7 @@ def test_a_takeover_is_rehearsed_from_the_measured_state_once_the_robot_drifted_
 def test_a_continuation_that_falls_before_any_of_it_plays_gives_the_motion_back(g1_pipeline, rehearser):
     """A continuation whose rehearsal falls with no cut after its switch: where the producer can take it
     back, the motion it would have continued plays on as its own rehearsal cleared it (``kept_playing``;
-    the clip is not cut, and the continuation's predicted states leave the trail); where it cannot, the
+    the clip is not cut, and the continuation's predicted states no longer count); where it cannot, the
     clip is cut where playback is, as before."""
     import threading
 
@@ -483,12 +483,18 @@ def test_a_continuation_that_falls_before_any_of_it_plays_gives_the_motion_back(
         watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
         watcher._trails[clip] = [(0.5, None, None), (1.0, None, None), (1.3, None, None), (1.6, None, None)]
         host = Host(kept)
-        watcher._apply(SpanRehearsal(job, 0, 1.1, 2.0, fresh=False), host, falls, 1.1, "predicted", 2)
+        watcher._apply(SpanRehearsal(job, 0, 1.1, 2.0, fresh=False), host, falls, 1.1, "predicted")
         (state, fields), = host.reports
         assert state == "rejected" and fields["reason"] == "falls_in_rehearsal"
         if kept is not None:
             assert fields["kept_playing"] == kept.id and "plays on" in fields["detail"] and "stops_at_s" not in fields
-            assert clip.stop_at_s is None and [e[0] for e in watcher._trails[clip]] == [0.5, 1.0]
+            assert clip.stop_at_s is None
         else:
             assert "kept_playing" not in fields and clip.stop_at_s == pytest.approx(1.1) and host.dropped == [job]
-            assert len(watcher._trails[clip]) == 4
+    # the predictions for a job that will never play are not where a takeover starts from
+    base, cont = _job(clip), _job(clip)
+    watcher._trails[clip] = [(0.5, None, None, {}, base), (1.0, None, None, {}, base), (1.3, None, None, {}, base),
+                             (1.2, None, None, {}, cont), (1.6, None, None, {}, cont)]
+    assert [e[0] for e in watcher._predicted(clip, 1.4)] == [0.5, 1.0, 1.3, 1.2]
+    cont.cancelled = True
+    assert [e[0] for e in watcher._predicted(clip, 1.4)] == [0.5, 1.0, 1.3]

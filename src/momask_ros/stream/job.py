@@ -3,7 +3,7 @@
 A job is made when a command arrives and lives until its final status. Between the generation
 worker and the retargeting worker travel typed tasks, in order: `FirstWindow` (start the job's clip,
 or join the playing one), `LaterWindow` (the next window of a long motion), `EndOfJob` (nothing more
-comes); `WindowCheck` goes to the check worker under ``physical_checks: warn``, `SpanRehearsal` under
+comes), `TakeBack` (a superseded continuation leaves the clip); `WindowCheck` goes to the check worker under ``physical_checks: warn``, `SpanRehearsal` under
 ``rehearse`` (once the window is retargeted: the rehearsal runs on the robot samples that will play).
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from momask_ros.stream.commands import MotionCommand
 from momask_ros.stream.pipeline import GeneratedMotion
 from momask_ros.stream.retargeting import RetargetSession
 
-__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "Report", "RetargetTask", "SpanRehearsal", "WindowCheck"]
+__all__ = ["EndOfJob", "FirstWindow", "Job", "LaterWindow", "Report", "RetargetTask", "SpanRehearsal", "TakeBack",
+           "WindowCheck"]
 
 #: ``(state, job or None, fields)``: a status for the conductor to publish (called from any thread).
 Report = Callable[[str, "Job | None", dict], None]
@@ -98,7 +99,15 @@ class EndOfJob:
     job: Job
 
 
-RetargetTask = Union[FirstWindow, LaterWindow, EndOfJob]
+@dataclass(frozen=True)
+class TakeBack:
+    """A continuation superseded before it played: the motion it joined gets back what its frames replaced
+    (`MotionProducer.restore`), so it ends as it was rehearsed, not where the continuation would begin."""
+
+    job: Job
+
+
+RetargetTask = Union[FirstWindow, LaterWindow, EndOfJob, TakeBack]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ motion from its end, or nothing with a reason when it could have continued but m
 requested, a model or retargeter that cannot continue). The join rewinds the playing session's
 stream to the first frame whose cut is still ahead of playback and pushes the continuation there;
 when playback passed that cut meanwhile it retries, and after `Joiner.SWITCH_ATTEMPTS` (or past
-`switching.MAX_SLIP_FRAMES`) it gives up: the job starts afresh with a blend (``late``). A session
-whose continuation rehearsal refused and took back (``continuation_refused``) is not continued again.
+`switching.MAX_SLIP_FRAMES`) it gives up: the job starts afresh with a blend (``late``).
 """
 from __future__ import annotations
 
@@ -94,8 +93,6 @@ class Joiner:
             return Plan()
         if session is not None and session.clip.stop_at_s is not None:
             return Plan(reason="motion_cut")  # rehearse cuts it before a fall: nothing continues it
-        if session is not None and session.restored:
-            return Plan(reason="continuation_refused")  # its stream holds a refused continuation's frames
         if settings.switch_mode == "blend":
             return Plan(reason="blend_requested")
         if session is not None and not session.can_continue:
@@ -130,8 +127,6 @@ class Joiner:
         session = base.session
         if session is None or session.closed:
             return "motion_ended"
-        if session.restored:
-            return "continuation_refused"
         if not session.can_continue:
             return "retargeter_cannot_continue"
         resume, detail = session.frames, "no frame within the slip limit after the token is still ahead of playback"

@@ -31,7 +31,7 @@ from typing import Callable, Iterator, TypeVar
 
 from momask_ros.stream.checking import WindowChecks
 from momask_ros.stream.job import (EndOfJob, FirstWindow, Job, LaterWindow, Report, RetargetTask, SpanRehearsal,
-                                   WindowCheck)
+                                   TakeBack, WindowCheck)
 from momask_ros.stream.joins import Joiner
 from momask_ros.stream.pipeline import GeneratedMotion, MotionPipeline
 from momask_ros.stream.rehearsing import Rehearser
@@ -103,6 +103,8 @@ class MotionProducer(RetargetWorker):
                 for old in self._pending:
                     old.cancelled = True
                     self._report("rejected", old, {"reason": "superseded", "detail": f"preempted by command {job.id}"})
+                    if old.session is not None and old.switch == "continue":  # its frames are in the clip
+                        self._tasks.append(TakeBack(old))
                 self._pending.clear()
                 self._inbox.clear()
                 self._ready.clear()
@@ -347,11 +349,12 @@ class MotionProducer(RetargetWorker):
                     queue.remove(job)
 
     def restore(self, job: Job) -> Job | None:
-        """Rehearse: a continuation that may not play (it falls, and no cut after its switch keeps the
-        robot up) is taken back, and the motion it would have continued plays on to its own end, as that
-        motion's rehearsal cleared it (`RetargetSession.restore`). Returns that motion's job, or None when
-        it cannot be (playback reached the cut, or what was replaced was not that motion's whole, cleared
-        end): the caller cuts instead. Either way the continuation is dropped."""
+        """A continuation that will not play (rehearse refused it: it falls, and no cut after its switch
+        keeps the robot up; or a newer command superseded it, `TakeBack`) is taken back, and the motion it
+        would have continued plays on to its own end, as that motion's rehearsal cleared it
+        (`RetargetSession.restore`). Returns that motion's job, or None when it cannot be (playback reached
+        the cut, or what was replaced was not that motion's whole, cleared end): the caller cuts instead,
+        or playback ends where the continuation would begin. Either way the continuation is dropped."""
         with self.lock:
             session = job.session
             segments = session.segments if session is not None else []

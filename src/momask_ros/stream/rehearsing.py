@@ -163,8 +163,8 @@ class Rehearser:
         self._order = np.array([names.index(j) for j in rehearsal.bundle.spec.joint_names])
         self.spans = 0  # rehearsed so far (diagnostics)
         #: per clip: (clip time, the rehearsed robot's state, tracker memory and live conditioning state
-        #: there) along its rehearsals
-        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict]]] = \
+        #: there, the job whose rehearsal it is) along its rehearsals, in the order rehearsed (`_predicted`)
+        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict, Job]]] = \
             weakref.WeakKeyDictionary()
         #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory) while the
         #: rehearsed robot blends out and settles; a motion from idle soon after starts there
@@ -190,8 +190,7 @@ class Rehearser:
         # clip; a fresh start in the clip that plays, now or at its end; from idle, in the blend-out and
         # settling of the clip that ended, while that was rehearsed (else measured, or standing)
         over, at = (clip, task.start_s) if fresh is None else (fresh.playing, fresh.takeover_s)
-        known = [entry for entry in self._trails.get(over, ())
-                 if entry[0] <= at + 1e-9] if over is not None else []
+        known = self._predicted(over, at) if over is not None else []
         after = fresh is not None and fresh.playing is None and fresh.ended is not None
         if after:
             entries = self._afters.get(fresh.ended, [])
@@ -216,7 +215,6 @@ class Rehearser:
             return None
         speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
         trail = self._trails.setdefault(clip, [])
-        trail_from = len(trail)
         stopped_at = None  # the rehearsed time where the clip's stream stopped (a span that ends the clip)
         self.spans += 1
         if memory is None:
@@ -226,7 +224,7 @@ class Rehearser:
             run = self.rehearsal.start(reference, state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
             result = RehearsalResult.beyond_robot(str(exc))
-            self._apply(task, host, result, start, origin, trail_from)
+            self._apply(task, host, result, start, origin)
             return result
         released = not task.fresh
         while True:
@@ -247,7 +245,7 @@ class Rehearser:
             follows = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time followed now
             if follows < task.end_s - 1e-9:  # where a continuation of it would start from
                 trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory(),
-                              run.reference.carried()))
+                              run.reference.carried(), job))
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
@@ -261,8 +259,15 @@ class Rehearser:
                 if not released:
                     host.release(job)
                     released = True
-        self._apply(task, host, result, start, origin, trail_from)
+        self._apply(task, host, result, start, origin)
         return result
+
+    def _predicted(self, clip: MotionClip, at_s: float) -> list[tuple]:
+        """The trail of ``clip`` up to clip time ``at_s``: what its rehearsals predicted, without the
+        predictions for a job that will never play (superseded, refused or taken back: the clip plays
+        what it continued instead); the last entry is the latest prediction for then."""
+        return [entry for entry in self._trails.get(clip, ()) if entry[0] <= at_s + 1e-9
+                and not (len(entry) > 4 and entry[4].cancelled)]
 
     def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
         """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` (played at
@@ -270,7 +275,7 @@ class Rehearser:
         time. Predictions chained over a long motion drift from the robot."""
         measured = self.state()
         followed = playing.read_s - REFERENCE_DELAY_S * speed
-        now = [entry for entry in self._trails.get(playing, ()) if entry[0] <= followed + 1e-9]
+        now = self._predicted(playing, followed)
         if measured is None or not now:
             return False
         m, p = (float(tilt_from_quat_wxyz(x.base_quat_wxyz)) for x in (measured, now[-1][1]))
@@ -300,11 +305,10 @@ class Rehearser:
         return job.cancelled or job.session is None or job.session.closed
 
     def _apply(self, task: SpanRehearsal, host: Host, result: RehearsalResult, start: float,
-               rehearsed_from: str, trail_from: int) -> None:
+               rehearsed_from: str) -> None:
         """Act on a span's verdict; ``start``: the clip time its rehearsal started from; ``rehearsed_from``:
         the robot state it started from (``predicted`` by the rehearsal of what played, ``measured``, or
-        ``standing``), said in the window's entry; ``trail_from``: the clip's trail entries before this
-        rehearsal's (a continuation taken back takes its own out)."""
+        ``standing``), said in the window's entry."""
         job, clip = task.job, task.job.clip
         speed, origin = job.command.speed, job.start_frame / clip.fps
         decision = rehearsal_decision(task.window, result, start_s=(start - origin) / speed)
@@ -324,7 +328,6 @@ class Rehearser:
         stop = start + result.cut.motion_time_s * speed if result.cut is not None else max(task.start_s, clip.read_s)
         if not task.fresh and stop <= job.switch_frame / clip.fps + 1e-9 and (kept := host.restore(job)) is not None:
             # nothing of the continuation would play: the motion it continues plays on as rehearsed
-            del self._trails.get(clip, [])[trail_from:]
             host.report("rejected", job, {**decision.status, "kept_playing": kept.id,
                                           "detail": f"{decision.status.get('detail', '')}; command {kept.id} plays on"})
             return

@@ -1,6 +1,6 @@
 """The retargeting worker's steps, a part of `momask_ros.stream.producer.MotionProducer`: each task fills
 a job's clip, chunk by chunk: a fresh start, a join onto the playing clip (`momask_ros.stream.joins`), a
-later window, or the flush at a job's end. Between chunks it gives way to a running generation while
+later window, or the flush at a job's end; or it takes a superseded continuation back out of it. Between chunks it gives way to a running generation while
 the clip has lead, and to the rehearsal that clears a fresh clip's start, and it drops work that a
 waiting continuation, a stop or a shutdown makes useless.
 """
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from momask_ros.stream.job import FirstWindow, Job, LaterWindow, Report, RetargetTask, SpanRehearsal, WindowCheck
+from momask_ros.stream.job import (FirstWindow, Job, LaterWindow, Report, RetargetTask, SpanRehearsal, TakeBack,
+                                   WindowCheck)
 from momask_ros.stream.retargeting import RetargetSession
 from momask_ros.stream.state import Cancelled, PipelineError
 
@@ -49,10 +50,14 @@ class RetargetWorker:
     _ready: collections.deque[Job]
     _tasks: collections.deque[RetargetTask]
     _checks: collections.deque[WindowCheck | SpanRehearsal]
+    restore: Callable[[Job], Job | None]
 
     def retarget(self, task: RetargetTask) -> None:
         """One task from `take_task`: a job's clip started, joined, extended or flushed."""
         job = task.job
+        if isinstance(task, TakeBack):
+            self.restore(job)
+            return
         if job.cancelled:
             return
         try:

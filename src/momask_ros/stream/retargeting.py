@@ -103,7 +103,7 @@ class RetargetSession(Generic[Owner]):
         self.chunk_frames = int(chunk_frames)
         self.frames = 0
         self.closed = False  # set by the owner when playback left this clip: nothing more joins it
-        self.restored = False  # a continuation was taken back (`restore`): nothing continues it since
+        self._replaced_at = 0  # the human frame from which the latest push replaced the clip's samples
         self.segments: list[tuple[int, Owner]] = []  # (start frame, owner) of each motion on the timeline
         self._calibrated = calibrated
         self._lock = threading.Lock()  # one writer at a time
@@ -150,15 +150,16 @@ class RetargetSession(Generic[Owner]):
         """Take back the last segment, ``owner``'s continuation from clip time ``cut_s`` (its rehearsal
         refused it), once a push in progress has returned: the clip gets back what it replaced
         (`MotionClip.restore`), the motion before it ending at human frame ``ends_at``; ``lock`` guards
-        ``segments`` (taken after this session's own). Nothing continues the session afterwards: its
-        stream went on with the continuation's frames. False (nothing changes) when ``owner`` is not the
-        last segment or the clip cannot."""
+        ``segments`` (taken after this session's own). The stream went on with the continuation's
+        frames, so ``frames`` goes back to where it took over: a later join pushes the motion's own frames
+        again from there (the same samples; too late once playback passed them, and it starts afresh).
+        False (nothing changes) when ``owner`` is not the last segment or the clip cannot."""
         with self._lock, lock:
             if (self.closed or len(self.segments) < 2 or self.segments[-1][1] is not owner
                     or not self.clip.restore(cut_s, ends_at)):
                 return False
             self.segments.pop()
-            self.frames, self.restored = ends_at, True
+            self.frames = min(ends_at, self._replaced_at)
             return True
 
     def abandon(self) -> None:
@@ -190,6 +191,7 @@ class RetargetSession(Generic[Owner]):
             if cut <= clip.read_s and not repeat_frames:
                 raise SwitchTooLate(f"cut at {cut:.3f} s, already played up to {clip.read_s:.3f} s")
             replace_from = float(stream.rewind(at_frame))
+            self._replaced_at = at_frame
         self.frames = at_frame
         human = human_yup_to_ros(joints)
         if replace_from is None:
