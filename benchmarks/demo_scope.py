@@ -4,8 +4,8 @@
 Prints (1) the gate's 5-fold cross-validated acceptance table over head cuts: the sentences of
 test/data/demo_scope_phrases.yaml (the gate's examples, training/scope_gate.py) split in five, each
 fifth judged by a gate fitted without it; (2) the gate on the held-out round
-(`demo_scope_heldout`, by default the seventh, test/data/demo_scope_heldout_4.yaml: never used to
-choose anything; issue 24's targets >= 95% each) and on the
+(`demo_scope_heldout.HELDOUT`, written blind and never used to choose anything; issue 24's targets
+>= 95% each; skip it with ``--no-heldout`` while choosing) and on the
 requests issue 24 names; (3) with ``--generate``, per skill the share of (paraphrase, seed) pairs
 accepted by the gate AND recognised as their skill by the demo skill recognizer (issue 18's target:
 >= 90% for >= 15 of 20 skills); (4) per-command text latency (cold: a new sentence through the
@@ -98,7 +98,7 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
                      f"{np.mean([not ok[t] for t in texts if t not in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in near]):.1%} |")
     ok = {t: v.in_scope for t, v in verdicts.items()}
-    for n, name in ((5, "fifth"), (6, "sixth")):
+    for n, name in ((5, "fifth"), (6, "sixth"), (7, "seventh")):
         r_in = [t for ts in phrases.get(f"in_scope_round{n}", {}).values() for t in ts]
         r_near, r_far = phrases.get(f"near_scope_round{n}", []), phrases.get(f"out_of_scope_round{n}", [])
         if r_in:

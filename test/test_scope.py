@@ -319,14 +319,27 @@ def test_clause_first_copies_open_with_a_clause_and_keep_the_request():
     assert script.clause_first("after a pause, walk") is None and script.clause_first("what is this?") is None
 
 
-def test_gate_stores_captions_and_examples_as_int8_tensors(gated, tmp_path):
+def test_gate_stores_captions_as_int8_and_examples_in_4_bits_and_packed_texts(gated, tmp_path):
     _, model = gated
-    gate = ScopeGate.build(model.text_encoder, CAPTIONS, threshold=0.3, inside=["a man walks forward"],
-                           outside=["a person walks backwards"])
+    inside, outside = ["a man walks forward", "a woman walks ahead"], ["a person walks backwards"]
+    gate = ScopeGate.build(model.text_encoder, CAPTIONS, threshold=0.3, inside=inside, outside=outside)
     state = gate.state()
-    assert state["embeddings"].dtype == torch.int8 and state["example_embeddings"].dtype == torch.int8
+    dim = gate.embeddings.shape[1]
+    assert state["embeddings"].dtype == torch.int8 and state["example_embeddings"].dtype == torch.uint8
+    assert state["example_embeddings"].shape == ((3 * dim + 1) // 2,)  # two values a byte
+    assert state["examples"].dtype == torch.uint8  # the texts, compressed
     again = ScopeGate.from_state(state)
+    assert again.examples == gate.examples == inside + outside
     assert torch.equal(again.embeddings, gate.embeddings)
-    assert torch.equal(again.state()["embeddings"], state["embeddings"])  # decoding and encoding again: same codes
+    assert torch.equal(again.example_embeddings, gate.example_embeddings)
+    for key in ("embeddings", "example_embeddings"):  # decoding and encoding again: the same codes
+        assert torch.equal(again.state()[key], state[key])
+    # 4 bits a value keep a cosine within a few hundredths
+    exact = torch.nn.functional.normalize(model.text_encoder.encode(inside + outside).float(), dim=-1)
+    assert (exact * gate.example_embeddings).sum(-1).min() > 0.98
     v, w = gate.check("a woman jumps up", model.text_encoder), again.check("a woman jumps up", model.text_encoder)
     assert v.similarity == pytest.approx(w.similarity, abs=1e-6) and v.score == pytest.approx(w.score, abs=1e-6)
+    with pytest.raises(ValueError, match="xz-compressed"):
+        ScopeGate.from_state({**state, "examples": torch.zeros(8, dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="4-bit codes"):
+        ScopeGate.from_state({**state, "example_embeddings": state["example_embeddings"][:-1]})

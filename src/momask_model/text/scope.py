@@ -21,6 +21,8 @@ vocabulary is refused (``unknown_words``). `check_text` applies whichever a mode
 """
 from __future__ import annotations
 
+import json
+import lzma
 import re
 import threading
 from collections import OrderedDict
@@ -30,7 +32,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 import torch
 
-from momask_model.text.scope_head import ScopeHead, similarity_features
+from momask_model.text.scope_head import ScopeHead, head_input, similarity_features
 
 #: Closest skills named in a verdict.
 TOP_K = 3
@@ -99,12 +101,48 @@ def _unit(values: Any, rows: int, dim: int | None, what: str) -> torch.Tensor:
 
 
 def _codes(unit: torch.Tensor) -> torch.Tensor:
-    """Captions and examples are stored as int8 codes, each row scaled to +-127 (thousands of rows, a
-    cosine moves by < 1e-3), in tensors (a pickled numpy array takes half as much again); a gate always
-    uses the decoded rows, so the head is fitted on what a reloaded gate sees. Decoding and encoding
-    again gives the same codes."""
+    """Captions are stored as int8 codes, each row scaled to +-127 (a cosine moves by < 1e-3), in tensors
+    (a pickled numpy array takes half as much again); a gate always uses the decoded rows. Decoding and
+    encoding again gives the same codes."""
     peak = unit.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
     return torch.round(unit / peak * 127).to(torch.int8)
+
+
+def _nibbles(unit: torch.Tensor) -> torch.Tensor:
+    """Examples (thousands of rows, most of the bundle's gate) are stored in 4 bits a value, two to a byte:
+    16 levels spread over each row's +-peak (a cosine moves by 0.006 on average; the cross-validated rates
+    by a few tenths of a point), so that the demo bundle stays under 20 MB. The head is fitted on the
+    decoded rows (`_unpack`), what a reloaded gate sees; decoding and encoding again gives the same bytes."""
+    peak = unit.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    codes = torch.round(unit / peak * 7.5 + 7.5).clamp(0, 15).to(torch.uint8).flatten()
+    if len(codes) % 2:
+        codes = torch.cat([codes, codes.new_zeros(1)])
+    return codes[0::2] << 4 | codes[1::2]
+
+
+def _unpack(packed: torch.Tensor, rows: int, dim: int) -> torch.Tensor:
+    """The (rows, dim) levels of `_nibbles`' bytes, centred (-7.5 ... 7.5)."""
+    if packed.dtype != torch.uint8 or packed.ndim != 1 or len(packed) != (rows * dim + 1) // 2:
+        raise ValueError(f"need {(rows * dim + 1) // 2} bytes of 4-bit codes for {rows} examples of {dim} values, "
+                         f"got {packed.dtype} {tuple(packed.shape)}")
+    codes = torch.stack([packed >> 4, packed & 15], dim=-1).flatten()[:rows * dim]
+    return codes.reshape(rows, dim).float() - 7.5
+
+
+def _packed_texts(texts: Sequence[str]) -> torch.Tensor:
+    """Example texts as one xz-compressed JSON list in a uint8 tensor: thousands of near repeats (each
+    phrase in several forms and misspelt) shrink tenfold."""
+    return torch.frombuffer(bytearray(lzma.compress(json.dumps(list(texts)).encode())), dtype=torch.uint8)
+
+
+def _texts(stored: Any) -> list[str]:
+    """The texts of `_packed_texts` (or a plain list, as older states hold)."""
+    if isinstance(stored, torch.Tensor):
+        try:
+            return json.loads(lzma.decompress(stored.numpy().tobytes()).decode())
+        except (lzma.LZMAError, ValueError) as e:
+            raise ValueError(f"stored example texts are not an xz-compressed JSON list: {e}") from None
+    return list(stored)
 
 
 class ScopeGate:
@@ -117,7 +155,7 @@ class ScopeGate:
         threshold: smallest accepted cosine to the nearest caption.
         examples: labelled requests (module docstring); none by default.
         example_labels: whether each example is in scope.
-        example_embeddings: (M, D) their embeddings from the same encoder.
+        example_embeddings: (M, D) their embeddings from the same encoder (or the bytes of a `state`).
         head: the `ScopeHead` fitted on them (`build`), or None: the threshold alone decides.
         example_originals: whether each example was written as it is (False: a misspelt or reworded
             copy, which a refusal never names); all by default.
@@ -138,10 +176,14 @@ class ScopeGate:
             raise ValueError(f"need one label per example, got {len(example_labels)} for {len(examples)}")
         if len(example_originals) not in (0, len(examples)):
             raise ValueError(f"need one original flag per example, got {len(example_originals)} for {len(examples)}")
-        self._example_codes = _codes(_unit(example_embeddings, len(examples), dim, "example"))
-        self.example_embeddings = torch.nn.functional.normalize(self._example_codes.float(), dim=-1)
+        if isinstance(example_embeddings, torch.Tensor) and example_embeddings.dtype == torch.uint8:
+            example_embeddings = _unpack(example_embeddings, len(examples), dim)  # a stored gate's (`state`)
+        self._example_codes = _nibbles(_unit(example_embeddings, len(examples), dim, "example"))
+        self.example_embeddings = torch.nn.functional.normalize(_unpack(self._example_codes, len(examples), dim),
+                                                                dim=-1)
         if head is not None and head.dim != dim:
-            raise ValueError(f"the scope head takes {head.dim}-value embeddings, the gate's captions have {dim}")
+            raise ValueError(f"the scope head takes {head.dim}-value embeddings, the gate's captions have {dim} "
+                             f"(a head from another encoder or an older layout: refit it)")
         self.captions, self.skills = list(captions), list(skills)
         self.threshold = float(threshold)
         self.examples, self.example_labels = list(examples), [bool(v) for v in example_labels]
@@ -151,6 +193,7 @@ class ScopeGate:
         self._inside, self._outside = torch.where(labels)[0], torch.where(~labels)[0]
         named = ~labels & torch.tensor(self.example_originals, dtype=torch.bool)
         self._named = torch.where(named)[0] if named.any() else self._outside  # the negatives a refusal may name
+        self._inside_rows = torch.cat([self.embeddings, self.example_embeddings[self._inside]])
         self.skill_names = sorted(set(self.skills))
         index = {s: i for i, s in enumerate(self.skill_names)}
         self._skill_of = torch.tensor([index[s] for s in self.skills])
@@ -194,7 +237,9 @@ class ScopeGate:
         n = len(captions)
         features = similarity_features(cos[:, :n], cos[:, n + gate._inside], cos[:, n + gate._outside])
         labels = [True] * n + gate.example_labels
-        gate.head = ScopeHead.fit(rows, features, labels, cut, seed=seed)
+        inside = torch.cat([torch.arange(n), n + gate._inside])
+        to_caption, to_inside = rows[cos[:, :n].argmax(-1)], rows[inside[cos[:, inside].argmax(-1)]]
+        gate.head = ScopeHead.fit(head_input(rows, to_caption, to_inside), features, labels, cut, seed=seed)
         return gate
 
     def verdict(self, text: str, embedding: Any) -> ScopeVerdict:
@@ -213,7 +258,9 @@ class ScopeGate:
             negative = (self.examples[k], float(ex[k]))
         if self.head is not None:
             features = similarity_features(cos[None], ex[self._inside][None], ex[self._outside][None])
-            score = float(self.head.score(e, features)[0])
+            nearest = self._inside_rows[int(torch.argmax(torch.cat([cos, ex[self._inside]])))]
+            inputs = head_input(e, self.embeddings[int(torch.argmax(cos))][None], nearest[None])
+            score = float(self.head.score(inputs, features)[0])
         return ScopeVerdict(text=text, similarity=float(cos.max()), threshold=self.threshold, closest=closest,
                             nearest_negative=negative, score=score, cut=None if self.head is None else self.head.cut)
 
@@ -242,7 +289,7 @@ class ScopeGate:
     def state(self) -> dict[str, Any]:
         """Plain data stored in a bundle (``from_state`` rebuilds the gate)."""
         return {"threshold": self.threshold, "captions": list(self.captions), "skills": list(self.skills),
-                "embeddings": self._caption_codes.clone(), "examples": list(self.examples),
+                "embeddings": self._caption_codes.clone(), "examples": _packed_texts(self.examples),
                 "example_labels": list(self.example_labels), "example_embeddings": self._example_codes.clone(),
                 "example_originals": list(self.example_originals),
                 "head": None if self.head is None else self.head.state()}
@@ -252,7 +299,7 @@ class ScopeGate:
         """The gate of ``state()``; a state from before examples (or with none) has the threshold alone."""
         head = state.get("head")
         return cls(state["captions"], state["skills"], state["embeddings"], state["threshold"],
-                   examples=state.get("examples", ()), example_labels=state.get("example_labels", ()),
+                   examples=_texts(state.get("examples", ())), example_labels=state.get("example_labels", ()),
                    example_embeddings=state.get("example_embeddings"),
                    head=None if head is None else ScopeHead.from_state(head),
                    example_originals=state.get("example_originals", ()))

@@ -8,9 +8,12 @@ head turns a sentence into five similarities, to its nearest caption, to its `TO
 and out-of-scope examples and to the single nearest of each (`similarity_features`), and averages two
 logistic regressions: one over those numbers (a smoothed nearest-neighbour vote; the single nearest
 catches a near miss with few examples, such as a front flip among many back and side flips) and one
-over them plus the embedding itself (which learns the directions a word like "backwards" moves it).
-Chosen by 5-fold cross-validation on test/data/demo_scope_phrases.yaml (`benchmarks/demo_scope.py`);
-a single MLP, either head alone or the three similarities without the single nearest did worse there.
+over them plus the embedding itself and what it adds to its nearest caption and to its nearest in-scope
+sentence (`head_input`: a near miss is a skill plus a modifier, "backwards", "with a ball", "while
+lying down", and the difference isolates the modifier). Chosen by 5-fold cross-validation on
+test/data/demo_scope_phrases.yaml (`benchmarks/demo_scope.py`); a single MLP, either head alone or the
+three similarities without the single nearest did worse there, the embedding alone or with one of the
+two differences a little worse.
 """
 from __future__ import annotations
 
@@ -33,6 +36,15 @@ def _top_mean(cos: torch.Tensor, k: int = TOP) -> torch.Tensor:
 
 #: Similarity features per sentence (`similarity_features`).
 FEATURES = 5
+#: Vectors of D values per sentence in `head_input`.
+INPUTS = 3
+
+
+def head_input(unit: torch.Tensor, to_caption: torch.Tensor, to_inside: torch.Tensor) -> torch.Tensor:
+    """(n, `INPUTS` D): (n, D) unit embeddings, then their differences from their nearest caption's and
+    nearest in-scope sentence's (captions included) embedding."""
+    return torch.cat([unit, unit - to_caption, unit - to_inside], dim=-1)
+
 
 
 def similarity_features(to_captions: torch.Tensor, to_inside: torch.Tensor, to_outside: torch.Tensor) -> torch.Tensor:
@@ -45,7 +57,7 @@ def similarity_features(to_captions: torch.Tensor, to_inside: torch.Tensor, to_o
 
 
 class ScopeHead:
-    """Two logistic regressions over a sentence's `similarity_features` (and embedding), averaged.
+    """Two logistic regressions over a sentence's `similarity_features` (and `head_input`), averaged.
 
     ``score`` in [0, 1]; a sentence is in scope when it is at least ``cut``.
     """
@@ -55,19 +67,19 @@ class ScopeHead:
         self.embedding_weights = torch.as_tensor(np.asarray(embedding_weights, np.float32))
         n = FEATURES + 1
         we = self.embedding_weights
-        if self.similarity_weights.shape != (n,) or we.ndim != 1 or len(we) <= n:
-            raise ValueError(f"a scope head has {FEATURES} + 1 similarity weights and D + {FEATURES} + 1 embedding "
-                             f"weights, got {tuple(self.similarity_weights.shape)} and {tuple(we.shape)}")
+        if self.similarity_weights.shape != (n,) or we.ndim != 1 or len(we) <= n or (len(we) - n) % INPUTS:
+            raise ValueError(f"a scope head has {FEATURES} + 1 similarity weights and {INPUTS} D + {FEATURES} + 1 "
+                             f"embedding weights, got {tuple(self.similarity_weights.shape)} and {tuple(we.shape)}")
         if not 0.0 < float(cut) < 1.0:
             raise ValueError(f"cut is a probability in (0, 1), got {cut}")
         self.cut = float(cut)
 
     @property
     def dim(self) -> int:
-        return len(self.embedding_weights) - FEATURES - 1
+        return (len(self.embedding_weights) - FEATURES - 1) // INPUTS
 
     def scores(self, embeddings: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two heads' probabilities for (n, D) unit embeddings and their (n, `FEATURES`) features."""
+        """The two heads' probabilities for (n, `INPUTS` D) `head_input` rows and their (n, `FEATURES`) features."""
         f = features * SCALE
         ws, we = self.similarity_weights, self.embedding_weights
         by_similarity = torch.sigmoid(f @ ws[:-1] + ws[-1])
@@ -81,8 +93,8 @@ class ScopeHead:
     @classmethod
     def fit(cls, embeddings: torch.Tensor, features: torch.Tensor, labels: Sequence[bool], cut: float, *,
             epochs: int = 1000, weight_decay: float = 1e-3, lr: float = 0.03, seed: int = 0) -> "ScopeHead":
-        """Fit both heads on (n, D) unit embeddings, their leave-one-out features and in-scope labels
-        (classes weighed equally); deterministic for a seed."""
+        """Fit both heads on (n, `INPUTS` D) `head_input` rows, their leave-one-out features and in-scope
+        labels (classes weighed equally); deterministic for a seed."""
         y = torch.as_tensor(np.asarray(labels, np.float32))
         if len(y) != len(embeddings) or len(y) != len(features) or not 0 < float(y.sum()) < len(y):
             raise ValueError(f"need in-scope and out-of-scope examples, one label each: {len(y)} labels, "
