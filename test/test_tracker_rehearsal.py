@@ -101,8 +101,7 @@ def test_a_motion_wholly_beyond_the_robot_is_refused_without_rehearsal(bundle, r
 
 def test_a_robot_that_has_not_settled_when_the_rehearsal_ends_counts_as_fallen(bundle, rehearsal):
     """Standing is not enough at the end: the robot must be still (little tilt and rotation). One that is
-    not is rehearsed on, up to the settle time again, and counts as fallen unless it settles; a cut is only
-    tried where the motion still plays (after its end a cut would change nothing)."""
+    not is rehearsed on, up to the settle time again, and counts as fallen unless it settles."""
     walk = synthetic_walk(bundle.spec, duration_s=2.0)
     run = rehearsal.start(walk)
     assert not run.finish().falls and rehearsal.settled(rehearsal.simulation.state())

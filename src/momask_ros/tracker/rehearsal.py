@@ -166,15 +166,10 @@ class RehearsalRun:
         """Cuts before the fall, each `lead_s` earlier than the last failed one, until one stays up."""
         owner = self._owner
         start_s = owner.motion_start_s(self._pristine)
-        last = self._pristine.motion_time_s(self._pristine.end_s)  # a cut where the motion has ended changes nothing
-        cut_s, attempts = fall_s, 0
-        while attempts < owner.max_cut_attempts:
-            cut_s -= owner.lead_s
+        for attempt in range(1, owner.max_cut_attempts + 1):
+            cut_s = fall_s - owner.lead_s * attempt
             if cut_s <= start_s:
                 return None  # the motion would not even start: refuse it
-            if self._pristine.motion_time_s(cut_s) >= last - 1e-9:
-                continue
-            attempts += 1
             reference = copy.deepcopy(self._pristine)
             reference.stop(cut_s)
             self._restore(cut_s)
