@@ -40,6 +40,14 @@ class Streamed(RobotReference):
     blend_from: float = 0.0  # from_standing: the tracker's blend weight as it begins (a blend-out under way)
     carried: dict | None = None  # the live conditioning's state where it begins (`LiveReference.carried`)
 
+    @classmethod
+    def of(cls, reference: RobotReference) -> "Streamed":
+        """``reference`` as the node streams it: itself when it is a `Streamed`, else its samples with the
+        defaults (blended in from standing, its twist from the pose's differences)."""
+        if isinstance(reference, Streamed):
+            return reference
+        return cls(**{f.name: getattr(reference, f.name) for f in dataclasses.fields(RobotReference)})
+
 
 class LiveFollowed:
     """What the live tracker follows while the node streams a motion, as a reference a `Rehearsal` can
@@ -57,29 +65,28 @@ class LiveFollowed:
     time_stretch = 1.0
 
     def __init__(self, stream: RobotReference, bundle: TrackerBundle) -> None:
+        stream = Streamed.of(stream)
         self._data: dict[str, Any] = {}  # the stream so far, shared by shallow copies
-        self._blend_in = bool(getattr(stream, "from_standing", True))
-        self._blend_from = float(getattr(stream, "blend_from", 0.0))
-        self._carried = getattr(stream, "carried", None)
+        self._blend_in, self._blend_from, self._carried = stream.from_standing, float(stream.blend_from), stream.carried
         self._bundle, self._dt = bundle, 1.0 / bundle.spec.policy_rate_hz
-        self.play_start_s = float(getattr(stream, "delay_s", REFERENCE_DELAY_S))
+        self.play_start_s = float(stream.delay_s)
         self._cut_s: float | None = None  # where `stop` stopped it, on the stream's clock
         self._take(stream)
         self._follow()
 
-    def _take(self, stream: RobotReference) -> None:
+    def _take(self, stream: Streamed) -> None:
         times = stream.times_s - stream.times_s[0]
         pose = (stream.base_pos_world, stream.base_quat_wxyz, stream.joint_pos_rad)
-        twist = (getattr(stream, "base_lin_vel_world", None), getattr(stream, "base_ang_vel_world", None))
+        twist = (stream.base_lin_vel_world, stream.base_ang_vel_world)
         self._data.update(times=times, pose=pose, twist=twist if twist[0] is not None else _twist(times, *pose[:2]),
-                          open=bool(getattr(stream, "open", False)))
+                          open=bool(stream.open))
 
     def grow(self, stream: RobotReference) -> None:
         """The stream so far, longer (its first samples are those followed already; ``stream.open``: more
         is coming)."""
         if not self._data["open"]:
             raise ValueError("the stream has ended; it cannot grow")
-        self._take(stream)
+        self._take(Streamed.of(stream))
 
     @property
     def _stop_s(self) -> float:
