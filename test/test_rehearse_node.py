@@ -498,3 +498,23 @@ def test_a_continuation_that_falls_before_any_of_it_plays_gives_the_motion_back(
     assert [e[0] for e in watcher._predicted(clip, 1.4)] == [0.5, 1.0, 1.3, 1.2]
     cont.cancelled = True
     assert [e[0] for e in watcher._predicted(clip, 1.4)] == [0.5, 1.0, 1.3]
+
+
+def test_a_motion_from_idle_starts_from_the_settling_of_the_end_that_played(g1_pipeline, rehearser):
+    """The predicted settling after a clip's end is the latest one rehearsed for the end the clip has now,
+    by a job that plays: not a taken-back continuation's, not an end a continuation replaced, none after a cut."""
+    space, fps = g1_pipeline.joint_space, 20.0
+    times, q, pos, quat = _swaying(space, 41, fps)
+    clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((41, 22, 3)))
+    clip.append(times, q, pos, quat)
+    clip.finish()
+    end = clip.duration_s
+    first, base, cont = _job(clip), _job(clip), _job(clip)
+    watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
+    watcher._afters[clip] = [(0.0, "old end", None, first, end - 1.0), (0.0, "base", None, base, end),
+                             (0.5, "base", None, base, end), (0.0, "cont", None, cont, end)]
+    assert [e[1] for e in watcher._settling(clip)] == ["cont"]
+    cont.cancelled = True  # taken back: the base's end plays
+    assert [e[1] for e in watcher._settling(clip)] == ["base", "base"]
+    clip.cut(1.5)
+    assert watcher._settling(clip) == []

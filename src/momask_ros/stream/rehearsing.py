@@ -166,9 +166,10 @@ class Rehearser:
         #: there, the job whose rehearsal it is) along its rehearsals, in the order rehearsed (`_predicted`)
         self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict, Job]]] = \
             weakref.WeakKeyDictionary()
-        #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory) while the
-        #: rehearsed robot blends out and settles; a motion from idle soon after starts there
-        self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory]]] = \
+        #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory, the job whose
+        #: rehearsal it is, the clip time of that end) while the rehearsed robot blends out and settles; a
+        #: motion from idle soon after starts there (`_settling`)
+        self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, Job, float]]] = \
             weakref.WeakKeyDictionary()
 
     @property
@@ -193,7 +194,7 @@ class Rehearser:
         known = self._predicted(over, at) if over is not None else []
         after = fresh is not None and fresh.playing is None and fresh.ended is not None
         if after:
-            entries = self._afters.get(fresh.ended, [])
+            entries = self._settling(fresh.ended)
             if entries and fresh.since_end_s <= entries[-1][0] + self.step_s:
                 known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
         if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
@@ -249,8 +250,8 @@ class Rehearser:
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
-                self._afters.setdefault(clip, []).append(
-                    (run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()))
+                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(),
+                                                          self.rehearsal.tracker.memory(), job, clip.duration_s))
             # playback stays margin_s of the robot's clock behind (past the motion's end too: a short one
             # need not be rehearsed to its end before it starts); its end is cleared by the verdict
             playable = min(start + (run.rehearsed_s - run.reference.play_start_s - self.margin_s) * speed, follows)
@@ -268,6 +269,14 @@ class Rehearser:
         what it continued instead); the last entry is the latest prediction for then."""
         return [entry for entry in self._trails.get(clip, ()) if entry[0] <= at_s + 1e-9
                 and not (len(entry) > 4 and entry[4].cancelled)]
+
+    def _settling(self, clip: MotionClip) -> list[tuple]:
+        """The predicted blend-out and settling after ``clip``'s end as it played: the latest rehearsal
+        that reached the end the clip has now (a continuation may have replaced it, or a cut ended it
+        sooner: none then) by a job that plays."""
+        end = clip.stop_at_s if clip.stop_at_s is not None else clip.duration_s
+        valid = [e for e in self._afters.get(clip, ()) if not e[3].cancelled and abs(e[4] - end) < 1e-6]
+        return [e for e in valid if e[3] is valid[-1][3]] if valid else []
 
     def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
         """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` (played at
