@@ -98,7 +98,7 @@ def cross_validated(encoder, captions: dict, phrases: dict, negatives: dict, thr
                      f"{np.mean([not ok[t] for t in texts if t not in inside_set]):.1%} | "
                      f"{np.mean([not ok[t] for t in near]):.1%} |")
     ok = {t: v.in_scope for t, v in verdicts.items()}
-    for n, name in ((5, "fifth"), (6, "sixth"), (7, "seventh")):
+    for n, name in ((5, "fifth"), (6, "sixth"), (7, "seventh"), (8, "eighth")):
         r_in = [t for ts in phrases.get(f"in_scope_round{n}", {}).values() for t in ts]
         r_near, r_far = phrases.get(f"near_scope_round{n}", []), phrases.get(f"out_of_scope_round{n}", [])
         if r_in:

@@ -9,9 +9,24 @@ forms too, once misspelt (`typos`; the in-scope ones also in a short key word: "
 scope or near it, after an opening clause (`clause_first`). `CUT`, `TYPOS` (and the head's `TOP`,
 features and learning rate) were chosen by 5-fold cross-validation over the phrases
 (``benchmarks/demo_scope.py``: each fifth judged by a gate fitted without it), the cut maximising the
-smaller rate. With the seventh round folded in (and the copies above): 96.4% of 745 in-scope sentences
-accepted, 95.9% of 581 out of scope refused (93.0% of the 330 near-scope ones), cut 0.55. Its choices,
-each against the one before (accepted / refused / near-scope, at the best cut): round 7 folded in, the
+smaller rate. With the eighth round folded in (and the copies above): 96.8% of 844 in-scope sentences
+accepted, 96.4% of 693 out of scope refused (94.2% of the 398 near-scope ones), cut 0.55. Its choices,
+each against the one before (accepted / refused / near-scope, at the best cut): round 8 folded in, the
+gate as it was, 97.0 / 96.2 / 94.0 (cut 0.55); the negative "jump straight up" dropped, as it contradicted
+in-scope phrases ("jump up", "Jump up!") 96.8 / 96.4 / 94.2 (0.55). Tried and left out: 80 in-scope
+examples written by category after the eighth round (a story before the action, a polite request, a
+technical or playful synonym, the skill in a near miss's words with its own direction), trained in every
+fold and never judged, 96.7 / 96.1 / 93.7 (the first three categories only: 96.4 / 96.1 / 93.7), and
+they were written after seeing the misses, so even that is optimistic; weight decay 1e-4 tied
+(97.0 / 96.2 / 94.0); 2000 epochs 96.8 / 96.2 / 94.0 (cut 0.6); threshold 0.35 tied; a tenth feature,
+the in-scope share of the 10 nearest examples, 96.9 / 96.2 / 94.0; what a sentence adds to its nearest
+out-of-scope example as a fourth head input 95.6 / 96.7 / 94.7 (0.6); the two regressions weighed 0.3 /
+0.7 96.1 / 95.7 (0.65) or 0.7 / 0.3 95.6 / 95.8 (0.55); ten scene-setting `PREAMBLES` ("after stepping
+out of the car onto the quiet street") added 97.0 / 96.1 / 93.7 (0.55), instead of these 96.3 / 96.1;
+learning rate 0.1 96.8 / 96.2 (0.6), 0.01 96.4 / 96.4 (0.55). Most differences are a few of the 1537
+verdicts. With the seventh round folded in,
+before these: 96.4 / 95.9 / 93.0 (745 in, 581 out, 330 near), cut 0.55, from these choices, each against
+the one before: round 7 folded in, the
 gate as it was, 95.0 / 94.5 / 90.9 (cut 0.55; 0.5: 95.6 / 94.3 / 90.6); examples stored in 4 bits
 (`momask_model.text.scope`, for the size limit) 95.6 / 94.7 / 91.2 (0.55; 8 of 1326 verdicts moved);
 the negatives written by category after the seventh round (a skill begun and not finished, with a prop
@@ -27,7 +42,10 @@ and weight decay 1e-2 tie; threshold 0.30 did no better (97.8 / 96.8). The seven
 (test/data/demo_scope_heldout_4.yaml), written blind, was measured once with the gate before these
 choices: 94.0% accepted, 82.7% refused (near-scope 71.0%); the gate before that on it: 93.0% / 79.8%.
 It is tuning data since (`*_round7` keys). The eighth round (test/data/demo_scope_heldout_5.yaml),
-measured once, after: 93.0% accepted, 93.9% refused (near-scope 90.0%); the previous gate on it: 93.0% / 87.0%.
+measured once with the round-7 gate: 93.0% accepted, 93.9% refused (near-scope 90.0%); the previous gate
+on it: 93.0% / 87.0%. It is tuning data since (`*_round8` keys); the ninth
+(test/data/demo_scope_heldout_6.yaml), written blind, measured once on this gate: 97.0% accepted,
+97.6% refused (near-scope 97.4%); the previous gate on it: 92.0% / 94.4%.
 
 Only the bundle's ``scope`` entry changes (the weights and everything else are written back as read):
 
@@ -72,12 +90,13 @@ NEGATIVES = Path(__file__).resolve().with_name("demo_scope_negatives.yaml")
 PHRASES = ROOT / "test" / "data" / "demo_scope_phrases.yaml"
 #: Keys of the phrases file whose sentences are in scope (dicts of skill -> sentences, or sentence -> skill).
 INSIDE = ("in_scope", "in_scope_more", "in_scope_round4", "in_scope_round5", "in_scope_round6", "in_scope_round7",
-          "short_commands", "must_work")
+          "in_scope_round8", "short_commands", "must_work")
 #: Keys whose sentences are near misses of a skill (lists; out of scope).
-NEAR = ("near_scope", "near_scope_round4", "near_scope_round5", "near_scope_round6", "near_scope_round7")
+NEAR = ("near_scope", "near_scope_round4", "near_scope_round5", "near_scope_round6", "near_scope_round7",
+        "near_scope_round8")
 #: Keys whose sentences are out of scope (lists).
 OUTSIDE = ("out_of_scope", "out_of_scope_more", "out_of_scope_round4", "out_of_scope_round5", "out_of_scope_round6",
-           "out_of_scope_round7", *NEAR)
+           "out_of_scope_round7", "out_of_scope_round8", *NEAR)
 #: Opening clauses of the `clause_first` copies: they say nothing about the motion, so the copy keeps its
 #: label. Users preface requests ("with its arms swinging, the robot ..."), which moves the embedding.
 PREAMBLES = ("after standing still for a moment", "when the signal is given", "starting from where it stands",
