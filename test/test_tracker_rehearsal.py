@@ -115,3 +115,39 @@ def test_a_robot_that_has_not_settled_when_the_rehearsal_ends_counts_as_fallen(b
     assert result.falls and result.fall_reason.startswith("not settled") and result.refuse and result.cut is None
     assert result.fall_time_s == pytest.approx(end + restless.settle_s, abs=0.05)
     assert result.fall_motion_time_s == pytest.approx(2.0, abs=0.05)  # after the motion's end
+
+
+def test_a_rehearsal_from_a_robot_standing_still_starts_with_a_standing_tracker_memory(bundle, rehearsal):
+    """A live tracker that has held its robot standing remembers a full observation history and the
+    standing action; the policy reads both. A rehearsal from that robot started with that memory
+    (`Rehearsal.standing_memory`) follows the live run much more closely than one from a fresh tracker."""
+    from momask_ros.tracker.rollout import decimation
+
+    walk = synthetic_walk(bundle.spec, duration_s=2.0)
+    memory = rehearsal.standing_memory()
+    assert np.abs(memory.last_action).max() > 0 and memory.next_policy_s is None
+    # the live robot: standing 2 s under its tracker, then the walk
+    tracker, sim = Tracker(bundle), TrackerSimulation(bundle)
+    sim.reset()
+    every = decimation(tracker, sim)
+    dt = every * sim.dt_s
+    k = 0
+    for k in range(int(round(2.0 / dt))):
+        sim.hold(tracker.step(k * dt, sim.measured()), every)
+    start, state = (k + 1) * dt, sim.state()
+    reference = ConditionedReference.from_spec(walk, bundle.spec, bundle.joint_range_rad)
+    reference.reanchor(0.0, sim.base_pos_world, sim.base_quat_wxyz)
+    tracker.set_reference(reference, start_s=start)
+    for j in range(int(round(1.5 / dt))):
+        sim.hold(tracker.step(start + j * dt, sim.measured()), every)
+    live = sim.state().joint_pos_rad
+
+    def rehearsed(with_memory):
+        run = rehearsal.start(walk, state, memory if with_memory else None)
+        run.advance(1.5)
+        return rehearsal.simulation.state().joint_pos_rad
+
+    remembered, fresh = (np.abs(rehearsed(m) - live).max() for m in (True, False))
+    print(f"\nafter 1.5 s: joint difference to the live run {remembered:.2e} rad with the standing memory, "
+          f"{fresh:.2e} rad from a fresh tracker")
+    assert remembered < 0.2 * fresh

@@ -15,6 +15,7 @@ in the motion itself (its first sample = 0), where the node's playback is."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -270,6 +271,21 @@ class Rehearsal:
         """Standing still: little tilt and little base rotation (`SETTLED_TILT_RAD`, `SETTLED_RATE_RAD_S`)."""
         return (float(tilt_from_quat_wxyz(state.base_quat_wxyz)) <= self.SETTLED_TILT_RAD
                 and float(np.linalg.norm(state.base_ang_vel_body_rad_s)) <= self.SETTLED_RATE_RAD_S)
+
+    def standing_memory(self, seconds: float = 2.0) -> TrackerMemory:
+        """The memory of a tracker that has held the robot standing for ``seconds``: what a live tracker
+        remembers when its robot stands still (a full observation history and the standing action, not
+        the empty history and zero action of a fresh start). A rehearsal from a robot standing still
+        starts with it; the policy reads both. Its policy clock is left unset (the live one is unknown)."""
+        sim, tracker = self.simulation, self.tracker
+        sim.reset()
+        tracker.reset()
+        every = decimation(tracker, sim)
+        for k in range(int(round(seconds / (every * sim.dt_s)))):
+            sim.hold(tracker.step(k * every * sim.dt_s, sim.measured()), every)
+        memory = tracker.memory()
+        tracker.reset()
+        return dataclasses.replace(memory, next_policy_s=None, last_command=None)
 
     @staticmethod
     def motion_start_s(reference: ConditionedReference) -> float:
