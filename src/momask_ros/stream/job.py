@@ -3,8 +3,9 @@
 A job is made when a command arrives and lives until its final status. Between the generation
 worker and the retargeting worker travel typed tasks, in order: `FirstWindow` (start the job's clip,
 or join the playing one), `LaterWindow` (the next window of a long motion), `EndOfJob` (nothing more
-comes), `TakeBack` (a superseded continuation leaves the clip); `WindowCheck` goes to the check worker under ``physical_checks: warn``, `SpanRehearsal` under
-``rehearse`` (once the window is retargeted: the rehearsal runs on the robot samples that will play).
+comes), `TakeBack` (a superseded continuation leaves the clip); `WindowCheck` goes to the check worker
+under ``physical_checks: warn``, `SpanRehearsal` under ``rehearse`` (once the window is retargeted: the
+rehearsal runs on the robot samples that will play).
 """
 from __future__ import annotations
 

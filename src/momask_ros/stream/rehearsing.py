@@ -17,8 +17,9 @@ one, else from standing (each window's ``rehearsed_from`` says which); a robot s
 rehearsed with the memory of a tracker that has held it standing (`Rehearsal.standing_memory`: with a
 fresh tracker's empty memory, a 1.5 s walk ended 0.01 rad off the live run; with it, 1e-7). A
 takeover is rehearsed from the measured state too when the robot has drifted from the prediction
-(tilting `DIVERGED_TILT_RAD` more than predicted for now). A rehearsed robot counts as fallen a margin sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`,
-`REHEARSAL_MIN_BASE_HEIGHT_M`): a prediction that comes close to a fall is one.
+(tilting `DIVERGED_TILT_RAD` more than predicted for now). A rehearsed robot counts as fallen a margin
+sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`, `REHEARSAL_MIN_BASE_HEIGHT_M`): a
+prediction that comes close to a fall is one.
 
 While it runs, the clip's playable limit (`MotionClip.verified_s`) follows it `Rehearser.margin_s`
 behind, so every cut it may still plan lies ahead of playback; playback that catches up holds the pose
@@ -168,13 +169,13 @@ class Rehearser:
         self._standing = rehearsal.standing_memory()
         #: per clip: (clip time, the rehearsed robot's state, tracker memory and live conditioning state
         #: there, the job whose rehearsal it is) along its rehearsals, in the order rehearsed (`_predicted`)
-        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict, Job]]] = \
-            weakref.WeakKeyDictionary()
+        self._trails: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, dict,
+                                                                       Job]]] = weakref.WeakKeyDictionary()
         #: per clip rehearsed to its end: (robot time since its stream stopped, state, memory, the job whose
         #: rehearsal it is, the clip time of that end) while the rehearsed robot blends out and settles; a
         #: motion from idle soon after starts there (`_settling`)
-        self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, Job, float]]] = \
-            weakref.WeakKeyDictionary()
+        self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, Job,
+                                                                       float]]] = weakref.WeakKeyDictionary()
 
     @property
     def margin_s(self) -> float:
@@ -256,8 +257,8 @@ class Rehearser:
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
-                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, self.rehearsal.simulation.state(),
-                                                          self.rehearsal.tracker.memory(), job, clip.duration_s))
+                predicted = (self.rehearsal.simulation.state(), self.rehearsal.tracker.memory())
+                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, *predicted, job, clip.duration_s))
             # playback stays margin_s of the robot's clock behind (past the motion's end too: a short one
             # need not be rehearsed to its end before it starts); its end is cleared by the verdict
             playable = min(start + (run.rehearsed_s - run.reference.play_start_s - self.margin_s) * speed, follows)

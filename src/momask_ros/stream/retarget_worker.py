@@ -1,8 +1,9 @@
 """The retargeting worker's steps, a part of `momask_ros.stream.producer.MotionProducer`: each task fills
 a job's clip, chunk by chunk: a fresh start, a join onto the playing clip (`momask_ros.stream.joins`), a
-later window, or the flush at a job's end; or it takes a superseded continuation back out of it. Between chunks it gives way to a running generation while
-the clip has lead, and to the rehearsal that clears a fresh clip's start, and it drops work that a
-waiting continuation, a stop or a shutdown makes useless.
+later window, or the flush at a job's end; or it takes a superseded continuation back out of it.
+Between chunks it gives way to a running generation while the clip has lead, and to the rehearsal that
+clears a fresh clip's start, and it drops work that a waiting continuation, a stop or a shutdown makes
+useless.
 """
 from __future__ import annotations
 
