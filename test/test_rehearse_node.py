@@ -429,8 +429,9 @@ def test_a_takeover_is_rehearsed_from_the_measured_state_once_the_robot_drifted_
 
     watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
     # read at 1.0 s, the tracker follows 0.1 s behind: the prediction for now is the entry at 0.88 s
-    watcher._trails[clip] = [(0.5, leaning(0.0), None), (0.88, leaning(0.1), None), (0.95, leaning(0.3), None),
-                             (1.5, leaning(0.6), None)]
+    job = _job(clip)
+    watcher._trails[clip] = [(t, leaning(tilt), None, {}, job) for t, tilt in ((0.5, 0.0), (0.88, 0.1), (0.95, 0.3),
+                                                                                (1.5, 0.6))]
     measured = [None]
     watcher.state = lambda: measured[0]
     assert not watcher._diverged(clip)  # nothing measured: the prediction stands
@@ -481,7 +482,7 @@ def test_a_continuation_that_falls_before_any_of_it_plays_gives_the_motion_back(
         job = _job(clip)
         job.id, job.start_frame, job.switch_frame = 2, 24, 24  # continues at 1.2 s; playback is before it
         watcher = Rehearser(rehearser.rehearsal, joint_names=space.names)
-        watcher._trails[clip] = [(0.5, None, None), (1.0, None, None), (1.3, None, None), (1.6, None, None)]
+        watcher._trails[clip] = [(t, None, None, {}, job) for t in (0.5, 1.0, 1.3, 1.6)]
         host = Host(kept)
         watcher._apply(SpanRehearsal(job, 0, 1.1, 2.0, fresh=False), host, falls, 1.1, "predicted")
         (state, fields), = host.reports

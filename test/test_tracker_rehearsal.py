@@ -128,13 +128,10 @@ def test_a_rehearsal_from_a_robot_standing_still_starts_with_a_standing_tracker_
     assert np.abs(memory.last_action).max() > 0 and memory.next_policy_s is None
     # the live robot: standing 2 s under its tracker, then the walk
     tracker, sim = Tracker(bundle), TrackerSimulation(bundle)
-    sim.reset()
+    rollout(tracker, None, 2.0, simulation=sim)
     every = decimation(tracker, sim)
     dt = every * sim.dt_s
-    k = 0
-    for k in range(int(round(2.0 / dt))):
-        sim.hold(tracker.step(k * dt, sim.measured()), every)
-    start, state = (k + 1) * dt, sim.state()
+    start, state = sim.time_s, sim.state()
     reference = ConditionedReference.from_spec(walk, bundle.spec, bundle.joint_range_rad)
     reference.reanchor(0.0, sim.base_pos_world, sim.base_quat_wxyz)
     tracker.set_reference(reference, start_s=start)

@@ -23,6 +23,7 @@ motion's own rehearsal cleared it.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 
@@ -77,26 +78,31 @@ def _hermite_rate(values: np.ndarray, slopes: np.ndarray, i: int, j: int, span: 
             + (3 * a2 - 4 * a + 1) * slopes[i] + (3 * a2 - 2 * a) * slopes[j])
 
 
+#: The per-sample arrays of a `MotionClip`.
+_SAMPLE_ARRAYS = ("times_s", "positions", "velocities", "base_position", "base_velocity", "base_quat_wxyz")
+
+
+@dataclasses.dataclass(frozen=True)
 class _Tail:
     """What a continuation replaced in a clip from its cut on (`MotionClip.restore` puts it back): the
-    samples from index ``start`` (and the one before, whose base velocity the new samples changed), the
-    human frames, whether the clip was complete, its playable limit and its stop."""
+    sample arrays from index ``first`` (the sample before the cut, whose base velocity the new samples
+    changed, when there is one), the human frames, whether the clip was complete, its playable limit
+    and its stop."""
 
-    ARRAYS = ("times_s", "positions", "velocities", "base_position", "base_velocity", "base_quat_wxyz")
-
-    def __init__(self, cut_s: float, start: int, arrays: dict[str, np.ndarray], human_joints: np.ndarray,
-                 complete: bool, verified_s: float, stop_at_s: float | None) -> None:
-        self.cut_s, self.start, self.human_joints = cut_s, start, human_joints
-        self.complete, self.verified_s, self.stop_at_s = complete, verified_s, stop_at_s
-        for name, values in arrays.items():
-            setattr(self, name, values)
+    cut_s: float
+    first: int
+    arrays: dict[str, np.ndarray]
+    human_joints: np.ndarray
+    complete: bool
+    verified_s: float
+    stop_at_s: float | None
 
     @classmethod
     def of(cls, clip: "MotionClip", cut_s: float, start: int, stop_at_s: float | None) -> "_Tail":
         """The tail of ``clip`` (locked by the caller) that a replacement from sample ``start`` takes out."""
-        rows = slice(max(start - 1, 0), clip._ready)
-        arrays = {name: getattr(clip, name)[rows].copy() for name in cls.ARRAYS}
-        return cls(cut_s, start, arrays, clip.human_joints, clip._complete, clip.verified_s, stop_at_s)
+        first = max(start - 1, 0)
+        arrays = {name: getattr(clip, name)[first:clip._ready].copy() for name in _SAMPLE_ARRAYS}
+        return cls(cut_s, first, arrays, clip.human_joints, clip._complete, clip.verified_s, stop_at_s)
 
 
 class SwitchTooLate(PipelineError):
@@ -304,12 +310,8 @@ class MotionClip:
             out[: a.shape[0]] = a
             return out
 
-        self.positions = grown(self.positions)
-        self.velocities = grown(self.velocities)
-        self.base_position = grown(self.base_position)
-        self.base_velocity = grown(self.base_velocity)
-        self.base_quat_wxyz = grown(self.base_quat_wxyz)
-        self.times_s = grown(self.times_s)
+        for name in _SAMPLE_ARRAYS:
+            setattr(self, name, grown(getattr(self, name)))
 
     def finish(self) -> None:
         if self._ready < 2:
@@ -355,14 +357,13 @@ class MotionClip:
             tail = self._replaced_tail
             if (tail is None or tail.cut_s != cut_s or self._read_s >= cut_s or not tail.complete
                     or tail.human_joints.shape[0] != human_frames
-                    or tail.verified_s < float(tail.times_s[-1]) - 1e-9):
+                    or tail.verified_s < float(tail.arrays["times_s"][-1]) - 1e-9):
                 return False
-            first = max(tail.start - 1, 0)  # its first row is the sample before the cut, if any
-            n = first + tail.times_s.shape[0]
+            n = tail.first + tail.arrays["times_s"].shape[0]
             if n > self.times_s.shape[0]:
                 self._grow(n)
-            for name in _Tail.ARRAYS:
-                getattr(self, name)[first:n] = getattr(tail, name)
+            for name, values in tail.arrays.items():
+                getattr(self, name)[tail.first:n] = values
             self._ready, self._complete, self.human_joints = n, True, tail.human_joints
             self.verified_s, self.stop_at_s = tail.verified_s, tail.stop_at_s
             self._replaced_tail = None

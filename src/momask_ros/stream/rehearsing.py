@@ -205,9 +205,9 @@ class Rehearser:
         if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
             known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
         if known:
-            _, state, memory, *rest = known[-1]
+            state, memory = known[-1][1:3]  # a trail's entry, or a settling's
             if fresh is None:
-                start, carried = known[-1][0], rest[0] if rest else None
+                start, carried = known[-1][0], known[-1][3]
             memory = dataclasses.replace(memory, next_policy_s=None)  # its policy clock was the other run's
         stream = SpanStream(job, start, order=self._order, spec=self.rehearsal.bundle.spec,
                             following=memory is not None and not after, fresh=fresh, carried=carried)
@@ -257,8 +257,9 @@ class Rehearser:
             elif clip.complete and task.end_s >= clip.duration_s - 1e-6:  # past its end: a motion from idle
                 # started soon after starts from here
                 stopped_at = run.rehearsed_s if stopped_at is None else stopped_at
-                predicted = (self.rehearsal.simulation.state(), self.rehearsal.tracker.memory())
-                self._afters.setdefault(clip, []).append((run.rehearsed_s - stopped_at, *predicted, job, clip.duration_s))
+                state_now, memory_now = self.rehearsal.simulation.state(), self.rehearsal.tracker.memory()
+                self._afters.setdefault(clip, []).append(
+                    (run.rehearsed_s - stopped_at, state_now, memory_now, job, clip.duration_s))
             # playback stays margin_s of the robot's clock behind (past the motion's end too: a short one
             # need not be rehearsed to its end before it starts); its end is cleared by the verdict
             playable = min(start + (run.rehearsed_s - run.reference.play_start_s - self.margin_s) * speed, follows)
@@ -274,8 +275,7 @@ class Rehearser:
         """The trail of ``clip`` up to clip time ``at_s``: what its rehearsals predicted, without the
         predictions for a job that will never play (superseded, refused or taken back: the clip plays
         what it continued instead); the last entry is the latest prediction for then."""
-        return [entry for entry in self._trails.get(clip, ()) if entry[0] <= at_s + 1e-9
-                and not (len(entry) > 4 and entry[4].cancelled)]
+        return [entry for entry in self._trails.get(clip, ()) if entry[0] <= at_s + 1e-9 and not entry[4].cancelled]
 
     def _settling(self, clip: MotionClip) -> list[tuple]:
         """The predicted blend-out and settling after ``clip``'s end as it played: the latest rehearsal

@@ -139,8 +139,8 @@ class TrackedLoop:
     """
 
     def __init__(self, bundle: TrackerBundle, *, policy_rate_hz: float | None = None,
-                 reference_delay_s: float = REFERENCE_DELAY_S, t0_s: float = 0.0, video: str | Path | None = None, video_fps: float = 20.0,
-                 video_size: tuple[int, int] = (640, 360)) -> None:
+                 reference_delay_s: float = REFERENCE_DELAY_S, t0_s: float = 0.0, video: str | Path | None = None,
+                 video_fps: float = 20.0, video_size: tuple[int, int] = (640, 360)) -> None:
         spec = self.spec = bundle.spec
         self.simulation = TrackedSimulation(bundle)
         self.sim = self.simulation.sim

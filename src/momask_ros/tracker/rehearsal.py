@@ -27,7 +27,7 @@ from momask_ros.physics.checks import WindowDecision
 
 from .controller import Tracker, TrackerMemory, TrackerState
 from .reference import ConditionedReference, RobotReference
-from .rollout import RobotState, TrackerSimulation, decimation
+from .rollout import RobotState, TrackerSimulation, decimation, rollout
 from .rotations import tilt_from_quat_wxyz
 from .spec import TrackerBundle, TrackerError
 
@@ -277,14 +277,9 @@ class Rehearsal:
         remembers when its robot stands still (a full observation history and the standing action, not
         the empty history and zero action of a fresh start). A rehearsal from a robot standing still
         starts with it; the policy reads both. Its policy clock is left unset (the live one is unknown)."""
-        sim, tracker = self.simulation, self.tracker
-        sim.reset()
-        tracker.reset()
-        every = decimation(tracker, sim)
-        for k in range(int(round(seconds / (every * sim.dt_s)))):
-            sim.hold(tracker.step(k * every * sim.dt_s, sim.measured()), every)
-        memory = tracker.memory()
-        tracker.reset()
+        rollout(self.tracker, None, seconds, simulation=self.simulation)
+        memory = self.tracker.memory()
+        self.tracker.reset()
         return dataclasses.replace(memory, next_policy_s=None, last_command=None)
 
     @staticmethod
