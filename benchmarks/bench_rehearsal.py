@@ -164,6 +164,7 @@ class LockStep:
         self.conductor = world.conductor(mode, self.now_ns, lambda: self.now_ns * 1e-9, **params)
         self.loop = TrackedLoop(world.bundle, t0_s=self.now_ns * 1e-9)
         world.rehearser.state = self.loop.simulation.state  # the robot's measured state, as the node's topics give it
+        world.rehearser.memory = self.loop.tracker.memory  # its tracker's memory, as `tracker/memory` gives it
         self.names = world.pipeline.joint_space.names
         self.statuses: list[dict] = []
 

@@ -519,3 +519,94 @@ def test_a_motion_from_idle_starts_from_the_settling_of_the_end_that_played(g1_p
     assert [e[1] for e in watcher._settling(clip)] == ["base", "base"]
     clip.cut(1.5)
     assert watcher._settling(clip) == []
+
+
+def test_a_playing_motion_is_watched_from_the_robot_and_cut_when_the_robot_starts_to_fall(g1_pipeline, rehearser):
+    """With the robot's measured state and its tracker's memory, a motion that plays is rehearsed again from
+    the robot every `WATCH_EVERY_S` (a watch): a walk the live robot (the tracked simulator, lock-step)
+    follows well plays whole, watched; once the measured robot is rolling over, the next watch predicts the
+    fall and the motion is cut where playback is, its ``physical_windows`` saying ``watched``."""
+    from momask_ros.stream.rehearsing import WATCH_EVERY_S
+    from momask_ros.stream.tracked_loop import TrackedLoop
+    from momask_ros.tracker.rollout import RobotState
+    from momask_ros.tracker.rotations import rpy_to_quat_wxyz
+
+    names = g1_pipeline.joint_space.names
+    loop = TrackedLoop(rehearser.rehearsal.bundle, t0_s=10**12 * 1e-9)
+    source = {"state": loop.simulation.state}
+    watcher = Rehearser(rehearser.rehearsal, joint_names=names, state=lambda: source["state"](),
+                        memory=loop.tracker.memory)
+
+    class Live(Drive):
+        def tick(self):
+            self.conductor.run_pending()
+            out = self.conductor.tick(self.now_ns)
+            for p in out.samples:
+                s = p.sample
+                loop.push(p.stamp_ns * 1e-9, names, s.positions, s.base_position, s.base_quat_wxyz,
+                          velocities=s.velocities, base_linear_velocity=s.base_linear_velocity,
+                          base_angular_velocity=s.base_angular_velocity)
+            for s in out.statuses:
+                self.statuses.append(dict(s.fields, state=s.state))
+                loop.status(s.state, s.fields)
+            loop.step()
+            self.now_ns += PERIOD_NS
+
+    d = Live(g1_pipeline, watcher)
+    d.run(1.0)  # standing under its tracker first
+    d.send("a person walks forward length=4s seed=0")
+    mine = d.final(1)
+    assert "cut" not in mine[-1] and mine[-1]["duration_s"] == pytest.approx(3.95), mine[-1]
+    assert watcher.watches >= 2 and mine[-1]["watched"] == watcher.watches and not loop.report.fell
+    assert all(w.get("rehearsed_from") != "watched" for w in mine[-1]["physical_windows"])
+
+    d.run(2.0)
+    d.send("a person walks forward length=4s seed=1")
+    d.run(1.0 + WATCH_EVERY_S)  # playing, watched once at least
+    watched = watcher.watches
+    spec = rehearser.rehearsal.bundle.spec
+    rolling = dataclasses.replace(RobotState.standing(spec), base_quat_wxyz=rpy_to_quat_wxyz(np.array([0.5, 0.0, 0.0])),
+                                  base_ang_vel_body_rad_s=np.array([4.0, 0.0, 0.0]))
+    source["state"] = lambda: rolling
+    mine = d.final(2)
+    assert watcher.watches > watched
+    cut = [s for s in mine if s["state"] == "rejected"]
+    assert cut and cut[0]["reason"] == "falls_in_rehearsal", mine
+    assert mine[-1]["cut"] and mine[-1]["duration_s"] < 3.5
+    assert mine[-1]["physical_windows"][-1]["rehearsed_from"] == "watched"
+
+
+def test_a_watch_is_due_each_second_of_a_cleared_motion_with_the_robot_and_its_tracker_known(g1_pipeline, rehearser):
+    """A watch is due once a second of playback has passed since the job's start or its last watch, once
+    the clip is cleared to its end, and only with both the measured state and the tracker's memory."""
+    from momask_ros.stream.rehearsing import WATCH_EVERY_S
+    from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
+    from momask_ros.tracker.rollout import RobotState
+
+    space, fps = g1_pipeline.joint_space, 20.0
+    times, q, pos, quat = _swaying(space, 81, fps)
+    clip = MotionClip(joint_space=space, fps=fps, human_joints_ros=np.zeros((81, 22, 3)))
+    clip.append(times, q, pos, quat)
+    clip.finish()
+    clip.verified_s = 2.0  # rehearsed this far
+    job = _job(clip)
+    standing = RobotState.standing(rehearser.rehearsal.bundle.spec)
+    memory = rehearser._standing
+    watcher = Rehearser(rehearser.rehearsal, joint_names=space.names, state=lambda: standing, memory=lambda: memory)
+    watcher._trails[clip] = [(t, standing, memory, {}, job) for t in np.arange(0.0, 4.0, 0.05)]
+    clip.at(0.5 * WATCH_EVERY_S)
+    assert watcher.watch_due(job) is None  # too soon after the start
+    clip.at(WATCH_EVERY_S + 0.5)
+    assert watcher.watch_due(job) is None  # not cleared to its end yet: its spans' rehearsals go first
+    clip.verify(clip.duration_s, since=0)
+    task = watcher.watch_due(job)
+    assert task is not None and task.watch and not task.fresh
+    assert task.start_s == pytest.approx(WATCH_EVERY_S + 0.5 - REFERENCE_DELAY_S) and task.end_s == clip.duration_s
+    assert watcher.watch_due(job) is None  # the next one a second of playback later
+    clip.at(2 * WATCH_EVERY_S + 0.6)
+    assert watcher.watch_due(job) is not None
+    clip.at(3 * WATCH_EVERY_S + 0.7)
+    for blind in (Rehearser(rehearser.rehearsal, joint_names=space.names, state=lambda: standing),  # no memory
+                  Rehearser(rehearser.rehearsal, joint_names=space.names, memory=lambda: memory)):  # no state
+        blind._trails[clip] = watcher._trails[clip]
+        assert blind.watch_due(job) is None

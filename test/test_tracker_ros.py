@@ -23,10 +23,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Empty, Float64MultiArray, String
 
+from momask_ros.ros.memory_messages import memory_from_msg
 from momask_ros.ros.messages import pose_stamped_msg, time_msg
 from momask_ros.tracker import load_spec
+from momask_ros.tracker.observation import ObservationBuilder
+from momask_ros.tracker.policy import pd_target_rad
 from momask_ros.tracker.synthetic import synthetic_walk
 
 from ros_harness import DEEP, DOMAIN_ID, wait_until
@@ -61,11 +64,12 @@ class Loop:
         self.node = Node("tracker_test_probe", context=context, namespace=namespace)
         n = self.node
         self.poses, self.commands, self.joints, self.imu = [], [], [], []
-        self.sim_status, self.tracker_status, self.gains = [], [], []
+        self.sim_status, self.tracker_status, self.gains, self.memories = [], [], [], []
         n.create_subscription(PoseStamped, "sim/base_pose", self.poses.append, DEEP)
         n.create_subscription(JointState, "tracker/pd_command", self.commands.append, DEEP)
         n.create_subscription(JointState, "joint_states", self.joints.append, DEEP)
         n.create_subscription(Imu, "imu", self.imu.append, DEEP)
+        n.create_subscription(Float64MultiArray, "tracker/memory", self.memories.append, DEEP)
         n.create_subscription(String, "sim/status", lambda m: self.sim_status.append(json.loads(m.data)), DEEP)
         n.create_subscription(String, "tracker/status", lambda m: self.tracker_status.append(json.loads(m.data)), DEEP)
         n.create_subscription(String, "tracker/pd_gains", lambda m: self.gains.append(json.loads(m.data)), LATCHED)
@@ -224,6 +228,13 @@ def test_free_base_g1_walks_forward_then_stands_without_falling(loops):
     stamps = sorted({round(_stamp(m), 4) for m in a.commands})
     assert np.allclose(np.diff(stamps), 0.02, atol=1e-4)
     assert {m.header.frame_id for m in a.commands} == {"tracking"}
+    # its memory after each policy tick (here every period): the last action it holds is the command's
+    obs = ObservationBuilder.from_spec(SPEC)
+    memories = [memory_from_msg(m, history_length=obs.history_length, frame_dim=obs.frame_dim,
+                                num_joints=SPEC.num_joints) for m in list(a.memories)]
+    assert len(memories) >= 0.9 * len(a.commands)
+    targets = {tuple(np.round(m.position, 9)) for m in a.commands}
+    assert all(tuple(np.round(pd_target_rad(SPEC, m.last_action), 9)) in targets for m in memories[-50:])
 
 
 def test_lock_step_gives_the_same_trajectory_twice(loops):

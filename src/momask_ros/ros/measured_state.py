@@ -1,10 +1,12 @@
 """The robot's measured state for ``physical_checks: rehearse``: the latest JointState, Imu and base
-PoseStamped a robot (or `momask_sim`) publishes, as the `RobotState` a rehearsal starts from.
+PoseStamped a robot (or `momask_sim`) publishes, as the `RobotState` a rehearsal starts from, and the
+latest memory its tracker publishes (``tracker/memory``, `momask_ros.ros.memory_messages`).
 
 Only what the topics carry is used: joint positions and velocities, base position (the pose topic; else
 the origin at the standing height), orientation and gyro (the Imu). The base's linear velocity is not
 measured and taken as zero. A state older than `MAX_AGE_S` (on the node's clock), or one with joints
-missing, is not used: the rehearsal then starts from standing.
+missing, is not used: the rehearsal then starts from standing. A memory older than `MAX_AGE_S` (a
+tracker that stopped its policy: fallen, or gone) or of another layout is not used either.
 """
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
+from std_msgs.msg import Float64MultiArray
 
+from momask_ros.ros.memory_messages import MemoryMessageError, memory_from_msg
 from momask_ros.ros.pd_messages import imu_gyro, imu_quat_wxyz
+from momask_ros.tracker.controller import TrackerMemory
+from momask_ros.tracker.observation import ObservationBuilder
 from momask_ros.tracker.rollout import RobotState
+from momask_ros.tracker.spec import TrackerSpec
 
 __all__ = ["MeasuredStateListener"]
 
@@ -31,10 +38,20 @@ class MeasuredStateListener:
         joint_names: the tracker's joints, the order of `RobotState`.
         standing_height_m: base height when no pose topic gives one.
         now_s: the node's clock [s].
+        memory_topic: the tracker's ``tracker/memory`` ('' = none); ``spec``, the tracker's, gives its layout.
     """
 
     def __init__(self, node: Node, *, joint_state_topic: str, imu_topic: str, base_pose_topic: str,
-                 joint_names: Sequence[str], standing_height_m: float, now_s: Callable[[], float]) -> None:
+                 joint_names: Sequence[str], standing_height_m: float, now_s: Callable[[], float],
+                 memory_topic: str = "", spec: TrackerSpec | None = None) -> None:
+        self._node = node
+        self._memory: tuple[float, TrackerMemory] | None = None
+        self._layout = None
+        if memory_topic and spec is not None:
+            obs = ObservationBuilder.from_spec(spec)
+            self._layout = {"history_length": obs.history_length, "frame_dim": obs.frame_dim,
+                            "num_joints": spec.num_joints}
+            node.create_subscription(Float64MultiArray, memory_topic, self._on_memory, 10)
         self._names = list(joint_names)
         self._height = float(standing_height_m)
         self._now_s = now_s
@@ -61,6 +78,20 @@ class MeasuredStateListener:
 
     def _on_imu(self, msg: Imu) -> None:
         self._imu = (imu_quat_wxyz(msg), imu_gyro(msg))
+
+    def _on_memory(self, msg: Float64MultiArray) -> None:
+        try:
+            self._memory = (self._now_s(), memory_from_msg(msg, **self._layout))
+        except MemoryMessageError as exc:
+            self._memory = None
+            self._node.get_logger().warning(f"tracker memory not used: {exc}", throttle_duration_sec=10.0)
+
+    def memory(self) -> TrackerMemory | None:
+        """The tracker's latest memory, or None (none, stale or unusable)."""
+        memory = self._memory
+        if memory is None or self._now_s() - memory[0] > MAX_AGE_S:
+            return None
+        return memory[1]
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p = msg.pose.position

@@ -127,10 +127,11 @@ class MomaskNode(Node):
         listener = MeasuredStateListener(self, joint_state_topic=p["measured_joint_state_topic"],
                                          imu_topic=p["measured_imu_topic"],
                                          base_pose_topic=p["measured_base_pose_topic"],
+                                         memory_topic=p["measured_tracker_memory_topic"], spec=spec,
                                          joint_names=spec.joint_names, standing_height_m=spec.standing_height_m,
                                          now_s=lambda: self._now_ns() * 1e-9)
         self.get_logger().info(f"rehearsing every motion with {spec.name} from {rehearsal.bundle.directory}")
-        return Rehearser(rehearsal, joint_names=self._names, state=listener.state)
+        return Rehearser(rehearsal, joint_names=self._names, state=listener.state, memory=listener.memory)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         updates = {}

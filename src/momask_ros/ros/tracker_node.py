@@ -21,6 +21,9 @@ Topics (defaults; relative names resolve in the node's namespace):
   measured base height and position): the robot's state, paired by stamp.
 * in  ``tracker/reset`` std_msgs/Empty: leave the fallen state, once the robot is upright again.
 * out ``tracker/pd_command``, ``tracker/pd_gains`` (latched): `momask_ros.ros.pd_messages`.
+* out ``tracker/memory`` std_msgs/Float64MultiArray, after each policy tick: the tracker's observation
+  history and last action (`momask_ros.ros.memory_messages`), so momask_node's rehearsals from the
+  measured state continue as this tracker would.
 * out ``tracker/status`` std_msgs/String JSON: ``state`` (waiting, standing, tracking, fallen), ``fallen``,
   ``fall_time_s``, ``fall_reason``, ``refused`` (the last refused command and why), ``reset``,
   ``reference`` (phase, newest stamp, anchored base position, what conditioning changed), policy rate and
@@ -42,8 +45,9 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Empty, Float64MultiArray, String
 
+from momask_ros.ros.memory_messages import tracker_memory_msg
 from momask_ros.ros.pd_messages import imu_gyro, imu_quat_wxyz, pd_command_msg, pd_gains_msg, stamp_ns
 from momask_ros.tracker import (LiveReference, MeasuredState, Tracker, TrackerError, TrackerState, default_tracker_dir,
                                 load_tracker)
@@ -67,6 +71,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "base_pose_topic": ("sim/base_pose", "measured base PoseStamped (height for fall detection); '' = none"),
     "pd_command_topic": ("tracker/pd_command", "out: PD targets (JointState; frame_id = gain set)"),
     "pd_gains_topic": ("tracker/pd_gains", "out, latched: gain sets (JSON)"),
+    "memory_topic": ("tracker/memory", "out: observation history and last action after each policy tick "
+                     "(Float64MultiArray), for momask_node's rehearsals; '' = not published"),
     "status_topic": ("tracker/status", "out: status JSON"),
     "reset_topic": ("tracker/reset", "Empty: leave the fallen state once the robot is upright (ignored otherwise)"),
     "reference_delay": (REFERENCE_DELAY_S, "the reference is tracked this far behind the robot's clock [s], so "
@@ -151,6 +157,8 @@ class TrackerNode(Node):
         self._cmd_pub = self.create_publisher(JointState, p["pd_command_topic"], DEEP)
         self._gains_pub = self.create_publisher(String, p["pd_gains_topic"], LATCHED)
         self._status_pub = self.create_publisher(String, p["status_topic"], 50)
+        self._memory_pub = (self.create_publisher(Float64MultiArray, p["memory_topic"], 10)
+                            if p["memory_topic"] else None)
 
         def sub(kind, topic: str, callback, qos) -> None:
             self.create_subscription(kind, topic, self._guarded(callback), qos)
@@ -344,6 +352,8 @@ class TrackerNode(Node):
         command = self.tracker.step(t, measured)
         if command is not last and not command.safe:  # the policy ran (between its ticks: the same command)
             self._policy_ms.append((time.perf_counter() - tick) * 1e3)
+            if self._memory_pub is not None:
+                self._memory_pub.publish(tracker_memory_msg(self.tracker.memory()))
         self._command = command
         msg = pd_command_msg(self._names, command.target_rad, "safe" if command.safe else "tracking",
                              parts["joints"].header.stamp)

@@ -61,6 +61,11 @@ class WindowChecks:
         self._running: Job | None = None  # whose span is being rehearsed now
 
     @property
+    def running(self) -> Job | None:
+        """The job whose span (or watch) the check worker rehearses now."""
+        return self._running
+
+    @property
     def rehearsing(self) -> bool:
         return self._producer.settings.physical_checks == "rehearse" and self.rehearser is not None
 

@@ -275,6 +275,7 @@ class Conductor:
             self._catch_up(now_ns, samples, trajectories)
             self._take_ready(now_ns)
             self._step(now_ns, samples, trajectories)
+            self.producer.watch(self._job)
         except Exception as exc:  # keep the control loop alive whatever happens
             self._internal(exc)
         active = self._job.id if self._job is not None else None
@@ -313,9 +314,12 @@ class Conductor:
         now, self._now_ns = now_ns * 1e-9, now_ns
         t = (now_ns - self._t0_ns) * 1e-9
         if self._motion is not None and (cut_due(self._motion, t) or self._into_superseded(t)):  # done, then stand
-            if self._job is not None and not self._job.cancelled:
+            clip, ended = self._motion.clip, self._job is not None and not self._job.cancelled
+            if ended:
                 self._report("done", self._job, cut_fields(self._motion, self._job, t))
             self._start(after_cut(self._last, self.pipeline.joint_space, self.settings), None, now_ns)
+            if ended:  # the robot's tracker blends out from here, as after a motion's end
+                self._ended = (clip, now_ns)
             t = 0.0
         if self._motion is not None:
             self._follow_segments(t, now)

@@ -114,6 +114,12 @@ class LiveFollowed:
         live = LiveReference.from_spec(spec, self._bundle.joint_range_rad,
                                        blend_in_s=spec.blend_in_s if self._blend_in else 0.0)
         live.begin(0.0, from_weight=self._blend_from if self._blend_in else None)
+        if self._blend_in and self._blend_from > 0.0 and self.play_start_s > 0.0:
+            # a blend-out under way: until the stream is followed, the tracker follows what the node holds
+            # (the stream's first sample, held still), not standing (a 1 rad jump of the arms after a dance's cut)
+            pos, quat, q = self._data["pose"]
+            live.push(-self.play_start_s, pos[0], quat[0], q[0], base_lin_vel_world=np.zeros(3),
+                      base_ang_vel_world=np.zeros(3))
         if self._carried is not None:  # a continuation: the hold of a section beyond the robot goes on
             live.carry_on(self._carried, 0.0)
         self._state = {"live": live, "rows": [], "k": 0, "last": 0, "ended": False}  # shared by shallow copies

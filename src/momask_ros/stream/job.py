@@ -125,7 +125,9 @@ class WindowCheck:
 class SpanRehearsal:
     """Rehearse's run of ``job``'s clip samples from clip time ``start_s`` to ``end_s`` [s], its span
     number ``window`` (0: the first). ``fresh``: the clip starts with it, and its playback waits for the
-    rehearsal to clear a start; ``since``: how many replacements the clip had when the span was taken."""
+    rehearsal to clear a start; ``since``: how many replacements the clip had when the span was taken;
+    ``watch``: the rest of a motion that plays, rehearsed again from the robot's measured state
+    (`momask_ros.stream.rehearsing.Rehearser.watch_due`)."""
 
     job: Job
     window: int
@@ -133,3 +135,4 @@ class SpanRehearsal:
     end_s: float
     fresh: bool
     since: int = 0
+    watch: bool = False

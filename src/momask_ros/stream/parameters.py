@@ -149,6 +149,10 @@ PARAMETERS: dict[str, Param] = {
     "measured_imu_topic": Param("", "rehearse: the robot's base Imu (orientation, gyro); '' = none", check=_topic(True)),
     "measured_base_pose_topic": Param("", "rehearse: the robot's measured base PoseStamped (a simulator's "
                                        "sim/base_pose); '' = none", check=_topic(True)),
+    "measured_tracker_memory_topic": Param("", "rehearse: the robot's tracker's memory (momask_tracker's "
+                                            "tracker/memory), so rehearsals from the measured state continue as "
+                                            "that tracker would, and a playing motion is re-rehearsed from the "
+                                            "robot as it goes; '' = none", check=_topic(True)),
     "physical_max_torque_ratio": Param(1.0, "reject above this peak |torque| / effort limit", read_only=False,
                                         check=_positive),
     "physical_min_zmp_inside": Param(0.8, "reject when the ZMP is inside the support polygon in fewer supported "

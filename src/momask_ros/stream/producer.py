@@ -330,6 +330,22 @@ class MotionProducer(RetargetWorker):
         """The model runs, or commands wait for it (a check gives way)."""
         return self.computing or bool(self._inbox)
 
+    def checks_waiting(self) -> bool:
+        """Checks or spans wait for the check worker (a rehearsal's watch gives way to them)."""
+        return bool(self._checks)
+
+    def watch(self, job: Job | None) -> None:
+        """Control loop, each tick: under rehearse, a watch of the motion ``job`` plays when one is due
+        (`momask_ros.stream.rehearsing.Rehearser.watch_due`) and the check worker has nothing else to do."""
+        checks = self.checks
+        if job is None or not checks.rehearsing:
+            return
+        with self.lock:
+            if self._checks or checks.running is not None or (task := checks.rehearser.watch_due(job)) is None:
+                return
+            self._checks.append(task)
+            self.lock.notify_all()
+
     def refuse(self, job: Job, status: dict) -> None:
         """A job that has not started playing is refused (``rejected``): nothing of it plays."""
         with self.lock:

@@ -21,6 +21,13 @@ takeover is rehearsed from the measured state too when the robot has drifted fro
 sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`, `REHEARSAL_MIN_BASE_HEIGHT_M`): a
 prediction that comes close to a fall is one.
 
+With the memory of the robot's own tracker as well (``tracker/memory``: its observation history and last
+action), a rehearsal from the measured state continues as that tracker would, and a motion that starts
+now (a preempt, or one from idle) starts from the robot as it is rather than from a prediction. And a
+motion that plays is watched: every `WATCH_EVERY_S` the rest of it is rehearsed again,
+`WATCH_HORIZON_S` ahead, from the robot as it is (a prediction chained from a long dance's start drifts
+after a few seconds); a fall the watch finds cuts it like any other (``rehearsed_from: watched``).
+
 While it runs, the clip's playable limit (`MotionClip.verified_s`) follows it `Rehearser.margin_s`
 behind, so every cut it may still plan lies ahead of playback; playback that catches up holds the pose
 until more is cleared (the job's ``rehearsal_held_s`` says how long). A fresh clip starts playing once
@@ -73,8 +80,14 @@ CUT_ATTEMPTS = 4
 #: The rehearsed robot "falls" this much sooner than the tracker's own detection would say: its base tilts
 #: past `REHEARSAL_MAX_TILT_RAD` or drops below `REHEARSAL_MIN_BASE_HEIGHT_M` (the spec's are 1.0 rad and
 #: 0.35 m). A rehearsal is a prediction: a motion that comes close to a fall in it may fall on the robot.
-REHEARSAL_MAX_TILT_RAD = 0.75
-REHEARSAL_MIN_BASE_HEIGHT_M = 0.45
+#: At 0.75 rad a watch followed the live dance within 0.04 rad for 1.5 s up to 0.70 rad, where the rehearsed
+#: robot recovered and the live one fell (stream seed 7); seeds 1-60 (min height 0.45 m): 57 streams stood
+#: at 0.65 rad, 56 at 0.75 rad.
+#: The height is also above the live simulator's own fall line (`momask_sim`: 0.6 x its 0.793 m standing
+#: height, 0.476 m, below which `sim/status` says fallen): at 0.45 m a getup whose rehearsed pelvis dipped to
+#: 0.46 m passed, and the live one, at 0.43 m, was a fall (bench_rehearsal stream, seed 27).
+REHEARSAL_MAX_TILT_RAD = 0.65
+REHEARSAL_MIN_BASE_HEIGHT_M = 0.50
 #: Rehearsed time after the robot is back on a standing reference [s]: a G1 off balance after a deep crouch
 #: or a cut wobbled for 2-3 s and then fell (bench_rehearsal stream, seed 6); the tracker's default is 1.5.
 SETTLE_S = 3.0
@@ -82,6 +95,14 @@ SETTLE_S = 3.0
 #: when the robot tilts this much more than that rehearsal predicted for now [rad] (bench_rehearsal
 #: stream, seed 12: an 8 s dance left the robot at tilt 0.51 where its rehearsal predicted 0.28).
 DIVERGED_TILT_RAD = 0.15
+#: While a motion plays, the rest of it is rehearsed again (a watch) every `WATCH_EVERY_S` of playback
+#: [s of the robot's clock], `WATCH_HORIZON_S` ahead, from the robot's measured state and its tracker's
+#: memory: a prediction chained from the motion's start holds for a few seconds only (bench_rehearsal
+#: stream, seed 27: within 0.03 rad for 3.5 s, then 0.53 rad live against 0.16 predicted). A watch that
+#: falls cuts the motion, no sooner than `WATCH_CUT_AFTER_S` after where the tracker followed it then.
+WATCH_EVERY_S = 1.0
+WATCH_HORIZON_S = 4.0
+WATCH_CUT_AFTER_S = 0.3
 
 
 class RehearsalUnavailable(ValueError):
@@ -132,6 +153,9 @@ class Host(Protocol):
     def drop(self, job: Job) -> None:
         """A job that will never play (its motion is cut before it takes over) waits no more."""
 
+    def checks_waiting(self) -> bool:
+        """Spans wait for rehearsal (a watch gives way to them)."""
+
     def drop_following(self, job: Job, reason: str) -> None:
         """The later segments of ``job``'s sequence are refused (they would continue a stopped motion)."""
 
@@ -147,6 +171,9 @@ class Rehearser:
         rehearsal: the rehearsal (its tracker, robot model, cut lead and attempts).
         joint_names: the stream's joint order (its clips' columns).
         state: the robot's measured state now, or None (rehearsals then start from standing).
+        memory: the memory of the robot's own tracker now (`Tracker.memory`), or None: a rehearsal from
+            the measured state then starts with a standing tracker's memory, or a fresh one's. With both,
+            a motion that plays is watched (`watch_due`).
         step_s: rehearsed time between two raises of the playable limit [s of the rehearsal's clock]; also
             the spacing of the predicted states a preempting motion is rehearsed from (the last one at or
             before its takeover: at 0.25 s a jog was up to a stride out of phase, and the dance that
@@ -154,9 +181,11 @@ class Rehearser:
     """
 
     def __init__(self, rehearsal: Rehearsal, *, joint_names: Sequence[str],
-                 state: Callable[[], RobotState | None] = lambda: None, step_s: float = 0.05) -> None:
+                 state: Callable[[], RobotState | None] = lambda: None,
+                 memory: Callable[[], TrackerMemory | None] = lambda: None, step_s: float = 0.05) -> None:
         self.rehearsal = rehearsal
         self.state = state
+        self.memory = memory
         #: where a fresh motion's stream starts: the conductor that plays the spans sets it
         self.stream_start: Callable[[], StreamStart] = lambda: StreamStart(
             RobotPose(np.zeros(len(joint_names)), base_valid=False), 0.0, 0.02)
@@ -176,6 +205,9 @@ class Rehearser:
         #: motion from idle soon after starts there (`_settling`)
         self._afters: weakref.WeakKeyDictionary[MotionClip, list[tuple[float, RobotState, TrackerMemory, Job,
                                                                        float]]] = weakref.WeakKeyDictionary()
+        #: per playing job: the clip time its last watch started from
+        self._watched: weakref.WeakKeyDictionary[Job, float] = weakref.WeakKeyDictionary()
+        self.watches = 0  # run so far (diagnostics)
 
     @property
     def margin_s(self) -> float:
@@ -191,6 +223,8 @@ class Rehearser:
         if clip is None or self._gone(job) or (clip.stop_at_s is not None and task.start_s >= clip.stop_at_s):
             return None
         start, state, memory, carried = task.start_s, None, None, None
+        if task.watch:
+            return self._watch(task, host)
         fresh = self.stream_start() if task.fresh else None
         # from the robot's state where the stream takes over, as rehearsed: a continuation in its own
         # clip; a fresh start in the clip that plays, now or at its end; from idle, in the blend-out and
@@ -204,6 +238,9 @@ class Rehearser:
                 known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
         if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
             known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
+        if known and fresh is not None and (after or fresh.takeover_s <= fresh.playing.read_s + 1e-6) \
+                and self.memory() is not None and self.state() is not None:
+            known = []  # it starts now: from the robot as it is, with its tracker's own memory
         if known:
             state, memory = known[-1][1:3]  # a trail's entry, or a settling's
             if fresh is None:
@@ -219,24 +256,81 @@ class Rehearser:
             if task.fresh:
                 host.release(job)
             return None
+        origin = "predicted" if memory is not None else "measured"
+        if memory is None:
+            state, memory = self._measured()
+            origin = "measured" if state is not None else "standing"
+        return self._rehearse(task, host, stream, reference, state, memory, start, origin, end)
+
+    def watch_due(self, job: Job) -> SpanRehearsal | None:
+        """A watch of the motion ``job`` plays (the control loop asks each tick), when one is due: its clip
+        is written and cleared to its end (no span of it waits), the tracker follows it past the job's
+        switch, the robot's measured state and its tracker's memory are known, and playback moved on
+        `WATCH_EVERY_S` since the job's start or its last watch."""
+        clip = job.clip
+        if clip is None or self._gone(job) or not clip.complete or clip.failed is not None:
+            return None
+        end = clip.stop_at_s if clip.stop_at_s is not None else clip.duration_s
+        followed = clip.read_s - REFERENCE_DELAY_S * job.command.speed
+        since = self._watched.get(job, job.switch_frame / clip.fps)
+        if (clip.verified_s < end - 1e-6 or followed >= end or followed < since + WATCH_EVERY_S * job.command.speed
+                or not self._predicted(clip, followed) or self.state() is None or self.memory() is None):
+            return None
+        self._watched[job] = followed
+        return SpanRehearsal(job, job.rehearsals, followed, end, fresh=False, since=len(clip.replaced), watch=True)
+
+    def _watch(self, task: SpanRehearsal, host: Host) -> RehearsalResult | None:
+        """A watch (`watch_due`): the rest of the clip from where the tracker follows it, as the node streams
+        it on, from the robot's measured state and its tracker's memory; the conditioning's state is the
+        latest prediction's for there. It adds nothing to what later rehearsals start from."""
+        known = self._predicted(task.job.clip, task.start_s)
+        state, memory = self.state(), self.memory()
+        if not known or state is None or memory is None:
+            return None
+        self.watches += 1
+        with host.lock:  # the job's statuses say how often it was watched
+            task.job.fields["watched"] = task.job.fields.get("watched", 0) + 1
+        stream = SpanStream(task.job, known[-1][0], order=self._order, spec=self.rehearsal.bundle.spec,
+                            following=True, fresh=None, carried=known[-1][3])
+        reference = stream.update(task.end_s)
+        if reference is None:
+            return None
+        return self._rehearse(task, host, stream, reference, state, dataclasses.replace(memory, next_policy_s=None),
+                              known[-1][0], "watched", lambda idle: None)
+
+    def _measured(self) -> tuple[RobotState | None, TrackerMemory | None]:
+        """The robot's measured state and the memory its rehearsal starts with: its own tracker's when
+        known, else that of a tracker holding it standing when it stands still, else none (a fresh start)."""
+        state, memory = self.state(), self.memory()
+        if memory is not None and state is not None:
+            return state, dataclasses.replace(memory, next_policy_s=None)  # its policy clock is the live one's
+        if state is None or self.rehearsal.settled(state):
+            return state, self._standing  # the robot stands still: so has its tracker, for a while
+        return state, None
+
+    def _rehearse(self, task: SpanRehearsal, host: Host, stream: SpanStream, reference, state: RobotState | None,
+                  memory: TrackerMemory | None, start: float, origin: str,
+                  end: Callable[[bool], float | None]) -> RehearsalResult | None:
+        """Rehearse a span's stream (`run`), raising the clip's playable limit, and act on the verdict; a
+        watch rehearses `WATCH_HORIZON_S` ahead only, and acts only on a fall."""
+        job, clip = task.job, task.job.clip
         speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
         trail = self._trails.setdefault(clip, [])
         stopped_at = None  # the rehearsed time where the clip's stream stopped (a span that ends the clip)
-        self.spans += 1
-        if memory is None:
-            state = self.state()
-        origin = "predicted" if memory is not None else "measured" if state is not None else "standing"
-        if memory is None and (state is None or self.rehearsal.settled(state)):
-            memory = self._standing  # the robot stands still: so has its tracker, for a while
+        self.spans += not task.watch
         try:
             run = self.rehearsal.start(reference, state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
             result = RehearsalResult.beyond_robot(str(exc))
-            self._apply(task, host, result, start, origin)
+            if not task.watch:
+                self._apply(task, host, result, start, origin)
             return result
+        if task.watch:
+            run.earliest_cut_s = WATCH_CUT_AFTER_S
         released = not task.fresh
+        horizon = WATCH_HORIZON_S if task.watch else math.inf
         while True:
-            target = min(run.rehearsed_s + self.step_s, run.end_s, run.reference.known_s)
+            target = min(run.rehearsed_s + self.step_s, run.end_s, run.reference.known_s, horizon)
             first = run.reference.play_start_s + self.margin_s + 1.0 / clip.fps / speed  # clears the first sample
             if not released and run.rehearsed_s < first:
                 target = min(target, first)  # the first JointState waits for this: no further than it needs
@@ -246,10 +340,14 @@ class Rehearser:
                 run.reference.grow(stream.update(task.end_s))
                 continue
             result = run.advance(target)
-            if self._gone(job):
-                return None
+            if self._gone(job) or (task.watch and host.checks_waiting()):
+                return None  # a watch gives way to the spans that wait
             if result.falls or result.complete:
                 break
+            if task.watch:
+                if run.rehearsed_s >= horizon - 1e-9:
+                    return result  # stays up as far as a watch looks
+                continue  # it clears nothing and leaves no prediction behind
             follows = start + run.reference.motion_time_s(run.rehearsed_s) * speed  # the clip time followed now
             if follows < task.end_s - 1e-9:  # where a continuation of it would start from
                 trail.append((follows, self.rehearsal.simulation.state(), self.rehearsal.tracker.memory(),
@@ -328,6 +426,8 @@ class Rehearser:
         job, clip = task.job, task.job.clip
         speed, origin = job.command.speed, job.start_frame / clip.fps
         decision = rehearsal_decision(task.window, result, start_s=(start - origin) / speed)
+        if task.watch and decision.status is None:
+            return  # a watch only speaks of a fall
         with host.lock:
             entry = {**decision.entry, "rehearsed_from": rehearsed_from}
             job.fields["physical_windows"] = [*job.fields.get("physical_windows", []), entry]
@@ -342,7 +442,9 @@ class Rehearser:
             return
         # a verified cut, else (no safe cut) where playback is now: the span's start at the latest
         stop = start + result.cut.motion_time_s * speed if result.cut is not None else max(task.start_s, clip.read_s)
-        if not task.fresh and stop <= job.switch_frame / clip.fps + 1e-9 and (kept := host.restore(job)) is not None:
+        if task.watch:  # playback went on while it ran
+            stop = min(max(stop, clip.read_s), task.end_s)
+        elif not task.fresh and stop <= job.switch_frame / clip.fps + 1e-9 and (kept := host.restore(job)) is not None:
             # nothing of the continuation would play: the motion it continues plays on as rehearsed
             host.report("rejected", job, {**decision.status, "kept_playing": kept.id,
                                           "detail": f"{decision.status.get('detail', '')}; command {kept.id} plays on"})
@@ -351,7 +453,7 @@ class Rehearser:
             job.stop_generating = job.cut = True
         clip.cut(stop)
         host.report("rejected", job, {**decision.status, "stops_at_s": round((stop - origin) / speed, 3)})
-        if stop <= job.switch_frame / clip.fps + 1e-9:
+        if stop <= job.switch_frame / clip.fps + 1e-9 and not task.watch:
             host.drop(job)  # a continuation cut before it takes over: it never plays
         elif task.fresh:
             host.release(job)

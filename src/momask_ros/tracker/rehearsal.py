@@ -125,6 +125,9 @@ class RehearsalRun:
         self._cut: CutPlan | None = None
         self._refuse = False
         self._settled = False  # the end's settling was checked (`_unsettled`)
+        #: no cut is planned at or before this time [s of the reference clock] (besides the motion's start):
+        #: what plays while the rehearsal runs is out of its reach
+        self.earliest_cut_s = -np.inf
 
     @property
     def end_s(self) -> float:
@@ -169,8 +172,8 @@ class RehearsalRun:
         start_s = owner.motion_start_s(self._pristine)
         for attempt in range(1, owner.max_cut_attempts + 1):
             cut_s = fall_s - owner.lead_s * attempt
-            if cut_s <= start_s:
-                return None  # the motion would not even start: refuse it
+            if cut_s <= max(start_s, self.earliest_cut_s):
+                return None  # the motion would not even start (or has played past it): refuse it
             reference = copy.deepcopy(self._pristine)
             reference.stop(cut_s)
             self._restore(cut_s)
