@@ -160,6 +160,11 @@ def test_sequence_streams_segment_by_segment_as_continuations():
     assert [s["text"] for s in d.by_state("done")] == texts
     assert not any("preempted_by" in s for s in d.by_state("done"))
     assert np.diff([s.get("switch_stamp_s", s["stamp_s"]) for s in played]) == pytest.approx([1.0, 1.0], abs=0.1)
+    # a tracker goes straight on from one segment to the next, and blends out after the last one's last sample
+    done = d.by_state("done")
+    assert [s.get("continued_by") for s in done] == [played[1]["id"], played[2]["id"], None]
+    assert "end_stamp_s" not in done[0] and done[2]["end_stamp_s"] == pytest.approx(played[2]["switch_stamp_s"] + 1.0,
+                                                                                     abs=0.1)
     check_stream(d)
 
 

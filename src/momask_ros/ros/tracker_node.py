@@ -14,7 +14,8 @@ Topics (defaults; relative names resolve in the node's namespace):
   of consecutive base poses.
 * in  ``momask/status`` std_msgs/String (momask_node's JSON): ``playing`` blends in from standing (a
   continuation is already in) and re-anchors the reference's heading and position on the robot's,
-  ``done`` (not preempted) and ``stopped`` blend back to standing; a command while fallen is refused
+  ``done`` (neither preempted nor continued) blends back to standing once the motion's last sample is
+  followed, ``stopped`` at once (`momask_ros.tracker.node_status`); a command while fallen is refused
   here, with the reason.
 * in  ``momask/stop`` std_msgs/Empty: back to standing at once.
 * in  ``joint_states`` sensor_msgs/JointState + ``imu`` sensor_msgs/Imu (+ ``sim/base_pose``, optional: the
@@ -52,6 +53,7 @@ from momask_ros.ros.pd_messages import imu_gyro, imu_quat_wxyz, pd_command_msg, 
 from momask_ros.tracker import (LiveReference, MeasuredState, Tracker, TrackerError, TrackerState, default_tracker_dir,
                                 load_tracker)
 from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
+from momask_ros.tracker.node_status import reference_event
 from momask_ros.tracker.rotations import tilt_from_quat_wxyz
 from momask_ros.tracker.spec import check_joint_names
 
@@ -260,15 +262,15 @@ class TrackerNode(Node):
                 self.get_logger().warning(f"command {cid} refused: {self.tracker.refusal_reason}")
                 self._publish_status()
             return
-        if state == "playing":
-            begin = max(float(status.get("stamp_s", self._ref_now())), self._ref_now())
+        event = reference_event(state, status, self._ref_now())
+        if event is not None and event[0] == "begin":
             if self.tracker.reference is not self.reference:
                 self.tracker.set_reference(self.reference, start_s=self._delay)
-            self.reference.begin(begin)
+            self.reference.begin(event[1])
             self.reference.reanchor(*self._robot_pose)
             self._publish_status()
-        elif (state == "done" and "preempted_by" not in status) or state == "stopped":
-            self.reference.end(self._ref_now())
+        elif event is not None and event[0] == "end":
+            self.reference.end(event[1])
 
     def _on_stop(self, _msg: Empty) -> None:
         self.reference.end(self._ref_now())

@@ -15,7 +15,9 @@ JointTrajectory when a motion is fully retargeted, and the statuses raised since
 * following segments: continuations, later windows and sequence segments join the playing clip, and
   the job playing changes at each switch frame;
 * the latency fields: ``latency_ms``/``stamp_s`` (command received -> its first published sample),
-  ``switch_latency_ms``/``switch_stamp_s`` for a continuation;
+  ``switch_latency_ms``/``switch_stamp_s`` for a continuation; a ``done`` says who goes on
+  (``preempted_by``, ``continued_by``) or, at an end or a cut, ``end_stamp_s`` (the last sample's stamp:
+  a tracker blends out once it has followed the stream to there, `momask_ros.tracker.node_status`);
 * under ``physical_checks: rehearse``, playing only what the rehearsal cleared, and the cut of a motion
   before a fall it predicts (`momask_ros.stream.clearance`).
 """
@@ -316,7 +318,8 @@ class Conductor:
         if self._motion is not None and (cut_due(self._motion, t) or self._into_superseded(t)):  # done, then stand
             clip, ended = self._motion.clip, self._job is not None and not self._job.cancelled
             if ended:
-                self._report("done", self._job, cut_fields(self._motion, self._job, t))
+                self._report("done", self._job, {**cut_fields(self._motion, self._job, t),
+                                                 "end_stamp_s": round(now, 4)})
             self._start(after_cut(self._last, self.pipeline.joint_space, self.settings), None, now_ns)
             if ended:  # the robot's tracker blends out from here, as after a motion's end
                 self._ended = (clip, now_ns)
@@ -422,8 +425,9 @@ class Conductor:
             return
         if frame < job.end_frame - 1e-6:
             self._report("done", job, {"preempted_by": current.id, **job.fields})
-        else:
-            self._report("done", job, {"duration_s": round(job.command_duration_s(play.clip.fps), 3), **job.fields})
+        else:  # the robot's tracker goes straight on (`momask_ros.tracker.node_status`)
+            self._report("done", job, {"duration_s": round(job.command_duration_s(play.clip.fps), 3),
+                                       "continued_by": current.id, **job.fields})
         self._job = current
         self._playing_sent = self._trajectory_sent = False
         play.change_speed(t, current.command.speed)
@@ -435,7 +439,8 @@ class Conductor:
         if job is not None:
             self._ended = (self._motion.clip, now_ns)  # played to its end: a next motion takes over there
             self._report("done", job, {"duration_s": round(job.command_duration_s(self._motion.clip.fps), 3),
-                                       "retarget_ms": round(job.clip.retarget_ms, 1), **job.fields})
+                                       "retarget_ms": round(job.clip.retarget_ms, 1),
+                                       "end_stamp_s": round(now_ns * 1e-9, 4), **job.fields})
         self._start(HoldPlayback(sample.pose()), None, now_ns)
         if job is not None and self.settings.idle_behavior == "rest":
             space = self.pipeline.joint_space

@@ -27,6 +27,7 @@ from momask_ros.physics.simulator import SimOptions, Simulator
 from momask_ros.tracker import LiveReference, MeasuredState, PdCommand, Tracker, TrackerBundle, TrackerState
 from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
 from momask_ros.tracker.rollout import RobotState
+from momask_ros.tracker.node_status import reference_event
 from momask_ros.tracker.spec import check_joint_names
 
 __all__ = ["TrackedLoop", "TrackedReport", "TrackedSimulation", "replay_stream"]
@@ -181,16 +182,15 @@ class TrackedLoop:
 
     def status(self, state: str, fields: Mapping[str, Any]) -> None:
         """A node status, as the tracker node reads it: motions begin and end on the reference."""
-        ref_now = max(self.time_s - self.delay_s, 0.0)
-        if state == "playing" and self.tracker.accepts_commands():
+        event = reference_event(state, fields, max(self.time_s - self.delay_s, 0.0), self.t0_s)
+        if event is not None and event[0] == "begin" and self.tracker.accepts_commands():
             if self.tracker.reference is not self.reference:
                 self.tracker.set_reference(self.reference, start_s=self.delay_s)
-            stamp = fields.get("stamp_s")
-            self.reference.begin(max(ref_now if stamp is None else float(stamp) - self.t0_s, ref_now))
+            self.reference.begin(event[1])
             position, quat = self.sim.base_pose()
             self.reference.reanchor(position, quat)
-        elif (state == "done" and "preempted_by" not in fields) or state == "stopped":
-            self.reference.end(ref_now)
+        elif event is not None and event[0] == "end":
+            self.reference.end(event[1])
 
     # ------------------------------------------------------------------ the robot
     def step(self) -> None:
