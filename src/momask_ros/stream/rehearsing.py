@@ -82,7 +82,7 @@ CUT_ATTEMPTS = 4
 #: 0.35 m). A rehearsal is a prediction: a motion that comes close to a fall in it may fall on the robot.
 #: At 0.75 rad a watch followed the live dance within 0.04 rad for 1.5 s up to 0.70 rad, where the rehearsed
 #: robot recovered and the live one fell (stream seed 7); seeds 1-60 (min height 0.45 m): 57 streams stood
-#: at 0.65 rad, 56 at 0.75 rad.
+#: at 0.65 rad, 56 at 0.75 rad (docs/benchmarks.md).
 #: The height is also above the live simulator's own fall line (`momask_sim`: 0.6 x its 0.793 m standing
 #: height, 0.476 m, below which `sim/status` says fallen): at 0.45 m a getup whose rehearsed pelvis dipped to
 #: 0.46 m passed, and the live one, at 0.43 m, was a fall (bench_rehearsal stream, seed 27).
