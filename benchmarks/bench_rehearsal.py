@@ -62,7 +62,8 @@ class World:
         from momask_model.generation.loading import default_bundle_path
         from momask_ros.robot.model import load_robot
         from momask_ros.stream.pipeline import MotionPipeline
-        from momask_ros.stream.rehearsing import Rehearser, load_rehearsal
+        from momask_ros.stream.rehearsal_setup import load_rehearsal
+        from momask_ros.stream.rehearsing import Rehearser
         from momask_ros.tracker import load_tracker
 
         torch.set_num_threads(1)

@@ -14,7 +14,8 @@ import pytest
 
 from momask_ros.stream.clip import MotionClip
 from momask_ros.stream.conductor import Conductor
-from momask_ros.stream.rehearsing import RehearsalUnavailable, Rehearser, load_rehearsal
+from momask_ros.stream.rehearsal_setup import RehearsalUnavailable, load_rehearsal
+from momask_ros.stream.rehearsing import Rehearser
 from momask_ros.stream.settings import StreamSettings
 from momask_ros.stream.state import JointSpace
 

@@ -237,8 +237,8 @@ class ScopeGate:
         n = len(captions)
         features = similarity_features(cos[:, :n], cos[:, n + gate._inside], cos[:, n + gate._outside])
         labels = [True] * n + gate.example_labels
-        inside = torch.cat([torch.arange(n), n + gate._inside])
-        to_caption, to_inside = rows[cos[:, :n].argmax(-1)], rows[inside[cos[:, inside].argmax(-1)]]
+        inside = torch.cat([torch.arange(n), n + gate._inside])  # the rows of gate._inside_rows
+        to_caption, to_inside = rows[cos[:, :n].argmax(-1)], gate._inside_rows[cos[:, inside].argmax(-1)]
         gate.head = ScopeHead.fit(head_input(rows, to_caption, to_inside), features, labels, cut, seed=seed)
         return gate
 

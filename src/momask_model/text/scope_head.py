@@ -46,7 +46,6 @@ def head_input(unit: torch.Tensor, to_caption: torch.Tensor, to_inside: torch.Te
     return torch.cat([unit, unit - to_caption, unit - to_inside], dim=-1)
 
 
-
 def similarity_features(to_captions: torch.Tensor, to_inside: torch.Tensor, to_outside: torch.Tensor) -> torch.Tensor:
     """(n, `FEATURES`): cosine to the nearest caption, mean cosine to the `TOP` nearest in-scope examples
     (captions included) and to the `TOP` nearest out-of-scope ones, then to the single nearest of each

@@ -33,9 +33,8 @@ def tracker_memory_msg(memory: TrackerMemory) -> Float64MultiArray:
     action = np.asarray(memory.last_action, dtype=np.float64).reshape(-1)
     frames, width = history.shape
     msg = Float64MultiArray()
-    msg.layout.dim = [MultiArrayDimension(label="history", size=frames, stride=frames * width),
-                      MultiArrayDimension(label="frame", size=width, stride=width),
-                      MultiArrayDimension(label="last_action", size=action.size, stride=action.size)]
+    msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=stride) for label, size, stride
+                      in zip(LABELS, (frames, width, action.size), (frames * width, width, action.size))]
     msg.data = np.concatenate([history.reshape(-1), action]).tolist()
     return msg
 

@@ -49,7 +49,8 @@ from momask_ros.stream.conductor import Conductor
 from momask_ros.stream.job import Job
 from momask_ros.stream.parameters import PARAMETERS, ParameterError, coerce as _coerce
 from momask_ros.stream.pipeline import MotionPipeline
-from momask_ros.stream.rehearsing import RehearsalUnavailable, Rehearser, load_rehearsal
+from momask_ros.stream.rehearsal_setup import RehearsalUnavailable, load_rehearsal
+from momask_ros.stream.rehearsing import Rehearser
 from momask_ros.stream.settings import StreamSettings
 
 __all__ = ["MomaskNode", "ParameterError", "PARAMETERS", "decode_string_cdr", "main"]

@@ -18,8 +18,8 @@ rehearsed with the memory of a tracker that has held it standing (`Rehearsal.sta
 fresh tracker's empty memory, a 1.5 s walk ended 0.01 rad off the live run; with it, 1e-7). A
 takeover is rehearsed from the measured state too when the robot has drifted from the prediction
 (tilting `DIVERGED_TILT_RAD` more than predicted for now). A rehearsed robot counts as fallen a margin
-sooner than the tracker's own detection (`REHEARSAL_MAX_TILT_RAD`, `REHEARSAL_MIN_BASE_HEIGHT_M`): a
-prediction that comes close to a fall is one.
+sooner than the tracker's own detection (`momask_ros.stream.rehearsal_setup`, which also loads the
+rehearsal the node runs): a prediction that comes close to a fall is one.
 
 With the memory of the robot's own tracker as well (``tracker/memory``: its observation history and last
 action), a rehearsal from the measured state continues as that tracker would, and a motion that starts
@@ -53,16 +53,14 @@ import dataclasses
 import math
 import time
 import weakref
-from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from momask_ros.stream.clip import MotionClip
-from momask_ros.stream.followed import LiveFollowed, SpanStream, StreamStart
+from momask_ros.stream.followed import SpanStream, StreamStart
 from momask_ros.stream.job import Job, SpanRehearsal
 from momask_ros.stream.state import RobotPose
-from momask_ros.stream.tracked_loop import TrackedSimulation
 from momask_ros.tracker.controller import TrackerMemory
 from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
 from momask_ros.tracker.rehearsal import Rehearsal, RehearsalResult, rehearsal_decision
@@ -70,27 +68,9 @@ from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.rotations import tilt_from_quat_wxyz
 from momask_ros.tracker.spec import TrackerError
 
-__all__ = ["Host", "RehearsalUnavailable", "Rehearser", "load_rehearsal"]
+__all__ = ["Host", "Rehearser"]
 
 
-#: A fall's first cut is tried this long before it, each next one as much earlier [s]: playback stays
-#: `CUT_LEAD_S` x `CUT_ATTEMPTS` behind the rehearsal, which is also what a fresh motion's start waits for.
-CUT_LEAD_S = 0.5
-CUT_ATTEMPTS = 4
-#: The rehearsed robot "falls" this much sooner than the tracker's own detection would say: its base tilts
-#: past `REHEARSAL_MAX_TILT_RAD` or drops below `REHEARSAL_MIN_BASE_HEIGHT_M` (the spec's are 1.0 rad and
-#: 0.35 m). A rehearsal is a prediction: a motion that comes close to a fall in it may fall on the robot.
-#: At 0.75 rad a watch followed the live dance within 0.04 rad for 1.5 s up to 0.70 rad, where the rehearsed
-#: robot recovered and the live one fell (stream seed 7); seeds 1-60 (min height 0.45 m): 57 streams stood
-#: at 0.65 rad, 56 at 0.75 rad (docs/benchmarks.md).
-#: The height is also above the live simulator's own fall line (`momask_sim`: 0.6 x its 0.793 m standing
-#: height, 0.476 m, below which `sim/status` says fallen): at 0.45 m a getup whose rehearsed pelvis dipped to
-#: 0.46 m passed, and the live one, at 0.43 m, was a fall (bench_rehearsal stream, seed 27).
-REHEARSAL_MAX_TILT_RAD = 0.65
-REHEARSAL_MIN_BASE_HEIGHT_M = 0.50
-#: Rehearsed time after the robot is back on a standing reference [s]: a G1 off balance after a deep crouch
-#: or a cut wobbled for 2-3 s and then fell (bench_rehearsal stream, seed 6); the tracker's default is 1.5.
-SETTLE_S = 3.0
 #: A motion taking over is rehearsed from the robot's measured state, not from the rehearsal of what plays,
 #: when the robot tilts this much more than that rehearsal predicted for now [rad] (bench_rehearsal
 #: stream, seed 12: an 8 s dance left the robot at tilt 0.51 where its rehearsal predicted 0.28).
@@ -103,38 +83,6 @@ DIVERGED_TILT_RAD = 0.15
 WATCH_EVERY_S = 1.0
 WATCH_HORIZON_S = 4.0
 WATCH_CUT_AFTER_S = 0.3
-
-
-class RehearsalUnavailable(ValueError):
-    """``physical_checks: rehearse`` cannot run: no usable tracker folder, or a robot the tracker does not
-    drive (one line: what and what to do)."""
-
-
-def load_rehearsal(tracker_dir: str | Path | None, joint_names: Sequence[str], *, robot: str = "") -> Rehearsal:
-    """The rehearsal of the tracker in ``tracker_dir`` ('' or None: the download cache) for a robot whose
-    joints are ``joint_names`` (any order; the tracker's set). Raises `RehearsalUnavailable`."""
-    from momask_ros.tracker import default_tracker_dir, load_spec, load_tracker
-
-    spec = load_spec()  # the robot first: it needs no files and says more than a missing folder
-    if sorted(joint_names) != sorted(spec.joint_names):
-        raise RehearsalUnavailable(
-            f"physical_checks: rehearse works only for robots the tracker drives ({spec.name}: "
-            f"{spec.num_joints} joints, {spec.joint_names[0]}, ...); robot {robot or '?'!r} has {len(joint_names)} "
-            "other joints: use robot g1, or physical_checks off, warn or reject")
-    folder = Path(tracker_dir).expanduser() if tracker_dir else default_tracker_dir()
-    try:
-        bundle = load_tracker(folder)
-        spec = bundle.spec
-        strict = dataclasses.replace(spec, fall_max_tilt_rad=min(spec.fall_max_tilt_rad, REHEARSAL_MAX_TILT_RAD),
-                                     fall_min_base_height_m=max(spec.fall_min_base_height_m, REHEARSAL_MIN_BASE_HEIGHT_M))
-        bundle = dataclasses.replace(bundle, spec=strict)
-        rehearsal = Rehearsal(bundle, conditioning=lambda reference: LiveFollowed(reference, bundle),
-                              lead_s=CUT_LEAD_S, max_cut_attempts=CUT_ATTEMPTS, settle_s=SETTLE_S)
-    except TrackerError as exc:
-        raise RehearsalUnavailable(f"physical_checks: rehearse needs the tracker (tracker_dir {str(folder)!r}): "
-                                   f"{exc}") from None
-    rehearsal.simulation = TrackedSimulation(bundle)  # a copy of the live simulator, not the tracker's own
-    return rehearsal
 
 
 class Host(Protocol):
@@ -222,9 +170,9 @@ class Rehearser:
         job, clip = task.job, task.job.clip
         if clip is None or self._gone(job) or (clip.stop_at_s is not None and task.start_s >= clip.stop_at_s):
             return None
-        start, state, memory, carried = task.start_s, None, None, None
         if task.watch:
             return self._watch(task, host)
+        start, state, memory, carried = task.start_s, None, None, None
         fresh = self.stream_start() if task.fresh else None
         # from the robot's state where the stream takes over, as rehearsed: a continuation in its own
         # clip; a fresh start in the clip that plays, now or at its end; from idle, in the blend-out and
@@ -236,11 +184,8 @@ class Rehearser:
             entries = self._settling(fresh.ended)
             if entries and fresh.since_end_s <= entries[-1][0] + self.step_s:
                 known = [entry for entry in entries if entry[0] <= fresh.since_end_s + 1e-9]
-        if known and fresh is not None and fresh.playing is not None and self._diverged(fresh.playing, fresh.speed):
-            known = []  # the robot is not where the rehearsal of what plays put it: from its measured state
-        if known and fresh is not None and (after or fresh.takeover_s <= fresh.playing.read_s + 1e-6) \
-                and self.memory() is not None and self.state() is not None:
-            known = []  # it starts now: from the robot as it is, with its tracker's own memory
+        if known and fresh is not None and self._from_robot(fresh, after):
+            known = []
         if known:
             state, memory = known[-1][1:3]  # a trail's entry, or a settling's
             if fresh is None:
@@ -317,7 +262,8 @@ class Rehearser:
         speed = job.command.speed  # the stream's clock is the playback's: clip time = speed x stream time
         trail = self._trails.setdefault(clip, [])
         stopped_at = None  # the rehearsed time where the clip's stream stopped (a span that ends the clip)
-        self.spans += not task.watch
+        if not task.watch:
+            self.spans += 1
         try:
             run = self.rehearsal.start(reference, state, memory)
         except TrackerError as exc:  # conditioning finds nothing of it within the robot
@@ -382,6 +328,15 @@ class Rehearser:
         end = clip.stop_at_s if clip.stop_at_s is not None else clip.duration_s
         valid = [e for e in self._afters.get(clip, ()) if not e[3].cancelled and abs(e[4] - end) < 1e-6]
         return [e for e in valid if e[3] is valid[-1][3]] if valid else []
+
+    def _from_robot(self, fresh: StreamStart, after: bool) -> bool:
+        """Whether a fresh motion starts from the robot's measured state rather than from the prediction of
+        what played before it: with its tracker's memory known, when it starts now (a preempt, or from
+        idle: ``after``), the robot as it is; and when the robot is not where that prediction put it."""
+        now = after or (fresh.playing is not None and fresh.takeover_s <= fresh.playing.read_s + 1e-6)
+        if now and self.memory() is not None and self.state() is not None:
+            return True
+        return fresh.playing is not None and self._diverged(fresh.playing, fresh.speed)
 
     def _diverged(self, playing: MotionClip, speed: float = 1.0) -> bool:
         """The measured robot tilts `DIVERGED_TILT_RAD` more than the rehearsal of ``playing`` (played at

@@ -26,8 +26,8 @@ import numpy as np
 from momask_ros.physics.simulator import SimOptions, Simulator
 from momask_ros.tracker import LiveReference, MeasuredState, PdCommand, Tracker, TrackerBundle, TrackerState
 from momask_ros.tracker.live_reference import REFERENCE_DELAY_S
-from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.node_status import reference_event
+from momask_ros.tracker.rollout import RobotState
 from momask_ros.tracker.spec import check_joint_names
 
 __all__ = ["TrackedLoop", "TrackedReport", "TrackedSimulation", "replay_stream"]
