@@ -352,14 +352,15 @@ class TrackerNode(Node):
         before, last = self.tracker.state, self._command
         tick = time.perf_counter()
         command = self.tracker.step(t, measured)
-        if command is not last and not command.safe:  # the policy ran (between its ticks: the same command)
+        ran = command is not last and not command.safe  # the policy ran (between its ticks: the same command)
+        if ran:
             self._policy_ms.append((time.perf_counter() - tick) * 1e3)
-            if self._memory_pub is not None:
-                self._memory_pub.publish(tracker_memory_msg(self.tracker.memory()))
         self._command = command
         msg = pd_command_msg(self._names, command.target_rad, "safe" if command.safe else "tracking",
                              parts["joints"].header.stamp)
         self._cmd_pub.publish(msg)
+        if ran and self._memory_pub is not None:  # after the command, which the robot waits for
+            self._memory_pub.publish(tracker_memory_msg(self.tracker.memory()))
         self._last_msg = msg
         self._commands += 1
         if self.tracker.state is not before or t - self._last_status_s >= 0.5:
